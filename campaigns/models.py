@@ -1,0 +1,166 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from campaigns.phones import E164_REGEX, E164PhoneField
+from config import clock
+
+
+class Category(models.Model):
+    name = models.CharField(_("name"), max_length=120, unique=True)
+    description = models.TextField(_("description"), blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("category")
+        verbose_name_plural = _("categories")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class WhatsAppStatus(models.TextChoices):
+    UNKNOWN = "unknown", _("not checked")
+    VALID = "valid", _("on WhatsApp")
+    INVALID = "invalid", _("not on WhatsApp")
+
+
+class Contact(models.Model):
+    phone = E164PhoneField(_("phone"), unique=True, help_text=_("Any format; stored as E.164."))
+    name = models.CharField(_("name"), max_length=200, blank=True)
+    first_name = models.CharField(_("first name"), max_length=200, blank=True)
+    fields = models.JSONField(
+        _("other fields"), default=dict, blank=True, help_text=_("Free-form, used in messages.")
+    )
+    categories = models.ManyToManyField(Category, related_name="contacts", blank=True)
+    opted_out_at = models.DateTimeField(_("opted out at"), null=True, blank=True)
+    whatsapp_status = models.CharField(
+        _("WhatsApp"), max_length=10, choices=WhatsAppStatus, default=WhatsAppStatus.UNKNOWN
+    )
+    whatsapp_checked_at = models.DateTimeField(_("WhatsApp checked at"), null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "first_name", "phone"]
+        constraints = [
+            models.CheckConstraint(condition=Q(phone__regex=E164_REGEX), name="contact_phone_e164"),
+            models.CheckConstraint(
+                condition=Q(whatsapp_status__in=WhatsAppStatus.values),
+                name="contact_whatsapp_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        full_name = " ".join(part for part in (self.first_name, self.name) if part)
+        return f"{full_name} ({self.phone})" if full_name else self.phone
+
+
+class CampaignStatus(models.TextChoices):
+    DRAFT = "draft", _("draft")
+    SCHEDULED = "scheduled", _("scheduled")
+    SENDING = "sending", _("sending")
+    PAUSED = "paused", _("paused")
+    COMPLETED = "completed", _("completed")
+    CANCELLED = "cancelled", _("cancelled")
+
+
+FINAL_CAMPAIGN_STATUSES = frozenset({CampaignStatus.COMPLETED, CampaignStatus.CANCELLED})
+
+# The only moves a campaign can make; anything not here is refused by `transition_to`.
+CAMPAIGN_TRANSITIONS = {
+    CampaignStatus.DRAFT: {CampaignStatus.SCHEDULED, CampaignStatus.SENDING},
+    CampaignStatus.SCHEDULED: {CampaignStatus.SENDING},
+    CampaignStatus.SENDING: {CampaignStatus.PAUSED, CampaignStatus.COMPLETED},
+    CampaignStatus.PAUSED: {CampaignStatus.SENDING},
+    CampaignStatus.COMPLETED: set(),
+    CampaignStatus.CANCELLED: set(),
+}
+for _status in set(CampaignStatus) - FINAL_CAMPAIGN_STATUSES:
+    CAMPAIGN_TRANSITIONS[_status].add(CampaignStatus.CANCELLED)
+
+
+class InvalidTransition(ValueError):
+    """A campaign was asked to move to a status it cannot reach from where it is."""
+
+
+class Campaign(models.Model):
+    name = models.CharField(_("name"), max_length=200)
+    device = models.ForeignKey(
+        "messaging.Device", on_delete=models.PROTECT, related_name="campaigns", verbose_name=_("device")
+    )
+    categories = models.ManyToManyField(Category, related_name="campaigns", verbose_name=_("categories"))
+    message_1_text = models.TextField(
+        _("Message 1"), blank=True, help_text=_("Use {{ first_name }}, {{ name }} or any contact field.")
+    )
+    message_1_template_name = models.CharField(
+        _("Message 1 WhatsApp template"),
+        max_length=200,
+        blank=True,
+        help_text=_("Instead of text: an approved template (WhatsApp Business numbers only)."),
+    )
+    message_1_template_language = models.CharField(_("template language"), max_length=20, blank=True)
+    message_1_template_variables = models.JSONField(_("template variables"), default=list, blank=True)
+    message_2_text = models.TextField(_("Message 2 (follow-up)"))
+    starts_at = models.DateTimeField(_("start at"), null=True, blank=True)
+    status = models.CharField(
+        _("status"), max_length=10, choices=CampaignStatus, default=CampaignStatus.DRAFT, editable=False
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+    )
+    launched_at = models.DateTimeField(_("launched at"), null=True, blank=True, editable=False)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=CampaignStatus.values), name="campaign_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(message_1_text="") | ~Q(message_1_template_name=""),
+                name="campaign_message_1_text_or_template",
+                violation_error_message=_("Message 1 needs a text or a WhatsApp template."),
+            ),
+            models.CheckConstraint(
+                condition=~Q(message_1_template_name="") | Q(message_1_template_language=""),
+                name="campaign_template_language_needs_template",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_CAMPAIGN_STATUSES
+
+    def can_transition_to(self, status: str) -> bool:
+        return status in CAMPAIGN_TRANSITIONS[CampaignStatus(self.status)]
+
+    def transition_to(self, status: str) -> None:
+        """Move to `status` in memory (the caller saves), or raise InvalidTransition.
+
+        Sets launched_at on the first move out of draft and finished_at on a final move.
+        """
+        if not self.can_transition_to(status):
+            reachable = sorted(CAMPAIGN_TRANSITIONS[CampaignStatus(self.status)])
+            raise InvalidTransition(
+                f"Campaign {self.name!r} cannot go from {self.status} to {status}; "
+                f"from {self.status} it can go to: {', '.join(reachable) or 'nothing (final)'}."
+            )
+        if self.status == CampaignStatus.DRAFT:
+            self.launched_at = clock.now()
+        self.status = status
+        if status in FINAL_CAMPAIGN_STATUSES:
+            self.finished_at = clock.now()

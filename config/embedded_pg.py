@@ -1,0 +1,124 @@
+"""The embedded PostgreSQL server used when DATABASE_URL is unset.
+
+`pgserver` ships a real PostgreSQL 16 in a wheel. Its data lives in `var/pgdata`, it
+listens only on a unix socket inside that directory, and it is started on demand by
+settings (any `manage.py` command works on a fresh checkout). It is never stopped by
+the process that happened to start it (`cleanup_mode=None`): the owner is
+`python -m config.embedded_pg run -- CMD`, which the Makefile wraps around `run` and
+`test`, and which stops the server after CMD only if it was the one to start it.
+That way the app can restart freely while the database keeps its data and stays up.
+
+    python -m config.embedded_pg run -- CMD ...   start if needed, run CMD, stop if we started
+    python -m config.embedded_pg start | stop | status
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+PGDATA = BASE_DIR / "var" / "pgdata"
+DATABASE_NAME = "relance"
+
+
+def _pgserver():
+    # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, cron); pgserver only
+    # keeps a lock file there, so the fallback under /tmp is fine.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+
+    return pgserver
+
+
+def _postmaster():
+    """The running server's postmaster info, or None."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pgserver.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(PGDATA) if PGDATA.exists() else None
+    return info if info and info.is_running() and info.status == "ready" else None
+
+
+def is_running() -> bool:
+    return _postmaster() is not None
+
+
+def ensure_running() -> dict:
+    """Start the server if needed, create our database, return Django's DATABASES entry."""
+    info = _postmaster()
+    if info is None:
+        PGDATA.parent.mkdir(parents=True, exist_ok=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            info = _pgserver().get_server(PGDATA, cleanup_mode=None).get_postmaster_info()
+    socket_dir = info.socket_dir
+    _ensure_database(str(socket_dir))
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": DATABASE_NAME,
+        "USER": "postgres",
+        "HOST": str(socket_dir),
+    }
+
+
+def _ensure_database(socket_dir: str) -> None:
+    import psycopg
+
+    with psycopg.connect(host=socket_dir, user="postgres", dbname="postgres", autocommit=True) as c:
+        exists = c.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE_NAME]).fetchone()
+        if not exists:
+            c.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+
+
+def stop() -> None:
+    """Stop the server cleanly (a fast shutdown: open sessions are rolled back)."""
+    if not is_running():
+        return
+    from pgserver._commands import pg_ctl
+
+    user = "pgserver" if os.geteuid() == 0 else None
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=PGDATA, user=user)
+
+
+def run(command: list[str]) -> int:
+    """Run `command` with the database up; stop the server afterwards if we started it."""
+    embedded = not os.environ.get("DATABASE_URL")
+    started_here = embedded and not is_running()
+    if embedded:
+        ensure_running()
+    child = subprocess.Popen(command)
+    # Ctrl-C reaches the whole foreground group: the child handles it, we wait for it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGTERM))
+    code = child.wait()
+    if started_here:
+        stop()
+        print("Embedded PostgreSQL stopped.", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["run"] and "--" in argv:
+        return run(argv[argv.index("--") + 1 :])
+    if argv == ["start"]:
+        print(ensure_running()["HOST"])
+        return 0
+    if argv == ["stop"]:
+        stop()
+        return 0
+    if argv == ["status"]:
+        print("running" if is_running() else "stopped")
+        return 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,227 @@
+"""Relance settings: one module, every knob read from the environment (or `.env`).
+
+`.env.example` lists every variable with a comment. Nothing secret lives here: in
+production a missing SECRET_KEY stops start-up; in development a key is generated
+once into `var/`.
+"""
+
+import secrets
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env")
+
+# "development" (the default: run on a laptop, sandbox, generated secrets) or "production".
+RELANCE_ENV = env.str("RELANCE_ENV", default="development")
+if RELANCE_ENV not in ("development", "production"):
+    raise ImproperlyConfigured(f"RELANCE_ENV must be 'development' or 'production', not {RELANCE_ENV!r}")
+PRODUCTION = RELANCE_ENV == "production"
+
+
+def _generated_secret(name: str) -> str:
+    """A development-only secret, created once under var/ so that it survives restarts."""
+    path = VAR_DIR / name
+    if not path.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _required_in_production(name: str) -> str:
+    value = env.str(name, default="")
+    if value:
+        return value
+    if PRODUCTION:
+        raise ImproperlyConfigured(
+            f"{name} is not set. Production mode (RELANCE_ENV=production) needs it in the "
+            f"environment or in .env; generate one with: python -c 'import secrets; "
+            f"print(secrets.token_urlsafe(48))'"
+        )
+    return _generated_secret(name.lower())
+
+
+SECRET_KEY = _required_in_production("SECRET_KEY")
+DEBUG = env.bool("DEBUG", default=not PRODUCTION)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[] if PRODUCTION else ["localhost", "127.0.0.1"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "rest_framework",
+    "django_q",
+    "messaging",
+    "campaigns",
+    "webhooks",
+    "monitoring",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------
+# DATABASE_URL selects PostgreSQL (postgres://user:pass@host:5432/name). Unset, Relance
+# starts its embedded PostgreSQL under var/pgdata (config/embedded_pg.py). Never SQLite.
+if env.str("DATABASE_URL", default=""):
+    DATABASES = {"default": env.db("DATABASE_URL")}
+    if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured("DATABASE_URL must point to PostgreSQL (postgres://…).")
+else:
+    from config.embedded_pg import ensure_running
+
+    DATABASES = {"default": ensure_running()}
+# Reuse connections (django-q2 throughput drops fivefold without it) and check them
+# before use, so that a PostgreSQL restart does not fail the next tasks.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# django-q2 keeps cluster status in the cache: it must be shared (database) so that the
+# web process can see the workers.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "relance_cache",
+    }
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = env.str("LANGUAGE_CODE", default="en")
+LANGUAGES = [("en", "English"), ("fr", "Français")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+LOGIN_URL = "admin:login"
+
+# --- Security (production) ------------------------------------------------------------
+SESSION_COOKIE_SECURE = PRODUCTION
+CSRF_COOKIE_SECURE = PRODUCTION
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=PRODUCTION)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = PRODUCTION
+SECURE_HSTS_PRELOAD = PRODUCTION
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto.
+if env.bool("BEHIND_TLS_PROXY", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- Email (alerts to ADMINS) -------------------------------------------------------------
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
+vars().update(EMAIL_CONFIG)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="relance@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+ADMINS = [("Relance admin", a) for a in env.list("ADMIN_EMAILS", default=[])]
+
+# --- Phones ---------------------------------------------------------------------------
+# Region used to read national numbers ("06 12 34 56 78" → +33612345678).
+PHONE_DEFAULT_REGION = env.str("PHONE_DEFAULT_REGION", default="FR")
+
+# --- Pacing defaults for a new device (each device carries its own copy) --------------
+DEVICE_DAILY_LIMIT = env.int("DEVICE_DAILY_LIMIT", default=1000)
+DEVICE_GAP_SECONDS = env.float("DEVICE_GAP_SECONDS", default=25.0)
+DEVICE_BATCH_SIZE = env.int("DEVICE_BATCH_SIZE", default=25)
+DEVICE_BATCH_PAUSE_SECONDS = env.float("DEVICE_BATCH_PAUSE_SECONDS", default=300.0)
+
+# --- Wassenger ------------------------------------------------------------------------
+# Without a token Relance talks to the local sandbox (manage.py wassenger_sandbox).
+WASSENGER_API_TOKEN = env.str("WASSENGER_API_TOKEN", default="")
+WASSENGER_SANDBOX = env.bool("WASSENGER_SANDBOX", default=not WASSENGER_API_TOKEN)
+WASSENGER_SANDBOX_HOST = "127.0.0.1"
+WASSENGER_SANDBOX_PORT = env.int("WASSENGER_SANDBOX_PORT", default=8765)
+if WASSENGER_SANDBOX:
+    WASSENGER_API_URL = f"http://{WASSENGER_SANDBOX_HOST}:{WASSENGER_SANDBOX_PORT}/v1"
+    WASSENGER_API_TOKEN = WASSENGER_API_TOKEN or "sandbox-token"
+else:
+    WASSENGER_API_URL = env.str("WASSENGER_API_URL", default="https://api.wassenger.com/v1")
+# Wassenger id of the default device (created on first run); empty lets Wassenger choose.
+WASSENGER_DEVICE_ID = env.str("WASSENGER_DEVICE_ID", default="")
+WASSENGER_CONNECT_TIMEOUT = env.float("WASSENGER_CONNECT_TIMEOUT", default=5.0)
+WASSENGER_READ_TIMEOUT = env.float("WASSENGER_READ_TIMEOUT", default=30.0)
+# Webhook: Wassenger calls RELANCE_BASE_URL/webhooks/wassenger/?secret=WASSENGER_WEBHOOK_SECRET
+RELANCE_BASE_URL = env.str("RELANCE_BASE_URL", default="http://127.0.0.1:8000")
+WASSENGER_WEBHOOK_SECRET = _required_in_production("WASSENGER_WEBHOOK_SECRET")
+
+# >>> sandbox: knobs of the local Wassenger stand-in (manage.py wassenger_sandbox)
+# <<< sandbox
+
+# --- Background work (django-q2, ORM broker on the same database) ----------------------
+# See "django-q2 facts" in DESIGN: every task is safe to run twice; `retry` is far above
+# `timeout` × (1 + queue_limit / workers); results of successful tasks are not stored
+# (save_limit -1) and failures are pruned by our own cleanup; failed tasks are not re-run
+# by the broker (our retry policy lives in our code).
+Q_WORKERS = env.int("Q_WORKERS", default=2)
+Q_CLUSTER = {
+    "name": "relance",
+    "orm": "default",
+    "workers": Q_WORKERS,
+    "timeout": env.int("Q_TIMEOUT", default=120),
+    "retry": env.int("Q_RETRY", default=600),
+    "queue_limit": 2,
+    "max_attempts": 1,
+    "ack_failures": True,
+    "save_limit": -1,
+    "catch_up": False,
+    "poll": 0.5,
+    "label": "Background tasks",
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "pgserver": {"level": "WARNING"}},
+}
+
+REST_FRAMEWORK = {
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+}

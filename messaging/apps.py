@@ -1,0 +1,20 @@
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+class MessagingConfig(AppConfig):
+    name = "messaging"
+    verbose_name = "Messaging"
+
+    def ready(self) -> None:
+        post_migrate.connect(_after_migrate, sender=self)
+
+
+def _after_migrate(sender, using, **kwargs) -> None:
+    """First run (and every migrate): a default device exists, schedules are declared."""
+    from django.core.management import call_command
+
+    from messaging.devices import device_ensure_default
+
+    device_ensure_default()
+    call_command("setup_schedules", verbosity=0)

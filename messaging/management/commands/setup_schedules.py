@@ -1,0 +1,12 @@
+from django.core.management.base import BaseCommand
+
+from messaging.schedules import schedules_sync
+
+
+class Command(BaseCommand):
+    help = "Create or update Relance's periodic jobs (idempotent)."
+
+    def handle(self, *args, **options):
+        names = schedules_sync()
+        if options["verbosity"]:
+            self.stdout.write(f"{len(names)} schedule(s) in place: {', '.join(names) or 'none yet'}.")

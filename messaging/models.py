@@ -1,0 +1,154 @@
+import uuid
+
+from django.conf import settings
+from django.contrib.postgres.functions import RandomUUID
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Now
+from django.utils.translation import gettext_lazy as _
+
+from campaigns.phones import E164_REGEX, E164PhoneField
+from config import clock
+
+
+def _now():
+    return clock.now()
+
+
+def _default_daily_limit() -> int:
+    return settings.DEVICE_DAILY_LIMIT
+
+
+def _default_gap() -> float:
+    return settings.DEVICE_GAP_SECONDS
+
+
+def _default_batch_size() -> int:
+    return settings.DEVICE_BATCH_SIZE
+
+
+def _default_batch_pause() -> float:
+    return settings.DEVICE_BATCH_PAUSE_SECONDS
+
+
+class Device(models.Model):
+    """A Wassenger sending number, with the pacing that keeps it from being banned."""
+
+    label = models.CharField(_("label"), max_length=100, unique=True)
+    wassenger_id = models.CharField(
+        _("Wassenger device id"),
+        max_length=64,
+        blank=True,
+        help_text=_("The 24-hex id from Wassenger; empty lets Wassenger pick the account's number."),
+    )
+    phone = E164PhoneField(_("phone"), blank=True)
+    is_default = models.BooleanField(_("default device"), default=False)
+    daily_limit = models.PositiveIntegerField(_("daily limit"), default=_default_daily_limit)
+    gap_seconds = models.FloatField(_("seconds between sends"), default=_default_gap)
+    batch_size = models.PositiveIntegerField(_("batch size"), default=_default_batch_size)
+    batch_pause_seconds = models.FloatField(_("pause after a batch (s)"), default=_default_batch_pause)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["label"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["wassenger_id"], condition=~Q(wassenger_id=""), name="device_wassenger_id_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["is_default"], condition=Q(is_default=True), name="device_single_default"
+            ),
+            models.CheckConstraint(
+                condition=Q(phone="") | Q(phone__regex=E164_REGEX), name="device_phone_e164"
+            ),
+            models.CheckConstraint(condition=Q(gap_seconds__gte=0), name="device_gap_not_negative"),
+            models.CheckConstraint(condition=Q(batch_size__gte=1), name="device_batch_size_positive"),
+            models.CheckConstraint(
+                condition=Q(batch_pause_seconds__gte=0), name="device_batch_pause_not_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.label
+
+
+class MessageKind(models.TextChoices):
+    MESSAGE_1 = "message_1", _("Message 1")
+    MESSAGE_2 = "message_2", _("Message 2")
+
+
+class MessageStatus(models.TextChoices):
+    PENDING = "pending", _("pending")
+    SENDING = "sending", _("sending")
+    SENT = "sent", _("sent")
+    DELIVERED = "delivered", _("delivered")
+    READ = "read", _("read")
+    FAILED = "failed", _("failed")
+    CANCELLED = "cancelled", _("cancelled")
+    UNKNOWN = "unknown", _("outcome unknown")
+
+
+# Wassenger accepted these: sent_at must be known [legacy 4.2].
+ACCEPTED_STATUSES = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ)
+
+
+class Message(models.Model):
+    """One WhatsApp message to one contact: a campaign's Message 1 or its follow-up."""
+
+    campaign = models.ForeignKey("campaigns.Campaign", on_delete=models.CASCADE, related_name="messages")
+    contact = models.ForeignKey("campaigns.Contact", on_delete=models.PROTECT, related_name="messages")
+    # Copied from the campaign so that "next due message of this device" is one index scan.
+    device = models.ForeignKey(Device, on_delete=models.PROTECT, related_name="messages")
+    kind = models.CharField(_("kind"), max_length=10, choices=MessageKind)
+    content = models.TextField(_("content"), blank=True)
+    status = models.CharField(
+        _("status"),
+        max_length=10,
+        choices=MessageStatus,
+        default=MessageStatus.PENDING,
+        db_default=MessageStatus.PENDING,
+    )
+    # Sent to Wassenger as `reference`: how a receipt or a lost response finds its row.
+    reference = models.UUIDField(
+        _("reference"), unique=True, default=uuid.uuid4, db_default=RandomUUID(), editable=False
+    )
+    wassenger_id = models.CharField(_("Wassenger id"), max_length=64, blank=True, db_default="")
+    whatsapp_id = models.CharField(_("WhatsApp id"), max_length=128, blank=True, db_default="")
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0, db_default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt at"), default=_now, db_default=Now())
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+    delivered_at = models.DateTimeField(_("delivered at"), null=True, blank=True)
+    read_at = models.DateTimeField(_("read at"), null=True, blank=True)
+    failed_at = models.DateTimeField(_("failed at"), null=True, blank=True)
+    replied_at = models.DateTimeField(_("replied at"), null=True, blank=True)
+    last_error = models.TextField(_("last error"), blank=True, db_default="")
+    created_at = models.DateTimeField(auto_now_add=True, db_default=Now())
+    updated_at = models.DateTimeField(auto_now=True, db_default=Now())
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign", "contact", "kind"], name="message_once_per_campaign_contact_kind"
+            ),
+            models.CheckConstraint(condition=Q(kind__in=MessageKind.values), name="message_kind_valid"),
+            models.CheckConstraint(condition=Q(status__in=MessageStatus.values), name="message_status_valid"),
+            models.CheckConstraint(
+                condition=~Q(status__in=ACCEPTED_STATUSES) | Q(sent_at__isnull=False),
+                name="message_accepted_has_sent_at",
+            ),
+        ]
+        indexes = [
+            # The sender's claim: pending rows of one device, Message 2 first, then oldest.
+            models.Index(
+                fields=["device", "-kind", "id"],
+                condition=Q(status=MessageStatus.PENDING),
+                name="message_due_by_device",
+            ),
+            models.Index(fields=["campaign", "status"], name="message_campaign_status"),
+            models.Index(fields=["wassenger_id"], condition=~Q(wassenger_id=""), name="message_wassenger_id"),
+            models.Index(fields=["whatsapp_id"], condition=~Q(whatsapp_id=""), name="message_whatsapp_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} → {self.contact_id} ({self.status})"

@@ -1,0 +1,108 @@
+"""Run Relance's processes together (web, django-q cluster, Wassenger sandbox).
+
+Each child runs in its own session (process group), so that after its graceful stop
+whatever it forked can be killed too: killing only qcluster's main process would leave
+its workers consuming tasks.
+A child that dies is restarted after a short back-off; Ctrl-C or SIGTERM stops them all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+logger = logging.getLogger(__name__)
+
+STOP_GRACE_SECONDS = 15
+RESTART_BACKOFF_SECONDS = (1, 2, 5, 10, 30)
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    process: subprocess.Popen | None = None
+    restarts: int = 0
+    started_at: float = field(default=0.0)
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.argv, start_new_session=True)
+        self.started_at = time.monotonic()
+        logger.info("started %s (pid %s)", self.name, self.process.pid)
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def signal_group(self, signum: int) -> None:
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+def manage_py(*args: str) -> list[str]:
+    return [sys.executable, "manage.py", *args]
+
+
+class Supervisor:
+    def __init__(self, children: list[Child]):
+        self.children = children
+        self.stopping = False
+
+    def run(self) -> None:
+        signal.signal(signal.SIGINT, self._request_stop)
+        signal.signal(signal.SIGTERM, self._request_stop)
+        for child in self.children:
+            child.start()
+        while not self.stopping:
+            self._restart_dead_children()
+            time.sleep(0.5)
+        self.stop_all()
+
+    def _request_stop(self, *_):
+        self.stopping = True
+
+    def _restart_dead_children(self) -> None:
+        for child in self.children:
+            if child.running():
+                continue
+            # A child that ran for a while before dying starts its back-off afresh.
+            if time.monotonic() - child.started_at > 60:
+                child.restarts = 0
+            delay = RESTART_BACKOFF_SECONDS[min(child.restarts, len(RESTART_BACKOFF_SECONDS) - 1)]
+            logger.warning(
+                "%s exited with %s; restarting in %ss", child.name, child.process.returncode, delay
+            )
+            time.sleep(delay)
+            if self.stopping:
+                return
+            child.restarts += 1
+            child.start()
+
+    def stop_all(self) -> None:
+        """SIGTERM each main process, wait, then SIGKILL whatever is left of its group.
+
+        Only the main process gets SIGTERM: qcluster's sentinel then stops its own workers
+        in order (a group-wide SIGTERM makes it hang until the grace period runs out).
+        """
+        for child in self.children:
+            if child.running():
+                child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for child in self.children:
+            if child.process is None:
+                continue
+            try:
+                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                logger.warning("%s did not stop in %ss; killing it", child.name, STOP_GRACE_SECONDS)
+            # Workers forked by the child may outlive it: kill the whole group regardless.
+            child.signal_group(signal.SIGKILL)
+        logger.info("all processes stopped")

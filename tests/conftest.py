@@ -1,0 +1,32 @@
+"""Shared fixtures. Tests run on real PostgreSQL (embedded unless DATABASE_URL is set)."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from config import clock
+
+
+class FakeClock:
+    """The one clock, frozen and moved by hand; `sleep` advances it instead of waiting."""
+
+    def __init__(self, start: datetime):
+        self.current = start
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, seconds: float) -> None:
+        self.current += timedelta(seconds=seconds)
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self.advance(seconds)
+
+
+@pytest.fixture
+def fake_clock(monkeypatch) -> FakeClock:
+    fake = FakeClock(datetime(2026, 3, 29, 9, 0, tzinfo=UTC))
+    monkeypatch.setattr(clock, "now", fake.now)
+    monkeypatch.setattr(clock, "sleep", fake.sleep)
+    return fake

@@ -1,0 +1,52 @@
+"""Small factories: each makes one valid row, with overrides."""
+
+from itertools import count
+
+from campaigns.models import Campaign, Category, Contact
+from messaging.devices import device_ensure_default
+from messaging.models import Device, Message, MessageKind
+
+_numbers = count(1)
+
+
+def make_phone() -> str:
+    # French mobile numbers +33 6 xx xx xx xx, all valid for phonenumbers.
+    return f"+336{next(_numbers) + 10_000_000:08d}"
+
+
+def make_contact(**fields) -> Contact:
+    categories = fields.pop("categories", [])
+    fields.setdefault("phone", make_phone())
+    fields.setdefault("first_name", "Camille")
+    contact = Contact.objects.create(**fields)
+    contact.categories.set(categories)
+    return contact
+
+
+def make_category(name: str | None = None) -> Category:
+    return Category.objects.create(name=name or f"Category {next(_numbers)}")
+
+
+def make_device(**fields) -> Device:
+    fields.setdefault("label", f"Device {next(_numbers)}")
+    return Device.objects.create(**fields)
+
+
+def make_campaign(**fields) -> Campaign:
+    categories = fields.pop("categories", [])
+    fields.setdefault("name", f"Campaign {next(_numbers)}")
+    fields.setdefault("device", device_ensure_default())
+    fields.setdefault("message_1_text", "Bonjour {{ first_name }}")
+    fields.setdefault("message_2_text", "Merci pour votre réponse !")
+    campaign = Campaign.objects.create(**fields)
+    campaign.categories.set(categories)
+    return campaign
+
+
+def make_message(**fields) -> Message:
+    fields.setdefault("campaign", make_campaign())
+    fields.setdefault("contact", make_contact())
+    fields.setdefault("device", fields["campaign"].device)
+    fields.setdefault("kind", MessageKind.MESSAGE_1)
+    fields.setdefault("content", "Bonjour")
+    return Message.objects.create(**fields)

@@ -1,0 +1,78 @@
+import pytest
+from django.db import IntegrityError, connection, transaction
+
+from messaging.devices import device_ensure_default
+from messaging.models import Device, Message, MessageKind, MessageStatus
+from tests.factories import make_campaign, make_contact, make_device, make_message
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_second_message_1_for_the_same_campaign_and_contact_is_rejected_by_the_database():
+    message = make_message()
+    with pytest.raises(IntegrityError):
+        make_message(campaign=message.campaign, contact=message.contact)
+
+
+def test_message_2_for_the_same_contact_is_a_different_message():
+    message = make_message()
+    follow_up = make_message(campaign=message.campaign, contact=message.contact, kind=MessageKind.MESSAGE_2)
+    assert follow_up.reference != message.reference
+
+
+def test_a_message_accepted_by_wassenger_must_have_its_sent_time():
+    message = make_message()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Message.objects.filter(pk=message.pk).update(status=MessageStatus.SENT)
+
+
+def test_a_set_based_insert_gets_a_unique_reference_and_pending_status_from_the_database():
+    campaign = make_campaign()
+    contacts = [make_contact(), make_contact()]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO messaging_message (campaign_id, contact_id, device_id, kind, content)"
+            " SELECT %s, id, %s, 'message_1', 'hi' FROM campaigns_contact WHERE id = ANY(%s)",
+            [campaign.pk, campaign.device_id, [c.pk for c in contacts]],
+        )
+    rows = list(Message.objects.filter(campaign=campaign).values("reference", "status", "attempts"))
+    assert len({row["reference"] for row in rows}) == 2
+    assert {row["status"] for row in rows} == {MessageStatus.PENDING}
+
+
+def test_there_is_exactly_one_default_device_and_ensuring_it_is_idempotent():
+    first = device_ensure_default()
+    assert device_ensure_default() == first
+    assert Device.objects.filter(is_default=True).count() == 1
+    with pytest.raises(IntegrityError), transaction.atomic():
+        make_device(is_default=True)
+
+
+def test_a_new_device_takes_its_pacing_from_the_settings(settings):
+    settings.DEVICE_GAP_SECONDS = 7.5
+    device = make_device()
+    assert (device.daily_limit, device.gap_seconds, device.batch_size, device.batch_pause_seconds) == (
+        1000,
+        7.5,
+        25,
+        300.0,
+    )
+
+
+def test_a_device_with_a_batch_of_zero_is_rejected_by_the_database():
+    with pytest.raises(IntegrityError):
+        make_device(batch_size=0)
+
+
+def test_the_due_message_query_of_a_device_is_an_index_scan():
+    device = device_ensure_default()
+    with connection.cursor() as cursor:
+        cursor.execute("SET enable_seqscan = off")
+        cursor.execute(
+            "EXPLAIN SELECT id FROM messaging_message WHERE device_id = %s AND status = 'pending'"
+            " ORDER BY kind DESC, id LIMIT 1",
+            [device.pk],
+        )
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute("SET enable_seqscan = on")
+    assert "message_due_by_device" in plan

@@ -1,0 +1,48 @@
+"""Production settings: secure by default, and a clear error instead of a guessed secret."""
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "RELANCE_ENV": "production", **env}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=BASE_DIR,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_deploy_check_is_clean_with_production_settings():
+    result = _manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        WASSENGER_WEBHOOK_SECRET=secrets.token_urlsafe(32),
+        ALLOWED_HOSTS="relance.example.com",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_production_without_a_secret_key_stops_with_a_clear_error():
+    result = _manage("check", SECRET_KEY="", WASSENGER_WEBHOOK_SECRET="x")
+    assert result.returncode != 0
+    assert "SECRET_KEY is not set" in result.stderr
+
+
+def test_development_generates_its_secret_key_under_var():
+    from django.conf import settings
+
+    assert settings.SECRET_KEY == (BASE_DIR / "var" / "secret_key").read_text().strip()
+    assert len(settings.SECRET_KEY) >= 50
