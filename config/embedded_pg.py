@@ -20,6 +20,7 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
+from urllib.parse import quote
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 PGDATA = BASE_DIR / "var" / "pgdata"
@@ -66,6 +67,17 @@ def ensure_running() -> dict:
         "USER": "postgres",
         "HOST": str(socket_dir),
     }
+
+
+def url_for(settings_entry: dict, name: str | None = None) -> str:
+    """A DATABASE_URL for another process: same server, database `name` (default: same)."""
+    host = settings_entry.get("HOST") or settings_entry.get("OPTIONS", {}).get("host", "")
+    user, password = quote(settings_entry.get("USER", "")), quote(settings_entry.get("PASSWORD", ""))
+    database = name or settings_entry["NAME"]
+    if host.startswith("/"):  # a unix socket directory, as libpq takes it
+        return f"postgres://{user}@/{database}?host={host}"
+    port = settings_entry.get("PORT") or 5432
+    return f"postgres://{user}:{password}@{host}:{port}/{database}"
 
 
 def _ensure_database(socket_dir: str) -> None:

@@ -190,7 +190,39 @@ RELANCE_BASE_URL = env.str("RELANCE_BASE_URL", default="http://127.0.0.1:8000")
 WASSENGER_WEBHOOK_SECRET = _required_in_production("WASSENGER_WEBHOOK_SECRET")
 
 # >>> sandbox: knobs of the local Wassenger stand-in (manage.py wassenger_sandbox)
+# Seconds from acceptance to the "delivered" ack webhook.
+WASSENGER_SANDBOX_DELIVERED_DELAY = env.float("WASSENGER_SANDBOX_DELIVERED_DELAY", default=3.0)
+# Seconds from the "delivered" ack to the "read" ack.
+WASSENGER_SANDBOX_READ_DELAY = env.float("WASSENGER_SANDBOX_READ_DELAY", default=10.0)
+# Seconds from the "read" ack to the contact's reply (message:in:new).
+WASSENGER_SANDBOX_REPLY_DELAY = env.float("WASSENGER_SANDBOX_REPLY_DELAY", default=20.0)
+# Share (0–1) of contacts that reply to their first message; chosen by a hash of phone and seed.
+WASSENGER_SANDBOX_REPLY_SHARE = env.float("WASSENGER_SANDBOX_REPLY_SHARE", default=0.3)
+# Share (0–1) of those replies that are a stop word (STOP, ARRÊT, UNSUBSCRIBE…).
+WASSENGER_SANDBOX_STOP_SHARE = env.float("WASSENGER_SANDBOX_STOP_SHARE", default=0.1)
+# Numbers ending with this do not exist on WhatsApp: numbers/exists says so, sends fail later.
+WASSENGER_SANDBOX_INVALID_SUFFIX = env.str("WASSENGER_SANDBOX_INVALID_SUFFIX", default="0000")
+# Retries of a webhook Relance did not accept (backoff 1, 2, 4… s), then it is dropped.
+WASSENGER_SANDBOX_WEBHOOK_RETRIES = env.int("WASSENGER_SANDBOX_WEBHOOK_RETRIES", default=3)
+# Seed of the fault draws and of who replies: the same seed replays the same run.
+WASSENGER_SANDBOX_SEED = env.int("WASSENGER_SANDBOX_SEED", default=0)
 # <<< sandbox
+
+# --- Sending ---------------------------------------------------------------------------
+# Share of each device's daily limit held back for Message 2 (follow-ups to replies).
+MESSAGE_2_RESERVE_SHARE = env.float("MESSAGE_2_RESERVE_SHARE", default=0.1)
+# Retries [legacy 4.6]: at most RETRY_MAX_ATTEMPTS requests per message; the wait before
+# attempt n+1 is RETRY_BASE_SECONDS × 2^(n-1) (60, 120, 240 s).
+RETRY_MAX_ATTEMPTS = env.int("RETRY_MAX_ATTEMPTS", default=3)
+RETRY_BASE_SECONDS = env.float("RETRY_BASE_SECONDS", default=60.0)
+# A 429 waits at least this long, or Wassenger's Retry-After if longer.
+RATE_LIMIT_MIN_WAIT_SECONDS = env.float("RATE_LIMIT_MIN_WAIT_SECONDS", default=60.0)
+# A sender renews its device lease while it works; a dead sender's lease lapses after this.
+SENDER_LEASE_SECONDS = env.float("SENDER_LEASE_SECONDS", default=120.0)
+# A send whose outcome is unknown is looked up at Wassenger after this delay, before any retry.
+RECONCILE_AFTER_SECONDS = env.float("RECONCILE_AFTER_SECONDS", default=30.0)
+# Hours after Message 1 during which a reply triggers Message 2 [legacy 7.1].
+REPLY_WINDOW_HOURS = env.float("REPLY_WINDOW_HOURS", default=24.0)
 
 # --- Background work (django-q2, ORM broker on the same database) ----------------------
 # See "django-q2 facts" in DESIGN: every task is safe to run twice; `retry` is far above
@@ -211,7 +243,18 @@ Q_CLUSTER = {
     "catch_up": False,
     "poll": 0.5,
     "label": "Background tasks",
+    # Senders sleep through a batch and its pause (25 × 25 s + 300 s ≈ 15 min), so they run
+    # on their own cluster (Q_CLUSTER_NAME=senders) with a timeout that covers that.
+    "ALT_CLUSTERS": {
+        "senders": {
+            "workers": env.int("Q_SENDER_WORKERS", default=2),
+            "timeout": env.int("Q_SENDER_TIMEOUT", default=1800),
+            "retry": env.int("Q_SENDER_RETRY", default=3700),
+            "queue_limit": 1,
+        },
+    },
 }
+SENDER_CLUSTER = "senders"
 
 LOGGING = {
     "version": 1,

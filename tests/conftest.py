@@ -1,10 +1,20 @@
 """Shared fixtures. Tests run on real PostgreSQL (embedded unless DATABASE_URL is set)."""
 
+import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from config import clock
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """One test database per pytest run, so that two runs on one machine never collide."""
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    database.setdefault("TEST", {})["NAME"] = f"test_{database['NAME']}_{os.getpid()}"
 
 
 class FakeClock:

@@ -46,3 +46,14 @@ def test_development_generates_its_secret_key_under_var():
 
     assert settings.SECRET_KEY == (BASE_DIR / "var" / "secret_key").read_text().strip()
     assert len(settings.SECRET_KEY) >= 50
+
+
+def test_every_setting_read_from_the_environment_is_documented_in_env_example():
+    import re
+
+    source = (BASE_DIR / "config" / "settings.py").read_text()
+    read = set(re.findall(r'env(?:\.\w+)?\(\s*"([A-Z0-9_]+)"', source))
+    read |= set(re.findall(r'_required_in_production\("([A-Z0-9_]+)"\)', source))
+    documented = set(re.findall(r"^#?\s*([A-Z0-9_]+)=", (BASE_DIR / ".env.example").read_text(), re.M))
+    assert read, "no settings found: the pattern is broken"
+    assert sorted(read - documented) == []

@@ -1,0 +1,395 @@
+"""A local stand-in for the Wassenger API (`manage.py wassenger_sandbox`).
+
+It answers the /v1 calls Relance makes the way Wassenger does (message objects, error
+bodies, a `Token` header), keeps a record of every message it accepted (/sandbox/…),
+injects faults on POST /v1/messages on demand, and calls Relance's webhook back
+(sandbox_webhooks.py). Faults that lose the answer (slow, dropped) still record the
+message: "was it really sent?" stays answerable through /sandbox/messages.
+
+    /v1/messages               POST send · GET list (?reference=…&phone=…)
+    /v1/messages/{id}          GET
+    /v1/numbers/exists         POST {"phone"} or GET ?phone=…
+    /v1/devices, /v1/devices/{id}
+    /sandbox/messages          GET (?phone=…&reference=…) · DELETE clears
+    /sandbox/stats             GET counts
+    /sandbox/faults            GET · POST {"error_500": 0.1, …}
+    /sandbox/config            GET (without secrets)
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import random
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, quote, urlsplit
+
+from messaging.sandbox_state import (
+    SANDBOX_DEVICE_ID,
+    Faults,
+    SandboxConfig,
+    Store,
+    new_message,
+    now_iso,
+    phone_is_e164,
+    public,
+    sandbox_fate,
+)
+from messaging.sandbox_webhooks import Lifecycle, Scheduler, WebhookPoster
+
+logger = logging.getLogger("messaging.sandbox")
+
+MAX_BODY_BYTES = 1_000_000
+PRIORITIES = ("low", "normal", "high", "urgent")
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: object = None  # parsed JSON; None when empty
+
+
+@dataclass
+class Reply:
+    status: int
+    body: object = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # the "slow" fault: answer after this many seconds
+    drop: bool = False  # the "drop_after_read" fault: close the socket, answer nothing
+
+
+def error_reply(status: int, message: str, code: str, **headers: str) -> Reply:
+    """Wassenger's error body (SPEC `error` definition)."""
+    body = {"status": status, "message": message, "errorCode": code, "errors": [], "meta": {}}
+    return Reply(status, body, headers)
+
+
+class Sandbox:
+    """The sandbox application: routes requests to handlers over shared, locked state."""
+
+    def __init__(self, config: SandboxConfig, faults: Faults | None = None) -> None:
+        self.faults = faults or Faults()
+        self.faults.check()
+        self.server = _Server((config.host, config.port), _Handler)
+        self.server.sandbox = self
+        # With port 0 the system picks a free port: the config must say which.
+        self.config = config = replace(config, port=self.server.server_address[1])
+        self.store = Store()
+        self.stopping = threading.Event()
+        self._rng = random.Random(config.seed)
+        self._rng_lock = threading.Lock()
+        self.scheduler = Scheduler()
+        self.poster = WebhookPoster(config, self.scheduler, self.store)
+        self.lifecycle = Lifecycle(config, self.store, self.scheduler, self.poster)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.config.host}:{self.config.port}"
+
+    def serve_forever(self) -> None:
+        try:
+            self.server.serve_forever(poll_interval=0.2)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.scheduler.stop()
+        self.poster.close()
+        self.server.server_close()
+
+    def handle(self, request: Request) -> Reply:
+        """Answer one request; never raises (a bug becomes a 500 and a log line)."""
+        route = _route(request.method, request.path)
+        if isinstance(route, Reply):
+            return route
+        handler, args = route
+        if request.path.startswith("/v1/") and not self._authorized(request):
+            self.store.count("refused_unauthorized")
+            return error_reply(401, "Invalid or missing API token", "error:unauthorized")
+        try:
+            return handler(self, request, *args)
+        except Exception:
+            logger.exception("sandbox: %s %s failed", request.method, request.path)
+            return error_reply(500, "Sandbox internal error", "error:internal")
+
+    def _authorized(self, request: Request) -> bool:
+        given = request.headers.get("token") or request.query.get("token", "")
+        return hmac.compare_digest(given.encode(), self.config.token.encode())
+
+    # --- /v1/messages ---
+
+    def send(self, request: Request) -> Reply:
+        invalid = _send_problem(request.body)
+        if invalid:
+            self.store.count("refused_invalid")
+            return invalid
+        fault, retry_after = self._draw_fault()
+        if fault in ("error_500", "rate_limit_429"):
+            self.store.count(f"refused_{fault}")
+            return _fault_reply(fault, retry_after)
+        message = self._accept(request.body, fault)
+        if fault == "drop_after_read":
+            return Reply(0, drop=True)
+        delay = self.faults.slow_seconds if fault == "slow" else 0.0
+        return Reply(201, public(message), delay=delay)
+
+    def _draw_fault(self) -> tuple[str | None, str | None]:
+        faults = self.faults  # one consistent snapshot even if POST /sandbox/faults runs now
+        with self._rng_lock:
+            fault = faults.pick(self._rng)
+            with_header = self._rng.random() < faults.rate_limit_retry_after
+        retry_after = f"{faults.retry_after_seconds:g}" if with_header else None
+        return fault, retry_after
+
+    def _accept(self, payload: dict, fault: str | None) -> dict:
+        cfg = self.config
+        fate = sandbox_fate(
+            payload["phone"], seed=cfg.seed, reply_share=cfg.reply_share, stop_share=cfg.stop_share
+        )
+        message = new_message(payload, device_id=cfg.device_id, fault=fault, fate=fate)
+        generation = self.store.add(message)
+        self.lifecycle.accepted(message, generation)
+        return message
+
+    def list_messages(self, request: Request) -> Reply:
+        found = self.store.find(
+            phone=request.query.get("phone", ""), reference=request.query.get("reference", "")
+        )
+        return Reply(200, [public(m) for m in found])
+
+    def get_message(self, request: Request, message_id: str) -> Reply:
+        message = self.store.get(message_id)
+        if message is None:
+            return error_reply(404, "Message not found", "error:not_found")
+        return Reply(200, public(message))
+
+    # --- /v1/numbers, /v1/devices ---
+
+    def number_exists(self, request: Request) -> Reply:
+        body = request.body if isinstance(request.body, dict) else {}
+        phone = body.get("phone", request.query.get("phone", ""))
+        if not phone_is_e164(phone):
+            self.store.count("refused_invalid")
+            return error_reply(
+                400, "Invalid phone number: E.164 expected (+ and digits)", "error:invalid_phone"
+            )
+        self.store.count("number_checks")
+        exists = not phone.endswith(self.config.invalid_suffix)
+        digits = phone[1:]
+        return Reply(200, {"exists": exists, "phone": phone, "wid": f"{digits}@c.us" if exists else None,
+                           "isBusiness": False, "link": f"https://wa.me/{digits}"})  # fmt: skip
+
+    def devices(self, request: Request) -> Reply:
+        return Reply(200, [self._device()])
+
+    def device(self, request: Request, device_id: str) -> Reply:
+        if device_id != self.config.device_id:
+            return error_reply(404, "Device not found", "error:not_found")
+        return Reply(200, self._device())
+
+    def _device(self) -> dict:
+        cfg = self.config
+        return {
+            "id": cfg.device_id,
+            "phone": cfg.device_phone,
+            "wid": f"{cfg.device_phone[1:]}@c.us",
+            "alias": "Relance sandbox",
+            "status": "operative",
+            "connector": "web",
+            "plan": "io-professional",
+            "session": {"status": "online", "appVersion": "sandbox", "lastSyncAt": now_iso()},
+            "settings": {"deliverySpeed": 0},
+        }
+
+    # --- /sandbox ---
+
+    def sandbox_messages(self, request: Request) -> Reply:
+        found = self.store.find(
+            phone=request.query.get("phone", ""), reference=request.query.get("reference", "")
+        )
+        return Reply(200, found)
+
+    def sandbox_clear(self, request: Request) -> Reply:
+        return Reply(200, {"deleted": self.store.clear()})
+
+    def sandbox_stats(self, request: Request) -> Reply:
+        return Reply(200, {**self.store.stats(), "scheduled_steps": self.scheduler.pending()})
+
+    def sandbox_faults(self, request: Request) -> Reply:
+        if request.method == "POST":
+            try:
+                self.faults = self.faults.updated(request.body)
+            except ValueError as error:
+                return error_reply(400, str(error), "error:invalid_faults")
+        return Reply(200, asdict(self.faults))
+
+    def sandbox_config(self, request: Request) -> Reply:
+        return Reply(200, self.config.public())
+
+
+Handler = Callable[..., Reply]
+_ROUTES: list[tuple[str, re.Pattern, Handler]] = [
+    ("POST", re.compile(r"/v1/messages"), Sandbox.send),
+    ("GET", re.compile(r"/v1/messages"), Sandbox.list_messages),
+    ("GET", re.compile(r"/v1/messages/([^/]+)"), Sandbox.get_message),
+    ("POST", re.compile(r"/v1/numbers/exists"), Sandbox.number_exists),
+    ("GET", re.compile(r"/v1/numbers/exists"), Sandbox.number_exists),
+    ("GET", re.compile(r"/v1/devices"), Sandbox.devices),
+    ("GET", re.compile(r"/v1/devices/([^/]+)"), Sandbox.device),
+    ("GET", re.compile(r"/sandbox/messages"), Sandbox.sandbox_messages),
+    ("DELETE", re.compile(r"/sandbox/messages"), Sandbox.sandbox_clear),
+    ("GET", re.compile(r"/sandbox/stats"), Sandbox.sandbox_stats),
+    ("GET", re.compile(r"/sandbox/faults"), Sandbox.sandbox_faults),
+    ("POST", re.compile(r"/sandbox/faults"), Sandbox.sandbox_faults),
+    ("GET", re.compile(r"/sandbox/config"), Sandbox.sandbox_config),
+]
+
+
+def _route(method: str, path: str) -> tuple[Handler, tuple[str, ...]] | Reply:
+    path = path.rstrip("/") or "/"
+    allowed = False
+    for route_method, pattern, handler in _ROUTES:
+        match = pattern.fullmatch(path)
+        if match and route_method == method:
+            return handler, match.groups()
+        allowed = allowed or bool(match)
+    if allowed:
+        return error_reply(405, f"Method {method} not allowed here", "error:method_not_allowed")
+    return error_reply(404, "Not found", "error:not_found")
+
+
+def _send_problem(body: object) -> Reply | None:
+    """A 400 for a send Wassenger would refuse at once, or None."""
+    if not isinstance(body, dict):
+        return error_reply(400, "Invalid request body: a JSON object is expected", "error:invalid_body")
+    if not phone_is_e164(body.get("phone")):
+        return error_reply(400, "Invalid phone number: E.164 expected (+ and digits)", "error:invalid_phone")
+    has_text = isinstance(body.get("message"), str) and body["message"].strip()
+    has_template = isinstance(body.get("template"), dict) and body["template"].get("name")
+    if not has_text and not has_template:
+        return error_reply(400, "A message text or a template is required", "error:invalid_message")
+    if body.get("priority", "normal") not in PRIORITIES:
+        return error_reply(400, f"priority must be one of {', '.join(PRIORITIES)}", "error:invalid_priority")
+    if not isinstance(body.get("reference", ""), str) or not isinstance(body.get("device", ""), str):
+        return error_reply(400, "reference and device must be strings", "error:invalid_body")
+    return None
+
+
+def _fault_reply(fault: str, retry_after: str | None) -> Reply:
+    if fault == "error_500":
+        return error_reply(500, "Internal server error (sandbox fault)", "error:internal")
+    headers = {"Retry-After": retry_after} if retry_after else {}
+    return error_reply(
+        429, "Too many requests, try again later (sandbox fault)", "error:rate_limit", **headers
+    )
+
+
+# --- HTTP plumbing ------------------------------------------------------------------
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    sandbox: Sandbox
+
+    def handle_error(self, request, client_address) -> None:
+        # Clients hanging up on a slow answer are part of the game, not tracebacks.
+        logger.debug("sandbox: connection from %s ended with an error", client_address, exc_info=True)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "WassengerSandbox/1.0"
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def do_DELETE(self) -> None:
+        self._serve()
+
+    def _serve(self) -> None:
+        request = self._read()
+        if isinstance(request, Reply):
+            self._write(request)
+            return
+        reply = self.server.sandbox.handle(request)
+        if reply.drop:
+            self.close_connection = True  # the socket closes with no answer at all
+            return
+        if reply.delay and self.server.sandbox.stopping.wait(reply.delay):
+            return
+        self._write(reply)
+
+    def _read(self) -> Request | Reply:
+        split = urlsplit(self.path)
+        query = {k: v[0] for k, v in parse_qs(split.query).items()}
+        length = self.headers.get("Content-Length", "0").strip()
+        length = int(length) if length.isdigit() else 0
+        if length > MAX_BODY_BYTES:
+            return error_reply(413, "Request body too large", "error:payload_too_large")
+        raw = self.rfile.read(length) if length > 0 else b""
+        try:
+            body = json.loads(raw) if raw.strip() else None
+        except ValueError:
+            return error_reply(400, "Invalid JSON body", "error:invalid_json")
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        return Request(self.command, split.path, query, headers, body)
+
+    def _write(self, reply: Reply) -> None:
+        payload = json.dumps(reply.body).encode()
+        try:
+            self.send_response(reply.status)
+            for name, value in {"Content-Type": "application/json", **reply.headers}.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+        except OSError:  # the client gave up (a slow answer past its read timeout)
+            self.close_connection = True
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        # The path without its query: a client may pass ?token=….
+        logger.debug("sandbox: %s %s %s", self.command, urlsplit(self.path).path, code)
+
+    def log_message(self, format: str, *args: object) -> None:
+        logger.debug("sandbox: " + format, *args)
+
+
+def sandbox_config(**overrides: object) -> SandboxConfig:
+    """The configuration from settings, with the given (non-None) overrides.
+
+    Webhooks go to Relance's own endpoint unless `webhook_url` says otherwise ("" = none).
+    """
+    from django.conf import settings
+
+    values = {
+        "token": settings.WASSENGER_API_TOKEN,
+        "webhook_url": f"{settings.RELANCE_BASE_URL.rstrip('/')}/webhooks/wassenger/"
+        f"?secret={quote(settings.WASSENGER_WEBHOOK_SECRET, safe='')}",
+        "host": settings.WASSENGER_SANDBOX_HOST,
+        "port": settings.WASSENGER_SANDBOX_PORT,
+        "device_id": settings.WASSENGER_DEVICE_ID or SANDBOX_DEVICE_ID,
+        "invalid_suffix": settings.WASSENGER_SANDBOX_INVALID_SUFFIX,
+        "delivered_delay": settings.WASSENGER_SANDBOX_DELIVERED_DELAY,
+        "read_delay": settings.WASSENGER_SANDBOX_READ_DELAY,
+        "reply_delay": settings.WASSENGER_SANDBOX_REPLY_DELAY,
+        "reply_share": settings.WASSENGER_SANDBOX_REPLY_SHARE,
+        "stop_share": settings.WASSENGER_SANDBOX_STOP_SHARE,
+        "webhook_retries": settings.WASSENGER_SANDBOX_WEBHOOK_RETRIES,
+        "seed": settings.WASSENGER_SANDBOX_SEED,
+    }
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    config = SandboxConfig(**values)
+    config.check()
+    return config

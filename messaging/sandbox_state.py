@@ -1,0 +1,270 @@
+"""State of the Wassenger sandbox: its configuration, fault shares and record of messages.
+
+Everything here is plain data guarded by locks: the HTTP handler threads, the scheduler
+thread and the webhook pool all read and write it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import secrets
+import threading
+from collections import Counter
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from campaigns.phones import E164_REGEX
+
+SANDBOX_DEVICE_ID = "5f0c0ffee0ddba11ab1e5eed"
+SANDBOX_DEVICE_PHONE = "+33700000000"
+# Case variants on purpose: Relance must recognise a stop word however it is typed.
+STOP_REPLIES = ("STOP", "Stop", "stop", "ARRET", "ARRÊT", "UNSUBSCRIBE")
+REPLIES = ("Yes, tell me more", "Oui, je suis intéressé", "Interested!", "Can you call me?", "Merci !")
+_E164 = re.compile(E164_REGEX)
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """How the sandbox behaves; built from settings and command flags."""
+
+    token: str
+    webhook_url: str = ""  # empty: no webhooks (the message lifecycle still plays out)
+    host: str = "127.0.0.1"
+    port: int = 8765
+    device_id: str = SANDBOX_DEVICE_ID
+    device_phone: str = SANDBOX_DEVICE_PHONE
+    invalid_suffix: str = "0000"
+    delivered_delay: float = 3.0  # seconds after acceptance
+    read_delay: float = 10.0  # seconds after the delivered ack
+    reply_delay: float = 20.0  # seconds after the read ack
+    reply_share: float = 0.3
+    stop_share: float = 0.1  # share of the replies that are stop words
+    webhook_retries: int = 3
+    webhook_backoff: float = 1.0  # first retry after this, then doubling
+    webhook_timeout: float = 5.0
+    seed: int = 0
+
+    def check(self) -> None:
+        """ValueError naming the first setting that makes no sense."""
+        if self.webhook_url and urlsplit(self.webhook_url).scheme not in ("http", "https"):
+            raise ValueError("the webhook URL must start with http:// or https://")
+        for name in ("reply_share", "stop_share"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} is a share between 0 and 1")
+        delays = ("delivered_delay", "read_delay", "reply_delay", "webhook_backoff", "webhook_timeout")
+        if any(getattr(self, name) < 0 for name in delays) or self.webhook_retries < 0:
+            raise ValueError(f"{', '.join(delays)} and webhook_retries cannot be negative")
+        if not self.token:
+            raise ValueError("the sandbox needs a token to expect (WASSENGER_API_TOKEN or --token)")
+
+    def public(self) -> dict:
+        """The configuration without its secrets (token, webhook query string)."""
+        data = asdict(self)
+        data.pop("token")
+        data["webhook_url"] = self.webhook_url.split("?")[0]
+        return data
+
+
+def phone_is_e164(phone: Any) -> bool:
+    return isinstance(phone, str) and bool(_E164.match(phone))
+
+
+def sandbox_fate(phone: str, *, seed: int, reply_share: float, stop_share: float) -> str:
+    """ "silent", "reply" or "stop": what this contact does after reading, the same every run.
+
+    A hash of (seed, phone) rather than a random draw, so that a test can predict it.
+    """
+    if _unit(f"{seed}:reply:{phone}") >= reply_share:
+        return "silent"
+    return "stop" if _unit(f"{seed}:stop:{phone}") < stop_share else "reply"
+
+
+def sandbox_reply_text(phone: str, fate: str, *, seed: int) -> str:
+    choices = STOP_REPLIES if fate == "stop" else REPLIES
+    return choices[int(_unit(f"{seed}:text:{phone}") * len(choices))]
+
+
+def _unit(key: str) -> float:
+    """A number in [0, 1) fixed by `key`."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
+
+
+# --- Faults -------------------------------------------------------------------------
+
+# Shares of POST /v1/messages answered by each fault; they exclude each other.
+EXCLUSIVE_FAULTS = ("error_500", "rate_limit_429", "slow", "drop_after_read")
+
+
+@dataclass(frozen=True)
+class Faults:
+    error_500: float = 0.0
+    rate_limit_429: float = 0.0
+    rate_limit_retry_after: float = 0.5  # share of the 429s that carry Retry-After
+    slow: float = 0.0  # answered after slow_seconds (beyond the client's read timeout)
+    drop_after_read: float = 0.0  # recorded as accepted, then the socket is closed unanswered
+    slow_seconds: float = 35.0
+    retry_after_seconds: float = 2.0
+
+    def updated(self, changes: Any) -> Faults:
+        """A copy with `changes` applied; ValueError names what is wrong."""
+        if not isinstance(changes, dict):
+            raise ValueError("a JSON object of fault settings is expected")
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ValueError(f"unknown fault setting(s): {', '.join(unknown)}")
+        new = replace(self, **{k: _number(k, v) for k, v in changes.items()})
+        new.check()
+        return new
+
+    def check(self) -> None:
+        for name in (*EXCLUSIVE_FAULTS, "rate_limit_retry_after"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} is a share between 0 and 1")
+        if sum(getattr(self, name) for name in EXCLUSIVE_FAULTS) > 1:
+            raise ValueError(f"the shares of {', '.join(EXCLUSIVE_FAULTS)} add up to more than 1")
+        if self.slow_seconds < 0 or self.retry_after_seconds < 0:
+            raise ValueError("slow_seconds and retry_after_seconds cannot be negative")
+
+    def pick(self, rng: random.Random) -> str | None:
+        """The fault for one request (or None), drawn from `rng`."""
+        draw = rng.random()
+        for name in EXCLUSIVE_FAULTS:
+            share = getattr(self, name)
+            if draw < share:
+                return name
+            draw -= share
+        return None
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number")
+    return float(value)
+
+
+# --- The record of messages ---------------------------------------------------------
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_message(payload: dict, *, device_id: str, fault: str | None, fate: str) -> dict:
+    """A Wassenger message object for an accepted send (shaped like the KEET example).
+
+    The `sandbox` key is ours: it never leaves through /v1, only through /sandbox.
+    """
+    created = now_iso()
+    phone = payload["phone"]
+    message = {
+        "id": secrets.token_hex(12),
+        "waId": "3EB0" + secrets.token_hex(8).upper(),
+        "phone": phone,
+        "wid": f"{phone[1:]}@c.us",
+        "status": "queued",
+        "deliveryStatus": "queued",
+        "createdAt": created,
+        "deliverAt": created,
+        "message": payload.get("message", ""),
+        "priority": payload.get("priority", "normal"),
+        "reference": payload.get("reference", ""),
+        "retentionPolicy": "plan_defaults",
+        "retry": {"count": 0},
+        "webhookStatus": "pending",
+        "media": {"format": "native"},
+        "device": payload.get("device") or device_id,
+    }
+    if "template" in payload:
+        message["template"] = payload["template"]
+    message["sandbox"] = {"fault": fault, "fate": fate, "events": []}
+    return message
+
+
+def public(message: dict) -> dict:
+    return {k: v for k, v in message.items() if k != "sandbox"}
+
+
+@dataclass
+class Store:
+    """Every message the sandbox accepted, and counters. Thread-safe.
+
+    `generation` changes on clear(): callbacks scheduled for cleared messages see it and stop.
+    """
+
+    _messages: dict[str, dict] = field(default_factory=dict)
+    _replied: set[str] = field(default_factory=set)
+    _counts: Counter = field(default_factory=Counter)
+    generation: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, message: dict) -> int:
+        with self._lock:
+            self._messages[message["id"]] = message
+            self._counts["accepted"] += 1
+            return self.generation
+
+    def get(self, message_id: str) -> dict | None:
+        with self._lock:
+            message = self._messages.get(message_id)
+            return _copy(message) if message else None
+
+    def find(self, *, phone: str = "", reference: str = "") -> list[dict]:
+        with self._lock:
+            return [
+                _copy(m)
+                for m in self._messages.values()
+                if (not phone or m["phone"] == phone) and (not reference or m["reference"] == reference)
+            ]
+
+    def update(self, message_id: str, generation: int, event: str, **changes: Any) -> dict | None:
+        """Apply a lifecycle step; None when the message was cleared meanwhile."""
+        with self._lock:
+            message = self._messages.get(message_id)
+            if message is None or generation != self.generation:
+                return None
+            message.update(changes)
+            message["sandbox"]["events"].append(event)
+            return _copy(message)
+
+    def claim_reply(self, phone: str) -> bool:
+        """True the first time only: a contact answers its first message, not the follow-up."""
+        with self._lock:
+            if phone in self._replied:
+                return False
+            self._replied.add(phone)
+            return True
+
+    def count(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[key] += n
+
+    def clear(self) -> int:
+        with self._lock:
+            deleted = len(self._messages)
+            self._messages.clear()
+            self._replied.clear()
+            self._counts.clear()
+            self.generation += 1
+            return deleted
+
+    def stats(self) -> dict:
+        with self._lock:
+            phones = {m["phone"] for m in self._messages.values()}
+            faults = Counter(m["sandbox"]["fault"] for m in self._messages.values())
+            return {
+                "messages": len(self._messages),
+                "phones": len(phones),
+                "accepted_with_fault": {k: v for k, v in faults.items() if k},
+                "counts": dict(self._counts),
+            }
+
+
+def _copy(message: dict) -> dict:
+    copied = dict(message)
+    copied["sandbox"] = {**message["sandbox"], "events": list(message["sandbox"]["events"])}
+    return copied

@@ -1,0 +1,470 @@
+"""The Wassenger client: the one module that talks HTTP to Wassenger.
+
+Every failure becomes exactly one `WassengerError` subclass that tells the sender what
+to do next (see `_status_error` and `_network_error` for the rules):
+
+- `RateLimited`     429 and 503: wait (`retry_after` when the server said), then retry.
+- `InvalidNumber`   400/422 whose Wassenger error names the phone/number: never retry.
+- `AuthError`       401, 402, 403: stop sending from this device until a human looks.
+- `Rejected`        any other 4xx (and unexpected 1xx/3xx): permanent, retrying won't fix it.
+- `Transient`       5xx other than 503, 408, refused/timed-out connection, DNS, TLS:
+                    the request surely did not go through; retrying is safe.
+- `OutcomeUnknown`  read timeout, connection dropped after the request was sent, or a 2xx
+                    we cannot parse: the message may have gone out; reconcile, never
+                    blindly re-send.
+
+Settings are read at call time so that tests (and a device switch) can change them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import requests
+from django.conf import settings
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError
+
+from campaigns.phones import phone_mask
+from config import clock
+
+logger = logging.getLogger("messaging.wassenger")
+
+USER_AGENT = "Relance/1.0 (+WhatsApp campaigns)"
+QUOTE_LIMIT = 200  # characters of a response body quoted in an error
+PRIORITIES = ("low", "normal", "high", "urgent")
+
+T = TypeVar("T")
+
+
+# --- Results ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SendResult:
+    wassenger_id: str
+    whatsapp_id: str
+    status: str
+    raw: dict
+
+
+@dataclass(frozen=True)
+class NumberCheck:
+    phone: str
+    exists: bool
+    whatsapp_id: str
+
+
+@dataclass(frozen=True)
+class RemoteMessage:
+    wassenger_id: str
+    whatsapp_id: str
+    status: str
+    delivery_status: str
+    reference: str
+    raw: dict
+
+
+# --- Errors -------------------------------------------------------------------------
+
+
+class WassengerError(Exception):
+    """A failed Wassenger call. `status` is None when no HTTP answer came back."""
+
+    def __init__(self, detail: str = "", *, status: int | None = None, error_code: str = ""):
+        self.status = status
+        self.error_code = _redact(error_code)
+        self.detail = _redact(detail)
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        parts = [f"HTTP {self.status}" if self.status is not None else "no HTTP answer"]
+        parts += [p for p in (self.error_code, self.detail) if p]
+        return ": ".join(parts)
+
+
+class RateLimited(WassengerError):
+    def __init__(self, detail: str = "", *, retry_after: float | None = None, **kwargs: Any):
+        self.retry_after = retry_after
+        super().__init__(detail, **kwargs)
+
+    def _describe(self) -> str:
+        wait = f" (retry after {self.retry_after:g} s)" if self.retry_after is not None else ""
+        return super()._describe() + wait
+
+
+class InvalidNumber(WassengerError):
+    """The request can never succeed for this phone: mark the contact invalid."""
+
+
+class AuthError(WassengerError):
+    """Bad token, missing permission or a plan/payment problem: stop this device."""
+
+
+class Rejected(WassengerError):
+    """A permanent refusal of this request; retrying the same request won't help."""
+
+
+class Transient(WassengerError):
+    """The request surely did not reach Wassenger (or it failed before acting): retry."""
+
+
+class OutcomeUnknown(WassengerError):
+    """The request may have been acted on: reconcile before any retry."""
+
+
+# --- Public calls -------------------------------------------------------------------
+
+
+def send_message(
+    *,
+    phone: str,
+    reference: str,
+    text: str = "",
+    template: dict | None = None,
+    device: str = "",
+    priority: str = "normal",
+) -> SendResult:
+    """Queue one WhatsApp message to `phone`: exactly one of `text` or `template`.
+
+    `template` is `{"name", "language", "variables": [...]}`; see `_template_payload`.
+    """
+    if bool(text) == bool(template):
+        raise ValueError("send_message needs exactly one of text or template")
+    if priority not in PRIORITIES:
+        raise ValueError(f"priority must be one of {PRIORITIES}, not {priority!r}")
+    payload: dict[str, Any] = {"phone": phone, "reference": reference, "priority": priority}
+    payload.update({"message": text} if text else {"template": _template_payload(template)})
+    if device:
+        payload["device"] = device
+    return _request("POST", "/messages", _parse_send, json=payload, phone=phone)
+
+
+def check_number(phone: str) -> NumberCheck:
+    """Whether `phone` has a WhatsApp account (metered by Wassenger's plan)."""
+    return _request(
+        "POST", "/numbers/exists", lambda r: _parse_number(r, phone), json={"phone": phone}, phone=phone
+    )
+
+
+def get_message(wassenger_id: str) -> RemoteMessage | None:
+    """The message as Wassenger knows it now, or None when Wassenger has no such id."""
+    path = f"/messages/{quote(wassenger_id, safe='')}"
+    return _request("GET", path, _parse_one_message)
+
+
+def find_message_by_reference(reference: str) -> RemoteMessage | None:
+    """The message we sent with this `reference`, or None: reconciles a send whose answer was lost.
+
+    Filtering by reference is not confirmed on the real API (the sandbox supports it), so
+    the answer is filtered again here: an API that ignores the filter finds nothing
+    rather than somebody else's message.
+    """
+    return _request(
+        "GET",
+        "/messages",
+        lambda r: _parse_by_reference(r, reference),
+        params={"reference": reference},
+        log_path=f"/messages?reference={reference}",
+    )
+
+
+# --- HTTP ---------------------------------------------------------------------------
+
+_session_state: tuple[int, requests.Session] | None = None
+
+
+def _session() -> requests.Session:
+    """One Session per process: a forked worker must not share its parent's sockets."""
+    global _session_state
+    if _session_state is None or _session_state[0] != os.getpid():
+        session = requests.Session()
+        # No retries at this level: a retried POST could send a message twice.
+        adapter = HTTPAdapter(max_retries=0)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+        _session_state = (os.getpid(), session)
+    return _session_state[1]
+
+
+def _request(
+    method: str,
+    path: str,
+    parse: Callable[[requests.Response], T],
+    *,
+    phone: str = "",
+    log_path: str = "",
+    **kwargs: Any,
+) -> T:
+    """Make one call, log one line about it, and turn any failure into a WassengerError."""
+    started = time.monotonic()
+    outcome = "?"
+    try:
+        response = _http(method, path, **kwargs)
+        outcome = str(response.status_code)
+        return parse(response)
+    except WassengerError as error:
+        # No HTTP status: name the network failure requests saw (ReadTimeout, …).
+        cause = error.status if error.status is not None else type(error.__cause__).__name__
+        outcome = f"{cause} {type(error).__name__}"
+        raise
+    finally:
+        _log_call(method, log_path or path, outcome, started, phone)
+
+
+def _http(method: str, path: str, **kwargs: Any) -> requests.Response:
+    try:
+        return _session().request(
+            method,
+            settings.WASSENGER_API_URL.rstrip("/") + path,
+            headers={"Token": settings.WASSENGER_API_TOKEN},
+            timeout=(settings.WASSENGER_CONNECT_TIMEOUT, settings.WASSENGER_READ_TIMEOUT),
+            # A redirected POST turns into a GET: never follow, report it instead.
+            allow_redirects=False,
+            **kwargs,
+        )
+    except requests.RequestException as exc:
+        raise _network_error(exc) from exc
+
+
+def _log_call(method: str, path: str, outcome: str, started: float, phone: str) -> None:
+    elapsed_ms = (time.monotonic() - started) * 1000
+    level = logging.INFO if outcome.isdigit() else logging.WARNING
+    who = f" phone={phone_mask(phone)}" if phone else ""
+    logger.log(level, "%s %s %s %.0fms%s", method, path, outcome, elapsed_ms, who)
+
+
+# --- Failure mapping ----------------------------------------------------------------
+
+# Failures that happen before a single byte of the request left: nothing was sent.
+_BEFORE_SENDING = (
+    requests.ConnectTimeout,
+    requests.exceptions.SSLError,
+    requests.exceptions.ProxyError,
+    requests.exceptions.InvalidURL,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.InvalidHeader,
+)
+
+
+def _network_error(exc: requests.RequestException) -> WassengerError:
+    """No HTTP answer: Transient if the request never left, else OutcomeUnknown.
+
+    requests wraps both a refused connection and a connection dropped after sending in
+    `ConnectionError`; only the first carries urllib3's MaxRetryError with a
+    NewConnectionError/ConnectTimeoutError reason (DNS failures included). Anything we
+    cannot prove happened before sending is treated as possibly sent.
+    """
+    name = type(exc).__name__
+    if isinstance(exc, _BEFORE_SENDING) or _never_connected(exc):
+        return Transient(f"{name}: the request was not sent")
+    if isinstance(exc, requests.ReadTimeout):
+        return OutcomeUnknown(f"{name}: no answer within {settings.WASSENGER_READ_TIMEOUT:g} s")
+    return OutcomeUnknown(f"{name}: the connection failed after the request was sent")
+
+
+def _never_connected(exc: requests.RequestException) -> bool:
+    reason = exc.args[0] if exc.args else None
+    if isinstance(reason, MaxRetryError):
+        reason = reason.reason
+    # NewConnectionError (refused, DNS) subclasses ConnectTimeoutError in urllib3.
+    return isinstance(reason, ConnectTimeoutError)
+
+
+def _status_error(response: requests.Response) -> WassengerError:
+    """The one error for a non-2xx answer (rules in the module docstring)."""
+    status = response.status_code
+    body = _json_or_none(response)
+    error_code, detail = _error_fields(body, response)
+    kwargs = {"status": status, "error_code": error_code}
+    if status in (429, 503):
+        return RateLimited(detail, retry_after=_retry_after(response.headers.get("Retry-After")), **kwargs)
+    if status in (401, 402, 403):
+        return AuthError(detail, **kwargs)
+    # 408: the server gave up waiting for our request, so it did not act on it.
+    if status >= 500 or status == 408:
+        return Transient(detail, **kwargs)
+    if status in (400, 422) and _names_the_number(body):
+        return InvalidNumber(detail, **kwargs)
+    return Rejected(detail or f"unexpected HTTP {status}", **kwargs)
+
+
+def _error_fields(body: Any, response: requests.Response) -> tuple[str, str]:
+    """Wassenger's (errorCode, message), or ("", a quote of whatever the body was)."""
+    if isinstance(body, dict) and ("message" in body or "errorCode" in body):
+        return _text(body.get("errorCode")), _text(body.get("message"))
+    return "", _quote(response.content)
+
+
+_NUMBER_WORDS = re.compile(r"phone|number|wid\b|recipient|whatsapp account", re.IGNORECASE)
+
+
+def _names_the_number(body: Any) -> bool:
+    """A Wassenger error about the recipient's phone (and not about our device).
+
+    Wassenger's error codes are not documented, so the rule reads the words of
+    errorCode, message and errors[]: e.g. 400 "Invalid phone number" → InvalidNumber.
+    """
+    if not isinstance(body, dict):
+        return False
+    items = body.get("errors") if isinstance(body.get("errors"), list) else []
+    words = " ".join(
+        [_text(body.get("errorCode")), _text(body.get("message"))]
+        + [_text(v) for item in items if isinstance(item, dict) for v in item.values()]
+    )
+    return bool(_NUMBER_WORDS.search(words)) and "device" not in words.lower()
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds (a number, or an HTTP-date from now), None when unusable."""
+    if not value or not value.strip():
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return _seconds_until(value.strip())
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _seconds_until(http_date: str) -> float | None:
+    try:
+        when = parsedate_to_datetime(http_date)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - clock.now()).total_seconds())
+
+
+# --- Parsing answers ----------------------------------------------------------------
+
+
+def _json_or_none(response: requests.Response) -> Any:
+    try:
+        return json.loads(response.content)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _success_json(response: requests.Response, expected: type | tuple[type, ...]) -> Any:
+    """The JSON body of a 2xx, or the right error for a non-2xx or an unusable 2xx.
+
+    A 2xx we cannot read is OutcomeUnknown: on a send, Wassenger may have queued it.
+    """
+    if not 200 <= response.status_code < 300:
+        raise _status_error(response)
+    body = _json_or_none(response)
+    if not isinstance(body, expected):
+        raise OutcomeUnknown(f"unexpected 2xx body: {_quote(response.content)}", status=response.status_code)
+    return body
+
+
+def _parse_send(response: requests.Response) -> SendResult:
+    body = _message_json(response)
+    return SendResult(
+        wassenger_id=body["id"],
+        whatsapp_id=_text(body.get("waId")),
+        status=_text(body.get("status")),
+        raw=body,
+    )
+
+
+def _parse_number(response: requests.Response, phone: str) -> NumberCheck:
+    body = _success_json(response, dict)
+    if not isinstance(body.get("exists"), bool):
+        raise OutcomeUnknown("2xx without an 'exists' flag", status=response.status_code)
+    return NumberCheck(
+        phone=_text(body.get("phone")) or phone,
+        exists=body["exists"],
+        whatsapp_id=_text(body.get("wid")),
+    )
+
+
+def _parse_one_message(response: requests.Response) -> RemoteMessage | None:
+    if response.status_code == 404:
+        return None
+    return _remote_message(_message_json(response))
+
+
+def _message_json(response: requests.Response) -> dict:
+    body = _success_json(response, dict)
+    if not isinstance(body.get("id"), str) or not body["id"]:
+        raise OutcomeUnknown("2xx without a message id", status=response.status_code)
+    return body
+
+
+def _parse_by_reference(response: requests.Response, reference: str) -> RemoteMessage | None:
+    body = _success_json(response, (list, dict))
+    # Lenient about the envelope: a bare list, or a list under a usual key.
+    items = body if isinstance(body, list) else body.get("data") or body.get("results") or []
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, dict) and item.get("reference") == reference and isinstance(item.get("id"), str):
+            return _remote_message(item)
+    return None
+
+
+def _remote_message(body: dict) -> RemoteMessage:
+    return RemoteMessage(
+        wassenger_id=_text(body.get("id")),
+        whatsapp_id=_text(body.get("waId")),
+        status=_text(body.get("status")),
+        delivery_status=_text(body.get("deliveryStatus")),
+        reference=_text(body.get("reference")),
+        raw=body,
+    )
+
+
+def _template_payload(template: dict) -> dict:
+    """Our template form → Wassenger's `template` field.
+
+    SPEC shows only `{name, language}`; variables as `body: [{name, value}]` come from
+    Wassenger's unconfirmed skills docs. `variables` is a list (positional: named "1",
+    "2", …; an item already shaped `{"name", "value"}` passes untouched) or a dict of
+    named variables.
+    """
+    payload = {"name": template["name"], "language": template.get("language", "")}
+    variables = template.get("variables") or []
+    if isinstance(variables, dict):
+        variables = [{"name": str(k), "value": str(v)} for k, v in variables.items()]
+    if variables:
+        payload["body"] = [
+            v if isinstance(v, dict) else {"name": str(i), "value": str(v)}
+            for i, v in enumerate(variables, start=1)
+        ]
+    return payload
+
+
+# --- Text hygiene -------------------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, default=str)[:QUOTE_LIMIT]
+
+
+def _quote(content: bytes) -> str:
+    """A short, printable quote of a response body for an error message."""
+    text = content[: QUOTE_LIMIT * 4].decode("utf-8", errors="replace")
+    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return text[:QUOTE_LIMIT] + ("…" if len(text) > QUOTE_LIMIT else "")
+
+
+def _redact(text: str) -> str:
+    """Error text never carries the token, even when a server echoes it back."""
+    token = getattr(settings, "WASSENGER_API_TOKEN", "")
+    text = text.replace(token, "[token]") if token else text
+    return text if len(text) <= QUOTE_LIMIT * 2 else text[: QUOTE_LIMIT * 2] + "…"

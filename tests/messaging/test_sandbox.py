@@ -1,0 +1,277 @@
+"""The client against the real sandbox process on loopback, its faults, and its webhooks."""
+
+from __future__ import annotations
+
+import random
+import socket
+import threading
+import uuid
+
+import pytest
+import requests
+from django.core.management import CommandError, call_command
+
+from messaging import wassenger
+from messaging.sandbox_state import (
+    REPLIES,
+    SANDBOX_DEVICE_ID,
+    SANDBOX_DEVICE_PHONE,
+    STOP_REPLIES,
+    Faults,
+    SandboxConfig,
+    Store,
+    sandbox_fate,
+)
+from messaging.sandbox_webhooks import Scheduler, WebhookPoster
+from messaging.wassenger import AuthError, InvalidNumber, OutcomeUnknown, RateLimited, Transient
+from tests.messaging.conftest import SANDBOX_TOKEN, WEBHOOK_SEED, WEBHOOK_SHARES, wait_for
+
+pytestmark = pytest.mark.slow
+
+PHONE = "+33612345678"
+
+
+def send(phone: str = PHONE, reference: str = "") -> tuple[str, wassenger.SendResult]:
+    reference = reference or str(uuid.uuid4())
+    return reference, wassenger.send_message(phone=phone, reference=reference, text="Bonjour")
+
+
+# --- The API ------------------------------------------------------------------------
+
+
+def test_a_sent_message_can_be_read_back_by_id_and_by_reference(sandbox):
+    reference, result = send()
+    assert len(result.wassenger_id) == 24 and int(result.wassenger_id, 16) >= 0
+    assert result.whatsapp_id and result.status == "queued"
+    by_id = wassenger.get_message(result.wassenger_id)
+    by_reference = wassenger.find_message_by_reference(reference)
+    assert by_id.reference == by_reference.reference == reference
+    assert by_reference.wassenger_id == result.wassenger_id
+    (recorded,) = sandbox.messages(phone=PHONE)
+    assert (recorded["reference"], recorded["message"], recorded["sandbox"]["fault"]) == (
+        reference,
+        "Bonjour",
+        None,
+    )
+
+
+def test_unknown_message_id_and_reference_find_nothing(sandbox):
+    assert wassenger.get_message("ffffffffffffffffffffffff") is None
+    assert wassenger.find_message_by_reference(str(uuid.uuid4())) is None
+
+
+def test_check_number_says_numbers_with_the_invalid_suffix_do_not_exist(sandbox):
+    assert wassenger.check_number(PHONE) == wassenger.NumberCheck(PHONE, True, "33612345678@c.us")
+    assert wassenger.check_number("+33612340000").exists is False
+
+
+def test_a_wrong_token_is_an_auth_error_and_nothing_is_recorded(sandbox, settings):
+    settings.WASSENGER_API_TOKEN = "not-the-token"
+    with pytest.raises(AuthError) as caught:
+        send()
+    assert (caught.value.status, caught.value.error_code) == (401, "error:unauthorized")
+    assert sandbox.messages() == []
+
+
+def test_a_phone_that_is_not_e164_is_an_invalid_number(sandbox):
+    with pytest.raises(InvalidNumber) as caught:
+        send(phone="06 12 34 56 78")
+    assert caught.value.status == 400
+    assert sandbox.messages() == []
+
+
+def test_devices_look_like_one_operative_online_device(sandbox):
+    headers = {"Token": SANDBOX_TOKEN}
+    (device,) = requests.get(f"{sandbox.url}/v1/devices", headers=headers, timeout=5).json()
+    assert (device["id"], device["phone"], device["status"]) == (
+        SANDBOX_DEVICE_ID,
+        SANDBOX_DEVICE_PHONE,
+        "operative",
+    )
+    assert device["session"]["status"] == "online"
+    assert requests.get(f"{sandbox.url}/v1/devices/{SANDBOX_DEVICE_ID}", headers=headers, timeout=5).ok
+    assert requests.get(f"{sandbox.url}/v1/devices/{'0' * 24}", headers=headers, timeout=5).status_code == 404
+    assert requests.get(f"{sandbox.url}/v1/devices", timeout=5).status_code == 401
+
+
+def test_stats_count_what_was_accepted_and_refused(sandbox):
+    send()
+    send(phone="+33612345679")
+    with pytest.raises(InvalidNumber):
+        send(phone="nope")
+    stats = sandbox.control("GET", "stats")
+    assert (stats["messages"], stats["phones"]) == (2, 2)
+    assert stats["counts"]["accepted"] == 2 and stats["counts"]["refused_invalid"] == 1
+    assert sandbox.control("DELETE", "messages") == {"deleted": 2}
+
+
+# --- Faults -------------------------------------------------------------------------
+
+
+def test_a_500_is_transient_and_records_nothing(sandbox):
+    sandbox.set_faults(error_500=1)
+    with pytest.raises(Transient) as caught:
+        send()
+    assert caught.value.status == 500
+    assert sandbox.messages() == []
+
+
+@pytest.mark.parametrize("with_header, expected", [(1, 2.0), (0, None)])
+def test_a_429_is_rate_limited_with_or_without_retry_after(sandbox, with_header, expected):
+    sandbox.set_faults(rate_limit_429=1, rate_limit_retry_after=with_header, retry_after_seconds=2)
+    with pytest.raises(RateLimited) as caught:
+        send()
+    assert (caught.value.status, caught.value.retry_after) == (429, expected)
+    assert sandbox.messages() == []
+
+
+def test_a_slow_answer_is_outcome_unknown_but_the_message_was_accepted(sandbox):
+    sandbox.set_faults(slow=1)
+    with pytest.raises(OutcomeUnknown, match="ReadTimeout"):
+        send(reference="slow-one")
+    (recorded,) = sandbox.messages(reference="slow-one")
+    assert recorded["sandbox"]["fault"] == "slow"
+    # Reconciliation: the lost send is found by its reference.
+    sandbox.set_faults(slow=0)
+    assert wassenger.find_message_by_reference("slow-one").wassenger_id == recorded["id"]
+
+
+def test_a_dropped_connection_is_outcome_unknown_but_the_message_was_accepted(sandbox):
+    sandbox.set_faults(drop_after_read=1)
+    with pytest.raises(OutcomeUnknown, match="ConnectionError"):
+        send(reference="dropped-one")
+    (recorded,) = sandbox.messages(reference="dropped-one")
+    assert recorded["sandbox"]["fault"] == "drop_after_read"
+
+
+def test_fault_shares_mix_in_the_given_proportions(sandbox):
+    sandbox.set_faults(error_500=0.25, rate_limit_429=0.25)
+    outcomes = []
+    for _ in range(80):
+        try:
+            send()
+            outcomes.append("ok")
+        except (Transient, RateLimited) as error:
+            outcomes.append(type(error).__name__)
+    assert 10 <= outcomes.count("Transient") <= 30 and 10 <= outcomes.count("RateLimited") <= 30
+    assert len(sandbox.messages()) == outcomes.count("ok")
+
+
+@pytest.mark.parametrize(
+    "faults", [{"error_500": 1.5}, {"surprise": 0.1}, {"slow": "lots"}, {"error_500": 0.6, "slow": 0.6}]
+)
+def test_the_fault_endpoint_refuses_nonsense(sandbox, faults):
+    answer = requests.post(f"{sandbox.url}/sandbox/faults", json=faults, timeout=5)
+    assert answer.status_code == 400
+    assert answer.json()["errorCode"] == "error:invalid_faults"
+
+
+def test_the_same_seed_draws_the_same_faults():
+    faults = Faults(error_500=0.3, rate_limit_429=0.3, slow=0.1)
+    first, second = random.Random(5), random.Random(5)
+    assert [faults.pick(first) for _ in range(50)] == [faults.pick(second) for _ in range(50)]
+
+
+def test_the_command_refuses_impossible_flags():
+    with pytest.raises(CommandError, match="share between 0 and 1"):
+        call_command("wassenger_sandbox", "--port", "0", "--fail-500", "2")
+
+
+# --- Webhooks -----------------------------------------------------------------------
+
+
+def phone_with_fate(fate: str) -> str:
+    """A fresh phone the sandbox will treat as `fate` (silent, reply or stop)."""
+    while True:
+        phone = f"+3361{random.randrange(10**7):07d}"
+        if not phone.endswith("0000") and sandbox_fate(phone, seed=WEBHOOK_SEED, **WEBHOOK_SHARES) == fate:
+            return phone
+
+
+def _ours(events: list[dict], phone: str, side: str) -> list[dict]:
+    return [e for e in events if e["data"].get(side) == phone]
+
+
+def test_webhooks_carry_acks_replies_stop_words_and_failures(webhook_sandbox, webhook_receiver):
+    phones = {fate: phone_with_fate(fate) for fate in ("silent", "reply", "stop")}
+    invalid = f"+3361{random.randrange(10**3):03d}0000"
+    sent = {fate: send(phone) for fate, phone in {**phones, "invalid": invalid}.items()}
+    # 2 acks for each valid phone, one reply each from "reply" and "stop", one failure.
+    wait_for(lambda: len(webhook_receiver.received) >= 9, timeout=10)
+    acks = webhook_receiver.events("message:out:ack")
+    for fate, phone in phones.items():
+        reference, result = sent[fate]
+        mine = _ours(acks, phone, "toNumber")
+        assert [e["ack"] for e in mine] == ["delivered", "read"]
+        assert all(e["data"]["reference"] == reference and e["id"] == result.whatsapp_id for e in mine)
+        assert all(e["data"]["flow"] == "outbound" and e["data"]["ack"] == e["ack"] for e in mine)
+    replies = webhook_receiver.events("message:in:new")
+    assert _ours(replies, phones["silent"], "fromNumber") == []
+    (reply,) = _ours(replies, phones["reply"], "fromNumber")
+    (stop,) = _ours(replies, phones["stop"], "fromNumber")
+    assert reply["data"]["body"] in REPLIES and stop["data"]["body"] in STOP_REPLIES
+    assert reply["data"]["toNumber"] == SANDBOX_DEVICE_PHONE and reply["data"]["flow"] == "inbound"
+    (failed,) = webhook_receiver.events("message:out:failed")
+    assert (
+        failed["data"]["reference"] == sent["invalid"][0]
+        and failed["entityId"] == sent["invalid"][1].wassenger_id
+    )
+    assert failed["data"]["deliveryStatus"] == "failed" and failed["data"]["failureReason"]
+    assert _ours(acks, invalid, "toNumber") == []
+    assert set(webhook_receiver.queries) == {"secret=s3cret"}
+
+
+def test_the_message_state_follows_its_acks(webhook_sandbox, webhook_receiver):
+    phone = phone_with_fate("silent")
+    _, result = send(phone)
+    wait_for(lambda: wassenger.get_message(result.wassenger_id).delivery_status == "read")
+    (recorded,) = webhook_sandbox.messages(phone=phone)
+    assert recorded["sandbox"]["events"] == ["delivered", "read"]
+    assert recorded["status"] == "processed" and recorded["sentAt"]
+
+
+def test_a_refused_webhook_is_retried_with_backoff(webhook_sandbox, webhook_receiver):
+    webhook_receiver.refuse_first = 2
+    phone = phone_with_fate("silent")
+    send(phone)
+    wait_for(lambda: len(_ours(webhook_receiver.events("message:out:ack"), phone, "toNumber")) == 2)
+    assert webhook_receiver.refused == 2
+    assert webhook_sandbox.control("GET", "stats")["counts"]["webhook_attempts_failed"] == 2
+
+
+def test_an_unreachable_webhook_is_given_up_without_harm():
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}/webhooks/wassenger/"
+    store, scheduler, done = Store(), Scheduler(), threading.Event()
+    config = SandboxConfig(token="t", webhook_url=url, webhook_retries=2, webhook_backoff=0.01)
+    poster = WebhookPoster(config, scheduler, store)
+    try:
+        poster.post({"event": "message:out:ack"}, then=done.set)
+        assert done.wait(5)
+    finally:
+        scheduler.stop()
+        poster.close()
+    assert store.stats()["counts"] == {"webhook_attempts_failed": 3, "webhooks_given_up": 1}
+
+
+def test_the_scheduler_runs_callbacks_in_time_order():
+    scheduler, ran, done = Scheduler(), [], threading.Event()
+    try:
+        for delay, name in [(0.06, "c"), (0.0, "a"), (0.03, "b")]:
+            scheduler.call_later(delay, lambda name=name: ran.append(name))
+        scheduler.call_later(0.07, done.set)
+        assert done.wait(2)
+    finally:
+        scheduler.stop()
+    assert ran == ["a", "b", "c"]
+
+
+def test_fates_follow_the_configured_shares():
+    fates = [sandbox_fate(f"+336{n:08d}", seed=3, reply_share=0.4, stop_share=0.25) for n in range(4000)]
+    replying = len(fates) - fates.count("silent")
+    assert 0.37 < replying / len(fates) < 0.43
+    assert 0.21 < fates.count("stop") / replying < 0.29
+    assert fates == [
+        sandbox_fate(f"+336{n:08d}", seed=3, reply_share=0.4, stop_share=0.25) for n in range(4000)
+    ]
