@@ -1,6 +1,8 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.utils.translation import gettext_lazy as _
 
-from messaging.models import Device, Message
+from messaging.devices import device_resume
+from messaging.models import Device, DeviceDay, Message, MessageAttempt
 
 
 @admin.register(Device)
@@ -14,9 +16,48 @@ class DeviceAdmin(admin.ModelAdmin):
         "gap_seconds",
         "batch_size",
         "batch_pause_seconds",
+        "halted_at",
+        "last_sent_at",
     ]
-    list_filter = ["is_default"]
+    list_filter = ["is_default", ("halted_at", admin.EmptyFieldListFilter)]
     search_fields = ["label", "phone", "wassenger_id"]
+    readonly_fields = ["last_sent_at", "sent_in_batch", "paused_until", "lease_owner", "lease_expires_at"]
+    actions = ["resume_sending"]
+
+    @admin.action(description=_("Resume sending (clear the halt)"))
+    def resume_sending(self, request, queryset):
+        resumed = sum(device_resume(device=device) for device in queryset)
+        self.message_user(request, _("%(count)d device(s) resumed.") % {"count": resumed}, messages.SUCCESS)
+
+
+@admin.register(DeviceDay)
+class DeviceDayAdmin(admin.ModelAdmin):
+    """The daily quota counters: written only by the senders."""
+
+    list_display = ["day", "device", "message_1_count", "message_2_count"]
+    list_filter = ["device"]
+    list_select_related = ["device"]
+    date_hierarchy = "day"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class MessageAttemptInline(admin.TabularInline):
+    model = MessageAttempt
+    fields = ["number", "started_at", "finished_at", "outcome", "http_status", "error"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Message)
@@ -39,6 +80,7 @@ class MessageAdmin(admin.ModelAdmin):
     search_fields = ["contact__phone", "contact__name", "reference", "wassenger_id", "whatsapp_id"]
     list_select_related = ["campaign", "contact"]
     date_hierarchy = "created_at"
+    inlines = [MessageAttemptInline]
 
     def has_add_permission(self, request):
         return False

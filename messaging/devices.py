@@ -18,3 +18,15 @@ def device_ensure_default() -> Device:
     device.is_default = True
     device.save(update_fields=["is_default"])
     return device
+
+
+def device_resume(*, device: Device) -> bool:
+    """Clear a halt (after the operator fixed the token or reconnected the number)."""
+    from messaging.dispatch import sender_enqueue
+
+    resumed = Device.objects.filter(pk=device.pk, halted_at__isnull=False).update(
+        halted_at=None, halted_reason=""
+    )
+    if resumed:
+        sender_enqueue(device.pk)
+    return bool(resumed)

@@ -47,6 +47,20 @@ class Device(models.Model):
     gap_seconds = models.FloatField(_("seconds between sends"), default=_default_gap)
     batch_size = models.PositiveIntegerField(_("batch size"), default=_default_batch_size)
     batch_pause_seconds = models.FloatField(_("pause after a batch (s)"), default=_default_batch_pause)
+    # Sending state, written only by the sender holding the lease.
+    last_sent_at = models.DateTimeField(_("last send"), null=True, blank=True, editable=False)
+    sent_in_batch = models.PositiveIntegerField(_("sends in this batch"), default=0, editable=False)
+    paused_until = models.DateTimeField(_("paused until"), null=True, blank=True, editable=False)
+    halted_at = models.DateTimeField(
+        _("halted at"),
+        null=True,
+        blank=True,
+        help_text=_("Sending stops while set (bad token, number disconnected). Clear it to resume."),
+    )
+    halted_reason = models.TextField(_("why halted"), blank=True)
+    # One sender per device: the lease is taken and renewed by a conditional UPDATE.
+    lease_owner = models.CharField(max_length=36, blank=True, editable=False)
+    lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -70,6 +84,32 @@ class Device(models.Model):
 
     def __str__(self) -> str:
         return self.label
+
+
+class DeviceDay(models.Model):
+    """Sends of one device on one UTC day: the daily quota counter.
+
+    A new day is a new row, so a new day starts at zero by itself and no midnight reset
+    can race with a send. The sender increments it with an UPDATE guarded by the limit.
+    """
+
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="days")
+    day = models.DateField(_("UTC day"))
+    message_1_count = models.PositiveIntegerField(_("Message 1 sends"), default=0)
+    message_2_count = models.PositiveIntegerField(_("Message 2 sends"), default=0)
+
+    class Meta:
+        ordering = ["-day", "device"]
+        constraints = [
+            models.UniqueConstraint(fields=["device", "day"], name="device_day_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.device} {self.day}"
+
+    @property
+    def total(self) -> int:
+        return self.message_1_count + self.message_2_count
 
 
 class MessageKind(models.TextChoices):
@@ -152,3 +192,37 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} → {self.contact_id} ({self.status})"
+
+
+class AttemptOutcome(models.TextChoices):
+    IN_FLIGHT = "in_flight", _("in flight")
+    ACCEPTED = "accepted", _("accepted")
+    RATE_LIMITED = "rate_limited", _("rate limited")
+    TRANSIENT = "transient", _("temporary error")
+    INVALID_NUMBER = "invalid_number", _("invalid number")
+    AUTH_ERROR = "auth_error", _("authentication error")
+    REJECTED = "rejected", _("rejected")
+    UNKNOWN = "unknown", _("outcome unknown")
+
+
+class MessageAttempt(models.Model):
+    """One request to Wassenger for one message: the visible trail of the retry policy."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="attempt_log")
+    number = models.PositiveSmallIntegerField(_("attempt"))
+    started_at = models.DateTimeField(_("started at"))
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    outcome = models.CharField(
+        _("outcome"), max_length=16, choices=AttemptOutcome, default=AttemptOutcome.IN_FLIGHT
+    )
+    http_status = models.PositiveSmallIntegerField(_("HTTP status"), null=True, blank=True)
+    error = models.TextField(_("error"), blank=True)
+
+    class Meta:
+        ordering = ["message", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["message", "number"], name="attempt_number_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number}: {self.outcome}"

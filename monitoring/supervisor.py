@@ -26,12 +26,13 @@ RESTART_BACKOFF_SECONDS = (1, 2, 5, 10, 30)
 class Child:
     name: str
     argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen | None = None
     restarts: int = 0
     started_at: float = field(default=0.0)
 
     def start(self) -> None:
-        self.process = subprocess.Popen(self.argv, start_new_session=True)
+        self.process = subprocess.Popen(self.argv, env={**os.environ, **self.env}, start_new_session=True)
         self.started_at = time.monotonic()
         logger.info("started %s (pid %s)", self.name, self.process.pid)
 

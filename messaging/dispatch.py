@@ -1,0 +1,127 @@
+"""The one-minute dispatcher: restarts what died and starts what is due [legacy 8.5].
+
+Every step is idempotent and cheap when there is nothing to do, so running it twice, late,
+or on two clusters at once changes nothing.
+"""
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
+from django_q.tasks import async_task
+
+from campaigns.models import Campaign, CampaignStatus
+from config import clock
+from messaging import pacing
+from messaging.models import Device, Message, MessageKind, MessageStatus
+from messaging.sending import (
+    devices_with_sending_facts,
+    leases_release_expired,
+    message_reconcile,
+    sender_plan,
+)
+
+logger = logging.getLogger(__name__)
+
+RECONCILE_BATCH = 200
+OPEN_STATUSES = (MessageStatus.PENDING, MessageStatus.SENDING, MessageStatus.UNKNOWN)
+
+
+def sender_enqueue(device_id: int) -> None:
+    """Start a sender for the device once the current transaction commits.
+
+    Starting one too many is harmless: the extra sender finds the lease taken and exits.
+    """
+    transaction.on_commit(
+        lambda: async_task(
+            "messaging.tasks.send_for_device",
+            device_id,
+            cluster=settings.SENDER_CLUSTER,
+            task_name=f"send device {device_id}",
+        )
+    )
+
+
+def dispatch_run() -> dict:
+    """One tick. Returns what it did, for the logs and the tests."""
+    report = {
+        "leases_released": leases_release_expired(),
+        "orphans": messages_orphaned_to_unknown(),
+        "reconciled": messages_reconcile_due(),
+        "campaigns_started": campaigns_start_due(),
+        "campaigns_completed": campaigns_complete_finished(),
+    }
+    report["senders_started"] = senders_start_needed()
+    if any(report.values()):
+        logger.info("dispatch %s", report)
+    return report
+
+
+def messages_orphaned_to_unknown() -> int:
+    """`sending` rows whose sender died: their outcome is unknown until Wassenger tells."""
+    now = clock.now()
+    live_lease = Device.objects.filter(pk=OuterRef("device_id"), lease_expires_at__gte=now).exclude(
+        lease_owner=""
+    )
+    return (
+        Message.objects.filter(status=MessageStatus.SENDING)
+        .exclude(Exists(live_lease))
+        .update(status=MessageStatus.UNKNOWN, next_attempt_at=now, updated_at=now)
+    )
+
+
+def messages_reconcile_due() -> int:
+    now = clock.now()
+    due = Message.objects.filter(status=MessageStatus.UNKNOWN, next_attempt_at__lte=now).select_related(
+        "device"
+    )[:RECONCILE_BATCH]
+    return sum(1 for message in due if message_reconcile(message) is not None)
+
+
+def campaigns_start_due() -> int:
+    """Scheduled campaigns whose start time has come begin sending."""
+    started = 0
+    for campaign in Campaign.objects.filter(status=CampaignStatus.SCHEDULED, starts_at__lte=clock.now()):
+        with transaction.atomic():
+            campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+            if campaign.status != CampaignStatus.SCHEDULED:
+                continue
+            campaign.transition_to(CampaignStatus.SENDING)
+            campaign.save(update_fields=["status", "launched_at", "updated_at"])
+            sender_enqueue(campaign.device_id)
+            started += 1
+    return started
+
+
+def campaigns_complete_finished() -> int:
+    """Sending campaigns with nothing left to send and every reply window closed."""
+    now = clock.now()
+    window_start = now - timedelta(hours=settings.REPLY_WINDOW_HOURS)
+    still_open = Message.objects.filter(campaign=OuterRef("pk")).filter(
+        Q(status__in=OPEN_STATUSES) | Q(kind=MessageKind.MESSAGE_1, sent_at__gt=window_start)
+    )
+    done = Campaign.objects.filter(status=CampaignStatus.SENDING).exclude(Exists(still_open))
+    completed = 0
+    for campaign in done:
+        campaign.transition_to(CampaignStatus.COMPLETED)
+        campaign.save(update_fields=["status", "finished_at", "updated_at"])
+        completed += 1
+    return completed
+
+
+def senders_start_needed() -> int:
+    """A sender for each device with due work, no live sender, no pause and quota left."""
+    now = clock.now()
+    idle = Device.objects.filter(halted_at__isnull=True).filter(
+        Q(lease_owner="") | Q(lease_expires_at__lt=now) | Q(lease_expires_at__isnull=True)
+    )
+    idle = devices_with_sending_facts(idle.values_list("pk", flat=True), now)
+    started = 0
+    for device in idle:
+        plan = sender_plan(device, now)
+        if plan is not None and plan.action in (pacing.Action.SEND, pacing.Action.WAIT):
+            sender_enqueue(device.pk)
+            started += 1
+    return started

@@ -1,0 +1,105 @@
+"""Wassenger faked at the HTTP boundary with `responses`, for in-process tests.
+
+It accepts sends and records them (phone, reference, time on the test clock), answers
+lookups by id and by reference, and plays a script of faults for the next requests:
+"500", "429", "429:<seconds>", "invalid", "401", "timeout_accepted" (the message was
+taken but the answer is lost) and "timeout_lost" (nothing was taken, no answer).
+"""
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import requests
+import responses
+from django.conf import settings
+
+from config import clock
+
+
+@dataclass
+class Accepted:
+    phone: str
+    reference: str
+    text: str
+    at: datetime
+    wassenger_id: str
+
+
+@dataclass
+class FakeWassenger:
+    accepted: list[Accepted] = field(default_factory=list)
+    script: list[str] = field(default_factory=list)
+    requests_seen: int = 0
+
+    def phones(self) -> list[str]:
+        return [a.phone for a in self.accepted]
+
+    def send(self, request):
+        self.requests_seen += 1
+        body = json.loads(request.body)
+        fault = self.script.pop(0) if self.script else "ok"
+        if fault in ("ok", "timeout_accepted"):
+            record = self._accept(body)
+            if fault == "timeout_accepted":
+                raise requests.exceptions.ReadTimeout("read timed out")
+            return 201, {}, json.dumps(_message_json(record))
+        return _fault_response(fault)
+
+    def _accept(self, body: dict) -> Accepted:
+        record = Accepted(
+            phone=body["phone"],
+            reference=body["reference"],
+            text=body.get("message", ""),
+            at=clock.now(),
+            wassenger_id=f"{len(self.accepted) + 1:024x}",
+        )
+        self.accepted.append(record)
+        return record
+
+    def by_reference(self, request):
+        reference = request.params.get("reference")
+        found = [_message_json(a) for a in self.accepted if a.reference == reference]
+        return 200, {}, json.dumps(found)
+
+    def by_id(self, request):
+        wassenger_id = request.url.rsplit("/", 1)[-1]
+        for record in self.accepted:
+            if record.wassenger_id == wassenger_id:
+                return 200, {}, json.dumps(_message_json(record))
+        return 404, {}, json.dumps({"status": 404, "message": "Not found"})
+
+
+def _message_json(record: Accepted) -> dict:
+    return {
+        "id": record.wassenger_id,
+        "waId": f"WA{record.wassenger_id[-8:]}",
+        "phone": record.phone,
+        "reference": record.reference,
+        "status": "queued",
+        "deliveryStatus": "queued",
+    }
+
+
+def _fault_response(fault: str):
+    if fault == "timeout_lost":
+        raise requests.exceptions.ReadTimeout("read timed out")
+    if fault.startswith("429"):
+        headers = {"Retry-After": fault.split(":")[1]} if ":" in fault else {}
+        return 429, headers, json.dumps({"status": 429, "message": "Too many requests"})
+    status, message = {
+        "500": (500, "Internal error"),
+        "invalid": (400, "Invalid phone number: the number does not exist on WhatsApp"),
+        "401": (401, "Invalid API token"),
+    }[fault]
+    return status, {}, json.dumps({"status": status, "message": message, "errorCode": f"error:{status}"})
+
+
+def install(mock: responses.RequestsMock) -> FakeWassenger:
+    fake = FakeWassenger()
+    base = settings.WASSENGER_API_URL
+    mock.add_callback(responses.POST, f"{base}/messages", callback=fake.send)
+    mock.add_callback(responses.GET, f"{base}/messages", callback=fake.by_reference)
+    mock.add_callback(responses.GET, re.compile(rf"{re.escape(base)}/messages/\w+"), callback=fake.by_id)
+    return fake

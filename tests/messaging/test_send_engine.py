@@ -1,0 +1,266 @@
+"""The send engine through its real code: claims, outcomes, leases, reconciliation.
+
+Wassenger is faked at the HTTP boundary (tests/fake_wassenger.py); time is the test clock.
+"""
+
+from datetime import timedelta
+
+import pytest
+import responses
+from django.db import connection
+
+from campaigns.models import CampaignStatus, WhatsAppStatus
+from messaging.dispatch import dispatch_run
+from messaging.models import Device, DeviceDay, Message, MessageAttempt, MessageKind, MessageStatus
+from messaging.sending import (
+    SenderExit,
+    device_snapshot,
+    lease_acquire,
+    message_claim,
+    sender_plan,
+    sender_run,
+)
+from tests import fake_wassenger
+from tests.factories import make_campaign, make_contact, make_device
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def api():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield fake_wassenger.install(mock)
+
+
+@pytest.fixture
+def device():
+    return make_device(gap_seconds=25, batch_size=25, batch_pause_seconds=300, daily_limit=1000)
+
+
+def sending_campaign(device, contacts: int = 1, **fields):
+    campaign = make_campaign(device=device, **fields)
+    campaign.status = CampaignStatus.SENDING
+    campaign.save()
+    people = [make_contact() for _ in range(contacts)]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO messaging_message"
+            " (campaign_id, contact_id, device_id, kind, content, next_attempt_at)"
+            " SELECT %s, id, %s, 'message_1', 'Bonjour', '2000-01-01'"
+            " FROM campaigns_contact WHERE id = ANY(%s)",
+            [campaign.pk, device.pk, [p.pk for p in people]],
+        )
+    return campaign
+
+
+def only_message(campaign) -> Message:
+    return Message.objects.get(campaign=campaign, kind=MessageKind.MESSAGE_1)
+
+
+def test_a_sender_sends_every_due_message_once_with_the_gap_between_them(fake_clock, api, device):
+    campaign = sending_campaign(device, contacts=5)
+    assert sender_run(device_id=device.pk) == SenderExit.IDLE
+    assert len(api.accepted) == 5 and len(set(api.phones())) == 5
+    gaps = [(b.at - a.at).total_seconds() for a, b in zip(api.accepted, api.accepted[1:], strict=False)]
+    assert gaps == [25.0] * 4
+    statuses = set(Message.objects.filter(campaign=campaign).values_list("status", flat=True))
+    assert statuses == {MessageStatus.SENT}
+    assert not Message.objects.filter(campaign=campaign, sent_at__isnull=True).exists()
+
+
+def test_message_2_is_claimed_before_older_message_1(fake_clock, api, device):
+    campaign = sending_campaign(device, contacts=3)
+    contact = Message.objects.filter(campaign=campaign).order_by("-id").first().contact
+    Message.objects.create(
+        campaign=campaign, contact=contact, device=device, kind=MessageKind.MESSAGE_2, content="Merci"
+    )
+    claimed = message_claim(
+        device=device, kinds=(MessageKind.MESSAGE_2, MessageKind.MESSAGE_1), now=fake_clock.now()
+    )
+    assert claimed.kind == MessageKind.MESSAGE_2
+
+
+def test_a_full_batch_is_followed_by_the_pause_then_the_sender_hands_over(fake_clock, api, device):
+    sending_campaign(device, contacts=30)
+    start = fake_clock.now()
+    assert sender_run(device_id=device.pk) == SenderExit.BATCH_DONE
+    assert len(api.accepted) == 25
+    assert fake_clock.now() >= api.accepted[-1].at + timedelta(seconds=300)
+    assert sender_run(device_id=device.pk) == SenderExit.IDLE
+    assert len(api.accepted) == 30
+    assert (api.accepted[25].at - api.accepted[24].at).total_seconds() >= 300
+    assert api.accepted[0].at == start
+
+
+def test_a_second_sender_for_the_same_device_finds_the_lease_taken(fake_clock, api, device):
+    sending_campaign(device, contacts=2)
+    assert lease_acquire(device_id=device.pk, owner="other-worker")
+    assert sender_run(device_id=device.pk) == SenderExit.LEASE_TAKEN
+    assert api.accepted == []
+
+
+def test_an_expired_lease_is_taken_over(fake_clock, api, device, settings):
+    sending_campaign(device, contacts=1)
+    assert lease_acquire(device_id=device.pk, owner="dead-worker")
+    fake_clock.advance(settings.SENDER_LEASE_SECONDS + 1)
+    assert sender_run(device_id=device.pk) == SenderExit.IDLE
+    assert len(api.accepted) == 1
+
+
+def test_the_daily_limit_stops_the_sender_until_utc_midnight(fake_clock, api, device, settings):
+    settings.MESSAGE_2_RESERVE_SHARE = 0
+    Device.objects.filter(pk=device.pk).update(daily_limit=3, gap_seconds=0)
+    sending_campaign(device, contacts=5)
+    assert sender_run(device_id=device.pk) == SenderExit.DAILY_LIMIT
+    assert len(api.accepted) == 3
+    assert DeviceDay.objects.get(device=device, day=fake_clock.now().date()).total == 3
+    fake_clock.current = fake_clock.current.replace(hour=23, minute=59, second=59)
+    assert sender_run(device_id=device.pk) == SenderExit.DAILY_LIMIT
+    fake_clock.advance(1)
+    assert sender_run(device_id=device.pk) == SenderExit.IDLE
+    assert len(api.accepted) == 5
+
+
+def test_message_1_leaves_the_reserve_to_message_2(fake_clock, api, device, settings):
+    settings.MESSAGE_2_RESERVE_SHARE = 0.5
+    Device.objects.filter(pk=device.pk).update(daily_limit=4, gap_seconds=0)
+    campaign = sending_campaign(device, contacts=4)
+    assert sender_run(device_id=device.pk) == SenderExit.DAILY_LIMIT
+    assert len(api.accepted) == 2
+    replied = Message.objects.filter(campaign=campaign, status=MessageStatus.SENT).first().contact
+    Message.objects.create(
+        campaign=campaign,
+        contact=replied,
+        device=device,
+        kind=MessageKind.MESSAGE_2,
+        content="Merci",
+    )
+    sender_run(device_id=device.pk)
+    assert len(api.accepted) == 3
+    assert api.accepted[-1].phone == replied.phone
+
+
+def test_a_transient_error_retries_after_60_then_120_seconds_then_fails(fake_clock, api, device):
+    campaign = sending_campaign(device)
+    api.script = ["500", "500", "500"]
+    for expected_wait in (60, 120):
+        sender_run(device_id=device.pk)
+        message = only_message(campaign)
+        assert message.status == MessageStatus.PENDING
+        assert message.next_attempt_at == fake_clock.now() + timedelta(seconds=expected_wait)
+        fake_clock.current = message.next_attempt_at
+    sender_run(device_id=device.pk)
+    message = only_message(campaign)
+    assert (message.status, message.attempts, api.requests_seen) == (MessageStatus.FAILED, 3, 3)
+    outcomes = list(MessageAttempt.objects.filter(message=message).values_list("outcome", "http_status"))
+    assert outcomes == [("transient", 500)] * 3
+
+
+def test_a_rate_limit_makes_the_whole_device_wait_for_retry_after(fake_clock, api, device):
+    campaign = sending_campaign(device, contacts=2)
+    api.script = ["429:90"]
+    start = fake_clock.now()
+    assert sender_run(device_id=device.pk) == SenderExit.BATCH_DONE  # it sat out the wait
+    device.refresh_from_db()
+    assert device.paused_until == start + timedelta(seconds=90)
+    assert api.accepted == []
+    sender_run(device_id=device.pk)
+    assert api.accepted[0].at == start + timedelta(seconds=90)
+    assert sorted(Message.objects.filter(campaign=campaign).values_list("status", "attempts")) == [
+        (MessageStatus.SENT, 1),
+        (MessageStatus.SENT, 2),
+    ]
+
+
+def test_an_invalid_number_fails_at_once_and_the_contact_is_marked_invalid(fake_clock, api, device):
+    campaign = sending_campaign(device)
+    api.script = ["invalid"]
+    sender_run(device_id=device.pk)
+    message = only_message(campaign)
+    assert (message.status, message.attempts, api.requests_seen) == (MessageStatus.FAILED, 1, 1)
+    assert message.contact.whatsapp_status == WhatsAppStatus.INVALID
+    assert DeviceDay.objects.get(device=device).total == 0
+
+
+def test_an_auth_error_halts_the_device_and_keeps_the_message(fake_clock, api, device):
+    campaign = sending_campaign(device, contacts=2)
+    api.script = ["401"]
+    assert sender_run(device_id=device.pk) == SenderExit.HALTED
+    device.refresh_from_db()
+    assert device.halted_at == fake_clock.now() and "401" in device.halted_reason
+    assert set(Message.objects.filter(campaign=campaign).values_list("status", "attempts")) == {
+        (MessageStatus.PENDING, 0)
+    }
+    assert sender_plan(device_snapshot(device.pk, fake_clock.now()), fake_clock.now()) is not None
+    assert dispatch_run()["senders_started"] == 0
+
+
+def test_an_unknown_outcome_is_reconciled_not_resent(fake_clock, api, device, settings):
+    campaign = sending_campaign(device)
+    api.script = ["timeout_accepted"]
+    sender_run(device_id=device.pk)
+    assert only_message(campaign).status == MessageStatus.UNKNOWN
+    fake_clock.advance(settings.RECONCILE_AFTER_SECONDS)
+    dispatch_run()
+    message = only_message(campaign)
+    assert (message.status, message.wassenger_id) == (MessageStatus.SENT, api.accepted[0].wassenger_id)
+    assert len(api.accepted) == 1 and api.requests_seen == 1
+
+
+def test_a_lost_send_is_retried_only_after_wassenger_says_it_never_arrived(fake_clock, api, device, settings):
+    campaign = sending_campaign(device)
+    api.script = ["timeout_lost"]
+    sender_run(device_id=device.pk)
+    fake_clock.advance(settings.RECONCILE_AFTER_SECONDS)
+    dispatch_run()
+    message = only_message(campaign)
+    assert message.status == MessageStatus.PENDING
+    fake_clock.current = message.next_attempt_at
+    sender_run(device_id=device.pk)
+    assert only_message(campaign).status == MessageStatus.SENT
+    assert len(api.accepted) == 1
+
+
+def test_a_sender_killed_after_its_claim_never_causes_a_second_send(fake_clock, api, device, settings):
+    campaign = sending_campaign(device)
+    # A worker claims the message, calls Wassenger, and dies before recording anything.
+    assert lease_acquire(device_id=device.pk, owner="doomed")
+    message = message_claim(device=device, kinds=(MessageKind.MESSAGE_1,), now=fake_clock.now())
+    api._accept({"phone": message.contact.phone, "reference": str(message.reference)})
+    fake_clock.advance(settings.SENDER_LEASE_SECONDS + 1)
+    dispatch_run()  # the lease lapses: the row becomes unknown
+    dispatch_run()  # reconciliation finds it at Wassenger
+    assert only_message(campaign).status == MessageStatus.SENT
+    assert sender_run(device_id=device.pk) == SenderExit.IDLE
+    assert len(api.accepted) == 1
+
+
+def test_paused_and_draft_campaigns_are_not_sent(fake_clock, api, device):
+    campaign = sending_campaign(device)
+    campaign.transition_to(CampaignStatus.PAUSED)
+    campaign.save()
+    assert sender_run(device_id=device.pk) == SenderExit.IDLE
+    assert api.accepted == []
+
+
+def test_a_campaign_completes_once_everything_is_final_and_the_reply_window_closed(
+    fake_clock, api, device, settings
+):
+    campaign = sending_campaign(device)
+    sender_run(device_id=device.pk)
+    assert dispatch_run()["campaigns_completed"] == 0
+    fake_clock.advance(settings.REPLY_WINDOW_HOURS * 3600 + 1)
+    assert dispatch_run()["campaigns_completed"] == 1
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.COMPLETED
+
+
+def test_a_scheduled_campaign_starts_when_its_time_comes(fake_clock, api, device):
+    campaign = sending_campaign(device)
+    campaign.status, campaign.starts_at = CampaignStatus.SCHEDULED, fake_clock.now() + timedelta(hours=1)
+    campaign.save()
+    assert dispatch_run()["campaigns_started"] == 0
+    fake_clock.advance(3600)
+    assert dispatch_run()["campaigns_started"] == 1
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.SENDING
