@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 WITH_DB := $(PY) -m config.embedded_pg run --
 
-.PHONY: run test lint db-stop
+.PHONY: run test bench lint db-stop
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(WITH_DB) $(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed
+	$(WITH_DB) $(PY) bench/run_all.py
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .

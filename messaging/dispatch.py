@@ -15,13 +15,9 @@ from django_q.tasks import async_task
 from campaigns.models import Campaign, CampaignStatus
 from config import clock
 from messaging import pacing
+from messaging.claims import devices_with_sending_facts
 from messaging.models import Device, Message, MessageKind, MessageStatus
-from messaging.sending import (
-    devices_with_sending_facts,
-    leases_release_expired,
-    message_reconcile,
-    sender_plan,
-)
+from messaging.sending import leases_release_expired, message_reconcile, sender_plan
 
 logger = logging.getLogger(__name__)
 

@@ -19,21 +19,23 @@ from datetime import timedelta
 from enum import StrEnum
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db import transaction
+from django.db.models import Q
 
 from campaigns.models import CampaignStatus, Contact, WhatsAppStatus
 from campaigns.phones import phone_mask
 from config import clock
 from messaging import pacing, wassenger
-from messaging.models import (
-    Device,
-    DeviceDay,
-    Message,
-    MessageAttempt,
-    MessageKind,
-    MessageStatus,
+from messaging.claims import (
+    Claim,
+    device_policy,
+    device_snapshot,
+    device_state,
+    message_claim,
+    outcome_store,
+    quota_give_back,
 )
+from messaging.models import Device, Message, MessageAttempt, MessageKind, MessageStatus
 from messaging.retries import attempts_left, next_step, retry_delay
 
 logger = logging.getLogger(__name__)
@@ -87,62 +89,7 @@ def _lease_end(now):
     return now + timedelta(seconds=settings.SENDER_LEASE_SECONDS)
 
 
-# --- Pacing state from the database -----------------------------------------------------------
-
-
-def device_policy(device: Device) -> pacing.PacingPolicy:
-    return pacing.PacingPolicy(
-        gap_seconds=device.gap_seconds,
-        batch_size=device.batch_size,
-        batch_pause_seconds=device.batch_pause_seconds,
-        daily_limit=device.daily_limit,
-        message_2_reserve=pacing.reserve_for(device.daily_limit, settings.MESSAGE_2_RESERVE_SHARE),
-    )
-
-
-# The sender's hot path asks this once per send; as one raw statement it costs a fraction
-# of what the ORM spends compiling the equivalent four subqueries every time.
-# LIMIT 1 keeps each probe correlated (one index probe per device): with stale statistics
-# PostgreSQL may otherwise hash the whole subquery, reading every pending row.
-_DUE_SQL = """
-(SELECT 1 FROM messaging_message m JOIN campaigns_campaign c ON c.id = m.campaign_id
- WHERE m.device_id = d.id AND m.status = 'pending' AND m.kind = '{kind}'
-   AND m.next_attempt_at <= %(now)s AND c.status = 'sending' LIMIT 1) IS NOT NULL
-"""
-_SNAPSHOT_SQL = f"""
-SELECT d.*,
-  {_DUE_SQL.format(kind=MessageKind.MESSAGE_1)} AS message_1_due,
-  {_DUE_SQL.format(kind=MessageKind.MESSAGE_2)} AS message_2_due,
-  COALESCE(dd.message_1_count, 0) AS message_1_today,
-  COALESCE(dd.message_2_count, 0) AS message_2_today
-FROM messaging_device d
-LEFT JOIN messaging_deviceday dd ON dd.device_id = d.id AND dd.day = %(day)s
-WHERE d.id = ANY(%(ids)s)
-ORDER BY d.id
-"""
-
-
-def devices_with_sending_facts(device_ids, now) -> list[Device]:
-    """The devices, each with what a plan needs: `message_1_due` / `message_2_due` (an
-    index probe each) and today's counts `message_1_today` / `message_2_today`."""
-    params = {"ids": list(device_ids), "now": now, "day": now.date()}
-    return list(Device.objects.raw(_SNAPSHOT_SQL, params))
-
-
-def device_snapshot(device_id: int, now) -> Device:
-    return devices_with_sending_facts([device_id], now)[0]
-
-
-def device_state(device: Device, now) -> pacing.DeviceState:
-    """Pacing's view of a device returned by `devices_with_sending_facts`."""
-    return pacing.DeviceState(
-        last_sent_at=device.last_sent_at,
-        sent_in_batch=device.sent_in_batch,
-        day=now.date(),
-        message_1_today=device.message_1_today,
-        message_2_today=device.message_2_today,
-        paused_until=device.paused_until,
-    )
+# --- Planning -------------------------------------------------------------------------------
 
 
 def due_messages(device, now):
@@ -185,137 +132,41 @@ def sender_plan(device: Device, now) -> Plan | None:
 # --- Claim, send, record ----------------------------------------------------------------------
 
 
-# Locks the row it returns; a row another sender holds is skipped, never waited for.
-_CLAIM_SQL = """
-SELECT m.id FROM messaging_message m JOIN campaigns_campaign c ON c.id = m.campaign_id
-WHERE m.device_id = %s AND m.status = 'pending' AND m.kind = ANY(%s)
-  AND m.next_attempt_at <= %s AND c.status = 'sending'
-ORDER BY m.kind DESC, m.id
-LIMIT 1
-FOR UPDATE OF m SKIP LOCKED
-"""
-
-
-@transaction.atomic
-def message_claim(*, device: Device, kinds: tuple[str, ...], now) -> Message | None:
-    """Claim the next due message (Message 2 first, then oldest) and take today's quota.
-
-    Returns None if nothing is claimable or the quota for its kind is spent.
-    """
-    with connection.cursor() as cursor:
-        cursor.execute(_CLAIM_SQL, [device.pk, list(kinds), now])
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    message = Message.objects.select_related("contact", "campaign", "device").get(pk=row[0])
-    policy = device_policy(device)
-    counts = quota_take(device=device, day=now.date(), kind=message.kind, policy=policy)
-    if counts is None:
-        return None
-    state = pacing.DeviceState(
-        last_sent_at=device.last_sent_at,
-        sent_in_batch=device.sent_in_batch,
-        day=now.date(),
-        message_1_today=counts[0],
-        message_2_today=counts[1],
-        paused_until=device.paused_until,
-    )
-    after = pacing.pacing_record_send(policy=policy, state=state, now=now, kind=pacing.Kind(message.kind))
-    Device.objects.filter(pk=device.pk).update(
-        last_sent_at=after.last_sent_at, sent_in_batch=after.sent_in_batch, paused_until=after.paused_until
-    )
-    message.status, message.attempts = MessageStatus.SENDING, message.attempts + 1
-    message.save(update_fields=["status", "attempts", "updated_at"])
-    MessageAttempt.objects.create(message=message, number=message.attempts, started_at=now)
-    return message
-
-
-_QUOTA_ROW_SQL = """
-INSERT INTO messaging_deviceday (device_id, day, message_1_count, message_2_count)
-VALUES (%s, %s, 0, 0) ON CONFLICT (device_id, day) DO NOTHING
-"""
-_QUOTA_TAKE_SQL = """
-UPDATE messaging_deviceday SET {column} = {column} + 1
-WHERE device_id = %s AND day = %s
-  AND message_1_count + message_2_count < %s AND {column} < %s
-RETURNING message_1_count, message_2_count
-"""
-
-
-def quota_take(*, device: Device, day, kind: str, policy: pacing.PacingPolicy) -> tuple[int, int] | None:
-    """Count one send for the device's UTC day, unless that would pass the limit [4.4].
-
-    One guarded UPDATE, so two senders can never both take the last unit. Returns the
-    day's (Message 1, Message 2) counts before this send, or None when the quota is spent.
-    """
-    column = _quota_column(kind)
-    with connection.cursor() as cursor:
-        cursor.execute(_QUOTA_ROW_SQL, [device.pk, day])
-        cursor.execute(
-            _QUOTA_TAKE_SQL.format(column=column),
-            [device.pk, day, policy.daily_limit, policy.allowance(pacing.Kind(kind))],
-        )
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    message_1, message_2 = row
-    return (message_1 - 1, message_2) if column == "message_1_count" else (message_1, message_2 - 1)
-
-
-def quota_give_back(*, device_id: int, day, kind: str) -> None:
-    """A send that surely did not go out does not count against the day."""
-    column = _quota_column(kind)
-    DeviceDay.objects.filter(device_id=device_id, day=day, **{f"{column}__gt": 0}).update(
-        **{column: F(column) - 1}
-    )
-
-
-def _quota_column(kind: str) -> str:
-    return "message_2_count" if kind == MessageKind.MESSAGE_2 else "message_1_count"
-
-
-def message_payload(message: Message) -> dict:
-    """The send_message arguments for this message (text, or Message 1's template)."""
-    campaign = message.campaign
+def message_payload(claim: Claim, *, device_wassenger_id: str = "") -> dict:
+    """The send_message arguments for a claimed message (text, or Message 1's template)."""
     payload = {
-        "phone": message.contact.phone,
-        "reference": str(message.reference),
-        "device": message.device.wassenger_id,
-        "priority": "high" if message.kind == MessageKind.MESSAGE_2 else "normal",
+        "phone": claim.phone,
+        "reference": claim.reference,
+        "device": device_wassenger_id,
+        "priority": "high" if claim.kind == MessageKind.MESSAGE_2 else "normal",
     }
-    if message.kind == MessageKind.MESSAGE_1 and campaign.message_1_template_name:
-        payload["template"] = {
-            "name": campaign.message_1_template_name,
-            "language": campaign.message_1_template_language,
-            "variables": campaign.message_1_template_variables,
-        }
+    if claim.template:
+        payload["template"] = claim.template
     else:
-        payload["text"] = message.content
+        payload["text"] = claim.content
     return payload
 
 
-def message_deliver(message: Message) -> None:
-    """Send a claimed message through Wassenger and record what happened."""
+def message_deliver(claim: Claim, *, device_wassenger_id: str = "") -> bool:
+    """Send a claimed message through Wassenger and record what happened; True if accepted."""
     result, error = None, None
     try:
-        result = wassenger.send_message(**message_payload(message))
+        result = wassenger.send_message(**message_payload(claim, device_wassenger_id=device_wassenger_id))
     except wassenger.WassengerError as exc:
         error = exc
     except ValueError as exc:  # the message itself is unusable (no text): never sendable
         error = wassenger.Rejected(str(exc))
     except Exception as exc:  # a bug below us must not lose the claim: treat as unknown
-        logger.exception("unexpected error sending message %s", message.pk)
+        logger.exception("unexpected error sending message %s", claim.message_id)
         error = wassenger.OutcomeUnknown(f"unexpected {type(exc).__name__}")
-    message_record_outcome(message=message, result=result, error=error)
+    message_record_outcome(claim=claim, result=result, error=error)
+    return error is None
 
 
-@transaction.atomic
-def message_record_outcome(*, message: Message, result, error) -> None:
+def message_record_outcome(*, claim: Claim, result, error) -> None:
     now = clock.now()
-    step = next_step(error, attempts_made=message.attempts, now=now)
-    changes = {"status": step.status, "last_error": _describe(error)}
-    if step.retry_at is not None:
-        changes["next_attempt_at"] = step.retry_at
+    step = next_step(error, attempts_made=claim.attempts, now=now)
+    changes = {"status": step.status, "error": _describe(error), "next_attempt_at": step.retry_at}
     if step.status == MessageStatus.SENT:
         changes.update(sent_at=now, wassenger_id=result.wassenger_id, whatsapp_id=result.whatsapp_id or "")
     if step.status == MessageStatus.FAILED:
@@ -323,40 +174,42 @@ def message_record_outcome(*, message: Message, result, error) -> None:
     if step.status == MessageStatus.UNKNOWN:
         changes["next_attempt_at"] = now + timedelta(seconds=settings.RECONCILE_AFTER_SECONDS)
     if step.refund_attempt:
-        changes["attempts"] = F("attempts") - 1
-    # Only a row still ours: a webhook may already have told us it was sent.
-    Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING).update(**changes, updated_at=now)
-    _attempt_finish(message, step.outcome, error, now)
-    _apply_side_effects(message, step, error, now)
-    _log_send(message, step, result)
+        changes["refund"] = 1
+    store = {"claim": claim, "outcome": step.outcome, "changes": changes, "now": now}
+    store["http_status"] = getattr(error, "status", None)
+    if not _has_side_effects(step):  # the common case: one statement, no transaction needed
+        outcome_store(**store)
+    else:
+        with transaction.atomic():
+            outcome_store(**store)
+            _apply_side_effects(claim, step, error, now)
+    _log_send(claim, step, result)
 
 
-def _attempt_finish(message: Message, outcome: str, error, now) -> None:
-    MessageAttempt.objects.filter(message=message, number=message.attempts).update(
-        outcome=outcome, finished_at=now, http_status=getattr(error, "status", None), error=_describe(error)
-    )
+def _has_side_effects(step) -> bool:
+    return bool(step.surely_not_sent or step.contact_invalid or step.halt_device or step.device_wait_until)
 
 
-def _apply_side_effects(message: Message, step, error, now) -> None:
+def _apply_side_effects(claim: Claim, step, error, now) -> None:
     if step.surely_not_sent:
-        quota_give_back(device_id=message.device_id, day=_attempt_day(message), kind=message.kind)
+        quota_give_back(device_id=claim.device_id, day=claim.started_at.date(), kind=claim.kind)
     if step.contact_invalid:
-        Contact.objects.filter(pk=message.contact_id).update(
+        Contact.objects.filter(pk=claim.contact_id).update(
             whatsapp_status=WhatsAppStatus.INVALID, whatsapp_checked_at=now
         )
     if step.halt_device:
-        Device.objects.filter(pk=message.device_id, halted_at__isnull=True).update(
+        Device.objects.filter(pk=claim.device_id, halted_at__isnull=True).update(
             halted_at=now, halted_reason=_describe(error)
         )
-        logger.error("device %s halted: %s", message.device_id, _describe(error))
+        logger.error("device %s halted: %s", claim.device_id, _describe(error))
     if step.device_wait_until is not None:
-        Device.objects.filter(pk=message.device_id).filter(
+        Device.objects.filter(pk=claim.device_id).filter(
             Q(paused_until__isnull=True) | Q(paused_until__lt=step.device_wait_until)
         ).update(paused_until=step.device_wait_until)
 
 
 def _attempt_day(message: Message):
-    """The UTC day whose quota the attempt took: the day it started."""
+    """The UTC day whose quota the message's last attempt took: the day it started."""
     started = MessageAttempt.objects.filter(message=message, number=message.attempts).values_list(
         "started_at", flat=True
     )
@@ -370,14 +223,14 @@ def _describe(error) -> str:
     return f"{type(error).__name__}{status}: {getattr(error, 'detail', '') or error}"[:500]
 
 
-def _log_send(message: Message, step, result) -> None:
+def _log_send(claim: Claim, step, result) -> None:
     # Each Message 1 send is logged with campaign, contact and a masked phone [4.5].
     logger.info(
         "%s campaign=%s contact=%s phone=%s outcome=%s wassenger_id=%s",
-        message.kind,
-        message.campaign_id,
-        message.contact_id,
-        phone_mask(message.contact.phone),
+        claim.kind,
+        claim.campaign_id,
+        claim.contact_id,
+        phone_mask(claim.phone),
         step.outcome,
         getattr(result, "wassenger_id", ""),
     )
@@ -467,10 +320,13 @@ class LeaseKeeper:
 
 
 def _send_loop(device_id: int, lease: LeaseKeeper) -> SenderExit:
-    sent_here = 0
+    sent_here, device, fresh = 0, None, False
     while True:
         now = clock.now()
-        device = device_snapshot(device_id, now)
+        # After an accepted send the snapshot is kept current in memory (see message_claim);
+        # after anything else (a wait, a refusal, nothing to claim) the device is read afresh.
+        if device is None:
+            device, fresh = device_snapshot(device_id, now), True
         if device.halted_at is not None:
             return SenderExit.HALTED
         plan = sender_plan(device, now)
@@ -483,12 +339,18 @@ def _send_loop(device_id: int, lease: LeaseKeeper) -> SenderExit:
                 return SenderExit.LEASE_LOST
             if plan.action == pacing.Action.BATCH_PAUSE and sent_here:
                 return SenderExit.BATCH_DONE  # our batch and its pause are done: hand over
+            device = None
             continue
-        message = message_claim(device=device, kinds=plan.kinds, now=now)
-        if message is None:
-            return SenderExit.IDLE
-        message_deliver(message)
-        sent_here += 1
+        claim = message_claim(device=device, kinds=plan.kinds, now=now)
+        if claim is None:
+            if fresh:
+                return SenderExit.IDLE
+            device = None  # the in-memory view may be stale: look again before giving up
+            continue
+        accepted = message_deliver(claim, device_wassenger_id=device.wassenger_id)
+        sent_here, fresh = sent_here + 1, False
+        if not accepted:
+            device = None
         if not lease.keep():
             return SenderExit.LEASE_LOST
 

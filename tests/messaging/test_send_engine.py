@@ -3,23 +3,21 @@
 Wassenger is faked at the HTTP boundary (tests/fake_wassenger.py); time is the test clock.
 """
 
+from collections import Counter
 from datetime import timedelta
 
 import pytest
 import responses
-from django.db import connection
+from django.db import connection, transaction
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from campaigns.models import CampaignStatus, WhatsAppStatus
+from messaging.claims import device_snapshot, message_claim
 from messaging.dispatch import dispatch_run
 from messaging.models import Device, DeviceDay, Message, MessageAttempt, MessageKind, MessageStatus
-from messaging.sending import (
-    SenderExit,
-    device_snapshot,
-    lease_acquire,
-    message_claim,
-    sender_plan,
-    sender_run,
-)
+from messaging.sending import SenderExit, lease_acquire, sender_plan, sender_run
 from tests import fake_wassenger
 from tests.factories import make_campaign, make_contact, make_device
 
@@ -74,8 +72,9 @@ def test_message_2_is_claimed_before_older_message_1(fake_clock, api, device):
     Message.objects.create(
         campaign=campaign, contact=contact, device=device, kind=MessageKind.MESSAGE_2, content="Merci"
     )
+    now = fake_clock.now()
     claimed = message_claim(
-        device=device, kinds=(MessageKind.MESSAGE_2, MessageKind.MESSAGE_1), now=fake_clock.now()
+        device=device_snapshot(device.pk, now), kinds=(MessageKind.MESSAGE_2, MessageKind.MESSAGE_1), now=now
     )
     assert claimed.kind == MessageKind.MESSAGE_2
 
@@ -225,8 +224,9 @@ def test_a_sender_killed_after_its_claim_never_causes_a_second_send(fake_clock, 
     campaign = sending_campaign(device)
     # A worker claims the message, calls Wassenger, and dies before recording anything.
     assert lease_acquire(device_id=device.pk, owner="doomed")
-    message = message_claim(device=device, kinds=(MessageKind.MESSAGE_1,), now=fake_clock.now())
-    api._accept({"phone": message.contact.phone, "reference": str(message.reference)})
+    now = fake_clock.now()
+    claim = message_claim(device=device_snapshot(device.pk, now), kinds=(MessageKind.MESSAGE_1,), now=now)
+    api._accept({"phone": claim.phone, "reference": claim.reference})
     fake_clock.advance(settings.SENDER_LEASE_SECONDS + 1)
     dispatch_run()  # the lease lapses: the row becomes unknown
     dispatch_run()  # reconciliation finds it at Wassenger
@@ -264,3 +264,40 @@ def test_a_scheduled_campaign_starts_when_its_time_comes(fake_clock, api, device
     assert dispatch_run()["campaigns_started"] == 1
     campaign.refresh_from_db()
     assert campaign.status == CampaignStatus.SENDING
+
+
+@given(
+    kinds=st.lists(st.sampled_from([MessageKind.MESSAGE_1, MessageKind.MESSAGE_2]), min_size=1, max_size=12)
+)
+@hypothesis_settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_claims_never_pass_the_daily_limit_or_the_reserve_whatever_the_order(fake_clock, kinds):
+    """Two claimers racing on stale snapshots: the database guard alone keeps the quota."""
+    with transaction.atomic():
+        device = make_device(daily_limit=4, gap_seconds=0)
+        campaign = sending_campaign(device, contacts=0)
+        for kind in kinds:
+            Message.objects.create(
+                campaign=campaign,
+                contact=make_contact(),
+                device=device,
+                kind=kind,
+                content="x",
+                next_attempt_at=fake_clock.now(),
+            )
+        now = fake_clock.now()
+        stale = [device_snapshot(device.pk, now), device_snapshot(device.pk, now)]
+        claims = [
+            message_claim(device=stale[i % 2], kinds=tuple(MessageKind.values), now=now)
+            for i in range(len(kinds))
+        ]
+        taken = Counter(c.kind for c in claims if c is not None)
+        wanted = Counter(kinds)
+        # Message 2 goes first and may use the whole limit; Message 1 leaves ceil(10% × 4) = 1.
+        expected_2 = min(wanted["message_2"], 4)
+        expected_1 = min(wanted["message_1"], 3, 4 - expected_2)
+        assert (taken["message_1"], taken["message_2"]) == (expected_1, expected_2)
+        day = DeviceDay.objects.get(device=device)
+        assert (day.message_1_count, day.message_2_count) == (expected_1, expected_2)
+        transaction.set_rollback(True)
