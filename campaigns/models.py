@@ -104,6 +104,12 @@ class Campaign(models.Model):
     message_1_template_language = models.CharField(_("template language"), max_length=20, blank=True)
     message_1_template_variables = models.JSONField(_("template variables"), default=list, blank=True)
     message_2_text = models.TextField(_("Message 2 (follow-up)"))
+    variable_fallbacks = models.JSONField(
+        _("fallbacks for missing variables"),
+        default=dict,
+        blank=True,
+        help_text=_('Used when a contact lacks a variable, e.g. {"first_name": "there"}.'),
+    )
     starts_at = models.DateTimeField(_("start at"), null=True, blank=True)
     status = models.CharField(
         _("status"), max_length=10, choices=CampaignStatus, default=CampaignStatus.DRAFT, editable=False

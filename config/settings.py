@@ -224,6 +224,12 @@ RECONCILE_AFTER_SECONDS = env.float("RECONCILE_AFTER_SECONDS", default=30.0)
 # Hours after Message 1 during which a reply triggers Message 2 [legacy 7.1].
 REPLY_WINDOW_HOURS = env.float("REPLY_WINDOW_HOURS", default=24.0)
 
+# >>> launch: knobs of campaign launch (campaigns/launch.py)
+# <<< launch
+
+# >>> webhooks: knobs of the Wassenger webhook and event processing (webhooks/)
+# <<< webhooks
+
 # --- Background work (django-q2, ORM broker on the same database) ----------------------
 # See "django-q2 facts" in DESIGN: every task is safe to run twice; `retry` is far above
 # `timeout` × (1 + queue_limit / workers); results of successful tasks are not stored

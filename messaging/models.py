@@ -161,6 +161,8 @@ class Message(models.Model):
     read_at = models.DateTimeField(_("read at"), null=True, blank=True)
     failed_at = models.DateTimeField(_("failed at"), null=True, blank=True)
     replied_at = models.DateTimeField(_("replied at"), null=True, blank=True)
+    # Message 1 only: set when 24 h passed with no reply; a later reply triggers nothing [7.1].
+    window_expired_at = models.DateTimeField(_("reply window expired at"), null=True, blank=True)
     last_error = models.TextField(_("last error"), blank=True, db_default="")
     created_at = models.DateTimeField(auto_now_add=True, db_default=Now())
     updated_at = models.DateTimeField(auto_now=True, db_default=Now())
