@@ -70,6 +70,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -139,6 +140,15 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Production serves collected, hashed and compressed files (run collectstatic on deploy).
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
 
 LOGIN_URL = "admin:login"
 
@@ -158,6 +168,7 @@ EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="relance@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+EMAIL_SUBJECT_PREFIX = "[Relance] "
 ADMINS = [("Relance admin", a) for a in env.list("ADMIN_EMAILS", default=[])]
 
 # --- Phones ---------------------------------------------------------------------------
@@ -228,7 +239,32 @@ REPLY_WINDOW_HOURS = env.float("REPLY_WINDOW_HOURS", default=24.0)
 # <<< launch
 
 # >>> webhooks: knobs of the Wassenger webhook and event processing (webhooks/)
+# A webhook body larger than this many bytes is refused with 413 (25 events are ~50 KB).
+WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=1_000_000)
+# A reply that is one of these words opts the contact out; case, accents, surrounding
+# spaces and punctuation are ignored ("Arrêt", " stop ", "STOP." all count).
+WEBHOOK_STOP_WORDS = env.list(
+    "WEBHOOK_STOP_WORDS",
+    default=["STOP", "STOP SVP", "STOP MERCI", "STOP PLEASE", "STOPPER", "ARRET", "ARRÊT", "ARRETER"]
+    + ["UNSUBSCRIBE", "DESABONNER", "DÉSABONNER"],
+)
+# Processing attempts of one event before it is marked failed (the sweeper retries each minute).
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=5)
+# The every-minute sweeper processes events still waiting this many seconds after arrival.
+WEBHOOK_SWEEP_AFTER_SECONDS = env.float("WEBHOOK_SWEEP_AFTER_SECONDS", default=30.0)
 # <<< webhooks
+
+# --- Monitoring ---------------------------------------------------------------------------
+# Alert levels as shares of a device's daily limit: ok up to 75%, attention to 90%,
+# danger to 100%, blocked above (legacy: 750 / 900 / 1000 of 1000).
+ALERT_ATTENTION_SHARE = env.float("ALERT_ATTENTION_SHARE", default=0.75)
+ALERT_DANGER_SHARE = env.float("ALERT_DANGER_SHARE", default=0.90)
+# Email an alert when more than this share of a device's messages failed today...
+ALERT_FAILURE_RATE = env.float("ALERT_FAILURE_RATE", default=0.2)
+# ...once at least this many were attempted (a few failures early in the day are noise).
+ALERT_FAILURE_MIN_ATTEMPTS = env.int("ALERT_FAILURE_MIN_ATTEMPTS", default=20)
+# /health/ answers 503 when the workers' heartbeat (written every 2 minutes) is older.
+HEALTH_HEARTBEAT_MAX_AGE_SECONDS = env.float("HEALTH_HEARTBEAT_MAX_AGE_SECONDS", default=300.0)
 
 # --- Background work (django-q2, ORM broker on the same database) ----------------------
 # See "django-q2 facts" in DESIGN: every task is safe to run twice; `retry` is far above

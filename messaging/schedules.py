@@ -5,10 +5,20 @@ match this list: it creates or updates each schedule by name and never duplicate
 Later work adds entries here.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.db import transaction
 from django_q.models import Schedule
+
+from config import clock
+
+
+def _midnight():
+    from messaging.pacing import next_utc_midnight
+
+    return next_utc_midnight(clock.now())
 
 
 @dataclass(frozen=True)
@@ -19,6 +29,7 @@ class ScheduleSpec:
     minutes: int | None = None
     cron: str | None = None
     cluster: str | None = None
+    first_run: Callable[[], datetime] | None = None  # default: now
 
 
 SCHEDULES: list[ScheduleSpec] = [
@@ -26,6 +37,13 @@ SCHEDULES: list[ScheduleSpec] = [
     ScheduleSpec("relance: dispatch senders", "messaging.tasks.dispatch", minutes=1),
     # Expired leases and old task results.
     ScheduleSpec("relance: cleanup", "messaging.tasks.cleanup", minutes=10),
+    # Heartbeat, database and Wassenger checks, quota and failure alerts [8.4].
+    ScheduleSpec("relance: health check", "monitoring.tasks.health_check", minutes=2),
+    # Closes the UTC day and emails its report [1.3, 2.5].
+    # DAILY from the next 00:00 UTC rather than a cron expression: no croniter needed.
+    ScheduleSpec(
+        "relance: daily rollover", "monitoring.tasks.daily_rollover", Schedule.DAILY, first_run=_midnight
+    ),
 ]
 
 
@@ -34,15 +52,17 @@ def schedules_sync(specs: list[ScheduleSpec] | None = None) -> list[str]:
     """Create or update each declared schedule by name; return the names written."""
     specs = SCHEDULES if specs is None else specs
     for spec in specs:
+        fields = {
+            "func": spec.func,
+            "schedule_type": spec.schedule_type,
+            "minutes": spec.minutes,
+            "cron": spec.cron,
+            "cluster": spec.cluster,
+            "repeats": -1,
+        }
+        # create_defaults replaces defaults on creation: the first run is only set then.
+        first_run = spec.first_run() if spec.first_run else clock.now()
         Schedule.objects.update_or_create(
-            name=spec.name,
-            defaults={
-                "func": spec.func,
-                "schedule_type": spec.schedule_type,
-                "minutes": spec.minutes,
-                "cron": spec.cron,
-                "cluster": spec.cluster,
-                "repeats": -1,
-            },
+            name=spec.name, defaults=fields, create_defaults={**fields, "next_run": first_run}
         )
     return [spec.name for spec in specs]

@@ -151,6 +151,12 @@ def send_message(
     return _request("POST", "/messages", _parse_send, json=payload, phone=phone)
 
 
+def list_devices() -> list[dict]:
+    """The account's devices (numbers): the health check's proof that Wassenger answers
+    and accepts our token."""
+    return _request("GET", "/devices", lambda r: _success_json(r, list))
+
+
 def check_number(phone: str) -> NumberCheck:
     """Whether `phone` has a WhatsApp account (metered by Wassenger's plan)."""
     return _request(

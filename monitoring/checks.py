@@ -1,0 +1,105 @@
+"""The periodic health check and the daily rollover: what runs with nobody looking."""
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.mail import mail_admins
+from django.db import IntegrityError, transaction
+
+from config import clock
+from messaging import wassenger
+from messaging.models import Device
+from monitoring.alerts import incident_close, incident_open, incident_sync
+from monitoring.figures import LEVEL_ORDER, AlertLevel, DeviceFigures, daily_figures
+from monitoring.health import heartbeat_write, messages_check
+from monitoring.models import DailyReport, Incident
+
+logger = logging.getLogger(__name__)
+
+
+def health_check_run() -> dict:
+    """Every 2 minutes: heartbeat, Wassenger reachable, and the alerts that follow [8.4]."""
+    report = {"wassenger": wassenger_check(), "messages": messages_check()}
+    heartbeat_write(report)
+    today = daily_figures(clock.now().date())
+    for row in today:
+        alerts_for_device(row)
+    return report
+
+
+def wassenger_check() -> dict:
+    try:
+        wassenger.list_devices()
+    except wassenger.WassengerError as error:
+        return {"ok": False, "error": type(error).__name__}
+    return {"ok": True}
+
+
+def alerts_for_device(row: DeviceFigures) -> None:
+    """Quota level rising past attention, a halted device, too many failures: one incident each."""
+    rank = LEVEL_ORDER.index(AlertLevel(row.level))
+    for level in LEVEL_ORDER[1 : rank + 1]:
+        incident_open(
+            kind="quota_level",
+            key=f"{row.device_id}:{row.day}:{level}",
+            summary=f"Device {row.device}: {row.sends}/{row.limit} sends today, level {level}",
+        )
+    if row.waits_for_midnight:
+        incident_open(
+            kind="quota_level",
+            key=f"{row.device_id}:{row.day}:limit",
+            summary=f"Device {row.device}: daily limit reached ({row.sends}/{row.limit}), "
+            "sending waits for 00:00 UTC",
+        )
+    device = Device.objects.filter(pk=row.device_id).values("halted_at", "halted_reason").first()
+    incident_sync(
+        kind="device_halted",
+        key=str(row.device_id),
+        active=bool(device and device["halted_at"]),
+        summary=f"Device {row.device} halted: {device and device['halted_reason']}",
+    )
+    attempts = row.message_1_sent + row.message_2_sent + row.failed
+    failing = (
+        attempts >= settings.ALERT_FAILURE_MIN_ATTEMPTS
+        and row.failed / attempts > settings.ALERT_FAILURE_RATE
+    )
+    incident_sync(
+        kind="failure_rate",
+        key=f"{row.device_id}:{row.day}",
+        active=failing,
+        summary=f"Device {row.device}: {row.failed} of {attempts} messages failed today",
+    )
+
+
+def daily_rollover_run() -> bool:
+    """At 00:00 UTC: close yesterday (its quota incidents end with it) and email its report, once."""
+    yesterday = clock.now().date() - timedelta(days=1)
+    figures = [row.as_dict() for row in daily_figures(yesterday)]
+    try:
+        with transaction.atomic():
+            DailyReport.objects.create(day=yesterday, figures=figures, sent_at=clock.now())
+    except IntegrityError:  # already reported (a second cluster, a late catch-up)
+        return False
+    for incident in Incident.objects.filter(
+        kind="quota_level", key__contains=f":{yesterday}:", closed_at=None
+    ):
+        incident_close(
+            kind=incident.kind, key=incident.key, summary=f"New UTC day: {incident.summary} (closed)"
+        )
+    mail_admins(
+        f"Daily report {yesterday}", daily_report_text(yesterday, figures), fail_silently=True
+    )
+    return True
+
+
+def daily_report_text(day, figures: list[dict]) -> str:
+    lines = [f"Relance — UTC day {day}", ""]
+    for row in figures:
+        lines.append(
+            f"{row['device']}: {row['sends']}/{row['limit']} sends ({row['level']}); "
+            f"Message 1 sent {row['message_1_sent']}, Message 2 sent {row['message_2_sent']}, "
+            f"failed {row['failed']}, delivered {row['delivered']}, read {row['read']}, "
+            f"replies {row['replies']}, opt-outs {row['opt_outs']}"
+        )
+    return "\n".join(lines) or "No device."

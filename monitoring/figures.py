@@ -1,0 +1,134 @@
+"""Daily figures per device and UTC day, and the quota alert level [legacy 1.3, 2.5].
+
+Counted from the messages themselves (each event leaves a timestamp on its row), so
+there is nothing to synchronise: the database is the source.
+"""
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
+
+from django.conf import settings
+from django.db.models import Count, Exists, OuterRef, Q
+
+from campaigns.models import Contact
+from messaging.models import Device, DeviceDay, Message, MessageKind, MessageStatus
+
+
+class AlertLevel(StrEnum):
+    OK = "ok"
+    ATTENTION = "attention"
+    DANGER = "danger"
+    BLOCKED = "blocked"
+
+
+LEVEL_ORDER = list(AlertLevel)
+
+
+def alert_level(*, sends: int, limit: int) -> AlertLevel:
+    """ok up to 75% of the limit, attention to 90%, danger to 100%, blocked above.
+
+    For the default limit of 1000: ok 0–750, attention 751–900, danger 901–1000, blocked
+    1001+ (possible when an operator lowers the limit during the day). Thresholds are settings.
+    """
+    if sends > limit:
+        return AlertLevel.BLOCKED
+    if sends > limit * settings.ALERT_DANGER_SHARE:
+        return AlertLevel.DANGER
+    if sends > limit * settings.ALERT_ATTENTION_SHARE:
+        return AlertLevel.ATTENTION
+    return AlertLevel.OK
+
+
+@dataclass(frozen=True)
+class DeviceFigures:
+    device_id: int
+    device: str
+    day: str
+    sends: int
+    limit: int
+    level: str
+    waits_for_midnight: bool
+    message_1_sent: int
+    message_2_sent: int
+    failed: int
+    delivered: int
+    read: int
+    replies: int
+    opt_outs: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    """The UTC day as a half-open interval."""
+    start = datetime.combine(day, time.min, tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+def daily_figures(day: date) -> list[DeviceFigures]:
+    """One row per device for the UTC `day`."""
+    start, end = day_bounds(day)
+    counts = _message_counts(start, end)
+    sends = {row.device_id: row.total for row in DeviceDay.objects.filter(day=day)}
+    opt_outs = _opt_outs_by_device(start, end)
+    return [
+        _figures(device, day, sends.get(device.pk, 0), counts.get(device.pk, {}), opt_outs.get(device.pk, 0))
+        for device in Device.objects.order_by("label")
+    ]
+
+
+def _figures(device: Device, day: date, sends: int, counts: dict, opt_outs: int) -> DeviceFigures:
+    return DeviceFigures(
+        device_id=device.pk,
+        device=device.label,
+        day=day.isoformat(),
+        sends=sends,
+        limit=device.daily_limit,
+        level=alert_level(sends=sends, limit=device.daily_limit),
+        waits_for_midnight=sends >= device.daily_limit,
+        message_1_sent=counts.get("message_1_sent", 0),
+        message_2_sent=counts.get("message_2_sent", 0),
+        failed=counts.get("failed", 0),
+        delivered=counts.get("delivered", 0),
+        read=counts.get("read", 0),
+        replies=counts.get("replies", 0),
+        opt_outs=opt_outs,
+    )
+
+
+def _message_counts(start: datetime, end: datetime) -> dict[int, dict]:
+    def between(field: str) -> Q:
+        return Q(**{f"{field}__gte": start, f"{field}__lt": end})
+
+    rows = (
+        Message.objects.filter(
+            between("sent_at")
+            | between("failed_at")
+            | between("delivered_at")
+            | between("read_at")
+            | between("replied_at")
+        )
+        .values("device_id")
+        .annotate(
+            message_1_sent=Count("id", filter=between("sent_at") & Q(kind=MessageKind.MESSAGE_1)),
+            message_2_sent=Count("id", filter=between("sent_at") & Q(kind=MessageKind.MESSAGE_2)),
+            failed=Count("id", filter=between("failed_at") & Q(status=MessageStatus.FAILED)),
+            delivered=Count("id", filter=between("delivered_at")),
+            read=Count("id", filter=between("read_at")),
+            replies=Count("id", filter=between("replied_at")),
+        )
+    )
+    return {row.pop("device_id"): row for row in rows}
+
+
+def _opt_outs_by_device(start: datetime, end: datetime) -> dict[int, int]:
+    """Contacts who opted out that day, under each device that had written to them."""
+    result = {}
+    for device in Device.objects.all():
+        wrote = Message.objects.filter(contact=OuterRef("pk"), device=device)
+        result[device.pk] = Contact.objects.filter(
+            Exists(wrote), opted_out_at__gte=start, opted_out_at__lt=end
+        ).count()
+    return result

@@ -1,0 +1,131 @@
+"""Is Relance healthy? One report for `/health/`, the dashboard and `check_workers`.
+
+Healthy means: the database answers, the cluster's heartbeat is fresh, and no device is
+halted. Workers are judged down from the outside (a stale heartbeat and no cluster
+status in the shared cache), because dead workers cannot report themselves.
+"""
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import DatabaseError, connection
+
+from config import clock
+from monitoring.alerts import incident_sync
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_NAME = "cluster"
+
+
+def heartbeat_write(details: dict | None = None) -> None:
+    from monitoring.models import Heartbeat
+
+    Heartbeat.objects.update_or_create(
+        name=HEARTBEAT_NAME, defaults={"beat_at": clock.now(), "details": details or {}}
+    )
+
+
+def heartbeat_age_seconds() -> float | None:
+    from monitoring.models import Heartbeat
+
+    beat = Heartbeat.objects.filter(name=HEARTBEAT_NAME).values_list("beat_at", flat=True).first()
+    return None if beat is None else (clock.now() - beat).total_seconds()
+
+
+def cluster_reports_itself() -> bool:
+    """Whether any django-q cluster has published its status in the shared (database) cache."""
+    from django_q.status import Stat
+
+    try:
+        return bool(Stat.get_all())
+    except Exception:  # a cache read failing is the same as no status
+        return False
+
+
+def workers_check() -> dict:
+    """Stale heartbeat: unhealthy. Stale heartbeat and no cluster status either: workers
+    down, which opens (and later closes) the "workers down" incident."""
+    age = heartbeat_age_seconds()
+    stale = age is None or age > settings.HEALTH_HEARTBEAT_MAX_AGE_SECONDS
+    published = cluster_reports_itself()
+    down = stale and not published
+    summary = "Workers down: " + (
+        "no heartbeat yet" if age is None else f"last heartbeat {age:.0f} s ago, no cluster status"
+    )
+    incident_sync(kind="workers_down", key=HEARTBEAT_NAME, active=down, summary=summary)
+    return {
+        "ok": not stale,
+        "heartbeat_age_seconds": None if age is None else round(age, 1),
+        "cluster_status_published": published,
+    }
+
+
+def database_check() -> dict:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return {"ok": True}
+    except DatabaseError as error:
+        logger.error("health: database unreachable: %s", error)
+        return {"ok": False, "error": type(error).__name__}
+
+
+def devices_check() -> dict:
+    """Halted devices, and today's quota level of each (no names or phones: /health/ is public)."""
+    from messaging.models import Device
+    from monitoring.figures import daily_figures
+
+    today = clock.now().date()
+    levels = {row.device_id: row for row in daily_figures(today)}
+    devices = []
+    for device in Device.objects.order_by("pk"):
+        row = levels.get(device.pk)
+        devices.append(
+            {
+                "id": device.pk,
+                "halted": device.halted_at is not None,
+                "sends_today": row.sends,
+                "limit": row.limit,
+                "level": row.level,
+                "note": "daily limit reached: sending waits for 00:00 UTC" if row.waits_for_midnight else "",
+            }
+        )
+    return {"ok": not any(d["halted"] for d in devices), "devices": devices}
+
+
+def messages_check() -> dict:
+    """How much is due now, and how much looks stuck (sending past a lease, unknown for long)."""
+    from messaging.models import Message, MessageStatus
+
+    now = clock.now()
+    stuck_before = now - timedelta(seconds=settings.SENDER_LEASE_SECONDS * 2)
+    return {
+        "ok": True,
+        "due": Message.objects.filter(status=MessageStatus.PENDING, next_attempt_at__lte=now).count(),
+        "stuck": Message.objects.filter(
+            status__in=[MessageStatus.SENDING, MessageStatus.UNKNOWN], updated_at__lt=stuck_before
+        ).count(),
+    }
+
+
+def health_report() -> dict:
+    """Every check, and whether the whole is healthy (the reasons when it is not)."""
+    database = database_check()
+    if not database["ok"]:
+        return {"healthy": False, "reasons": ["database unreachable"], "checks": {"database": database}}
+    checks = {
+        "database": database,
+        "workers": workers_check(),
+        "devices": devices_check(),
+        "messages": messages_check(),
+    }
+    reasons = []
+    if not checks["workers"]["ok"]:
+        reasons.append(
+            f"workers down: heartbeat older than {settings.HEALTH_HEARTBEAT_MAX_AGE_SECONDS:.0f} s"
+        )
+    if not checks["devices"]["ok"]:
+        reasons.append("a device is halted")
+    return {"healthy": not reasons, "reasons": reasons, "checks": checks}

@@ -1,0 +1,126 @@
+"""Alert levels, incidents emailed once, the daily report at the UTC midnight boundary."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import responses
+from django.core import mail
+from hypothesis import given
+from hypothesis import strategies as st
+
+from messaging.models import Device, DeviceDay, MessageStatus
+from monitoring.checks import daily_rollover_run, health_check_run
+from monitoring.figures import LEVEL_ORDER, AlertLevel, alert_level, daily_figures
+from monitoring.models import Incident
+from tests.factories import make_device, make_message
+
+
+@pytest.mark.parametrize(
+    ("sends", "level"),
+    [
+        (0, "ok"),
+        (750, "ok"),
+        (751, "attention"),
+        (900, "attention"),
+        (901, "danger"),
+        (1000, "danger"),
+        (1001, "blocked"),
+    ],
+)
+def test_the_legacy_boundaries_for_the_default_limit(sends, level):
+    assert alert_level(sends=sends, limit=1000) == level
+
+
+@given(limit=st.integers(1, 5000), sends=st.integers(0, 6000), more=st.integers(0, 100))
+def test_the_level_follows_the_share_of_the_limit_and_never_falls_as_sends_grow(limit, sends, more):
+    level = alert_level(sends=sends, limit=limit)
+    assert LEVEL_ORDER.index(alert_level(sends=sends + more, limit=limit)) >= LEVEL_ORDER.index(level)
+    assert (level == AlertLevel.OK) == (sends <= 0.75 * limit)
+    assert (level == AlertLevel.BLOCKED) == (sends > limit)
+
+
+@pytest.fixture
+def admins(settings):
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+
+@pytest.fixture
+def wassenger_up(settings):
+    with responses.RequestsMock() as mock:
+        mock.get(f"{settings.WASSENGER_API_URL}/devices", json=[{"id": "x", "status": "operative"}])
+        yield
+
+
+@pytest.mark.django_db
+def test_a_halted_device_lasting_an_hour_sends_one_email_and_one_when_it_ends(
+    fake_clock, admins, wassenger_up
+):
+    device = make_device(label="Paris")
+    Device.objects.filter(pk=device.pk).update(halted_at=fake_clock.now(), halted_reason="AuthError HTTP 401")
+    for _ in range(30):  # an hour of checks every 2 minutes
+        health_check_run()
+        fake_clock.advance(120)
+    assert [m.subject for m in mail.outbox] == ["[Relance] Device Paris halted: AuthError HTTP 401"]
+    Device.objects.filter(pk=device.pk).update(halted_at=None)
+    health_check_run()
+    health_check_run()
+    assert len(mail.outbox) == 2 and mail.outbox[1].subject.startswith("[Relance] Resolved: Device Paris")
+
+
+@pytest.mark.django_db
+def test_each_quota_level_is_announced_once_as_it_is_reached(fake_clock, admins, wassenger_up):
+    device = make_device(label="Lyon", daily_limit=1000)
+    day = DeviceDay.objects.create(device=device, day=fake_clock.now().date(), message_1_count=751)
+    health_check_run()
+    health_check_run()
+    DeviceDay.objects.filter(pk=day.pk).update(message_1_count=950)
+    health_check_run()
+    subjects = [m.subject for m in mail.outbox]
+    assert subjects == [
+        "[Relance] Device Lyon: 751/1000 sends today, level attention",
+        "[Relance] Device Lyon: 950/1000 sends today, level danger",
+    ]
+    DeviceDay.objects.filter(pk=day.pk).update(message_1_count=1000)
+    health_check_run()
+    assert mail.outbox[-1].subject == (
+        "[Relance] Device Lyon: daily limit reached (1000/1000), sending waits for 00:00 UTC"
+    )
+
+
+@pytest.mark.django_db
+def test_a_failure_rate_over_the_setting_raises_one_alert(fake_clock, admins, wassenger_up, settings):
+    settings.ALERT_FAILURE_MIN_ATTEMPTS = 4
+    device = make_device(label="Nice")
+    now = fake_clock.now()
+    for status in (MessageStatus.FAILED, MessageStatus.FAILED, MessageStatus.SENT, MessageStatus.SENT):
+        stamps = {"failed_at": now} if status == MessageStatus.FAILED else {"sent_at": now}
+        make_message(device=device, status=status, **stamps)
+    health_check_run()
+    health_check_run()
+    assert [m.subject for m in mail.outbox] == ["[Relance] Device Nice: 2 of 4 messages failed today"]
+
+
+@pytest.mark.django_db
+def test_the_daily_report_counts_by_utc_day_and_is_sent_once(fake_clock, admins):
+    device = make_device(label="Rennes")
+    before_midnight = datetime(2026, 3, 29, 23, 59, 59, tzinfo=UTC)
+    make_message(device=device, status=MessageStatus.SENT, sent_at=before_midnight)
+    make_message(device=device, status=MessageStatus.SENT, sent_at=before_midnight + timedelta(seconds=1))
+    day_1 = {row.device: row for row in daily_figures(before_midnight.date())}["Rennes"]
+    assert day_1.message_1_sent == 1
+    fake_clock.current = datetime(2026, 3, 30, 0, 0, 5, tzinfo=UTC)
+    assert daily_rollover_run() is True
+    assert daily_rollover_run() is False
+    assert [m.subject for m in mail.outbox] == ["[Relance] Daily report 2026-03-29"]
+    assert "Rennes: 0/1000 sends (ok); Message 1 sent 1" in mail.outbox[0].body
+
+
+@pytest.mark.django_db
+def test_quota_incidents_of_a_closed_day_are_closed_at_rollover(fake_clock, admins, wassenger_up):
+    device = make_device(label="Lille")
+    DeviceDay.objects.create(device=device, day=fake_clock.now().date(), message_1_count=800)
+    health_check_run()
+    fake_clock.current = fake_clock.current.replace(hour=0, minute=0) + timedelta(days=1)
+    daily_rollover_run()
+    assert not Incident.objects.filter(kind="quota_level", closed_at=None).exists()

@@ -1,0 +1,89 @@
+"""/health/ and check_workers: what an external monitor and cron see."""
+
+import os
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from config.embedded_pg import url_for
+from messaging.models import Device
+from monitoring.health import heartbeat_write
+from tests.factories import make_device
+from tests.messaging.conftest import BASE_DIR
+
+pytestmark = pytest.mark.django_db
+
+
+def test_health_needs_no_login_and_says_healthy_with_a_fresh_heartbeat(client, fake_clock):
+    heartbeat_write()
+    response = client.get("/health/")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["healthy"] is True and body["checks"]["database"]["ok"] is True
+
+
+def test_health_is_503_with_the_reason_when_the_heartbeat_is_older_than_5_minutes(client, fake_clock):
+    heartbeat_write()
+    fake_clock.advance(301)
+    response = client.get("/health/")
+    assert response.status_code == 503
+    assert response.json()["reasons"] == ["workers down: heartbeat older than 300 s"]
+
+
+def test_health_is_503_when_no_heartbeat_was_ever_written(client, fake_clock):
+    assert client.get("/health/").status_code == 503
+
+
+def test_health_is_503_when_a_device_is_halted_and_shows_no_personal_data(client, fake_clock):
+    heartbeat_write()
+    device = make_device(label="Secret label", phone="+33612345678")
+    Device.objects.filter(pk=device.pk).update(halted_at=fake_clock.now())
+    response = client.get("/health/")
+    assert response.status_code == 503 and response.json()["reasons"] == ["a device is halted"]
+    assert b"+33612345678" not in response.content and b"Secret label" not in response.content
+
+
+def test_health_says_when_sending_waits_for_midnight(client, fake_clock):
+    heartbeat_write()
+    device = make_device(daily_limit=10)
+    device.days.create(day=fake_clock.now().date(), message_1_count=10)
+    devices = client.get("/health/").json()["checks"]["devices"]["devices"]
+    mine = next(d for d in devices if d["id"] == device.pk)
+    assert mine["note"] == "daily limit reached: sending waits for 00:00 UTC"
+
+
+def test_check_workers_exits_0_when_alive_and_1_when_the_heartbeat_is_stale(fake_clock, capsys):
+    heartbeat_write()
+    call_command("check_workers")
+    fake_clock.advance(timedelta(minutes=6).total_seconds())
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("check_workers")
+    assert exit_info.value.code == 1
+    assert "workers down: heartbeat 360 s old" in capsys.readouterr().err
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_real_cluster_makes_health_turn_200_within_one_period(client):
+    assert client.get("/health/").status_code == 503
+    env = {**os.environ, "DATABASE_URL": url_for(connection.settings_dict), "LOG_LEVEL": "WARNING"}
+    cluster = subprocess.Popen(
+        [sys.executable, "manage.py", "qcluster"],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120  # the health check runs every 2 minutes
+        while client.get("/health/").status_code != 200:
+            assert time.monotonic() < deadline, client.get("/health/").json()
+            time.sleep(1)
+    finally:
+        os.killpg(cluster.pid, 9)
+        cluster.wait()
