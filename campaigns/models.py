@@ -123,6 +123,15 @@ class Campaign(models.Model):
         related_name="+",
     )
     launched_at = models.DateTimeField(_("launched at"), null=True, blank=True, editable=False)
+    launched_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+        verbose_name=_("launched by"),
+    )
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -157,7 +166,7 @@ class Campaign(models.Model):
     def transition_to(self, status: str) -> None:
         """Move to `status` in memory (the caller saves), or raise InvalidTransition.
 
-        Sets launched_at on the first move out of draft and finished_at on a final move.
+        Sets launched_at when a draft is launched and finished_at on a final move.
         """
         if not self.can_transition_to(status):
             reachable = sorted(CAMPAIGN_TRANSITIONS[CampaignStatus(self.status)])
@@ -165,7 +174,7 @@ class Campaign(models.Model):
                 f"Campaign {self.name!r} cannot go from {self.status} to {status}; "
                 f"from {self.status} it can go to: {', '.join(reachable) or 'nothing (final)'}."
             )
-        if self.status == CampaignStatus.DRAFT:
+        if self.status == CampaignStatus.DRAFT and status != CampaignStatus.CANCELLED:
             self.launched_at = clock.now()
         self.status = status
         if status in FINAL_CAMPAIGN_STATUSES:

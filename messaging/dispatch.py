@@ -71,7 +71,7 @@ def messages_orphaned_to_unknown() -> int:
 def messages_reconcile_due() -> int:
     now = clock.now()
     due = Message.objects.filter(status=MessageStatus.UNKNOWN, next_attempt_at__lte=now).select_related(
-        "device"
+        "device", "campaign"
     )[:RECONCILE_BATCH]
     return sum(1 for message in due if message_reconcile(message) is not None)
 

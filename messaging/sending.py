@@ -272,6 +272,12 @@ def _settle_unknown(message: Message, remote) -> str:
         )
         return MessageStatus.SENT
     quota_give_back(device_id=message.device_id, day=_attempt_day(message), kind=message.kind)
+    if message.campaign.status == CampaignStatus.CANCELLED:
+        # Never sent, and its campaign is gone: it joins the other cancelled messages.
+        unknown.update(
+            status=MessageStatus.CANCELLED, last_error="cancelled with the campaign", updated_at=now
+        )
+        return MessageStatus.CANCELLED
     if attempts_left(message.attempts):
         retry_at = now + retry_delay(message.attempts)
         unknown.update(status=MessageStatus.PENDING, next_attempt_at=retry_at, updated_at=now)

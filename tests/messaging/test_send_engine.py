@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from campaigns.models import CampaignStatus, WhatsAppStatus
+from campaigns.models import Campaign, CampaignStatus, WhatsAppStatus
 from messaging.claims import device_snapshot, message_claim
 from messaging.dispatch import dispatch_run
 from messaging.models import Device, DeviceDay, Message, MessageAttempt, MessageKind, MessageStatus
@@ -301,3 +301,14 @@ def test_claims_never_pass_the_daily_limit_or_the_reserve_whatever_the_order(fak
         day = DeviceDay.objects.get(device=device)
         assert (day.message_1_count, day.message_2_count) == (expected_1, expected_2)
         transaction.set_rollback(True)
+
+
+def test_a_lost_send_of_a_cancelled_campaign_is_cancelled_not_retried(fake_clock, api, device, settings):
+    campaign = sending_campaign(device)
+    api.script = ["timeout_lost"]
+    sender_run(device_id=device.pk)
+    Campaign.objects.filter(pk=campaign.pk).update(status=CampaignStatus.CANCELLED)
+    fake_clock.advance(settings.RECONCILE_AFTER_SECONDS)
+    dispatch_run()
+    assert only_message(campaign).status == MessageStatus.CANCELLED
+    assert api.accepted == []
