@@ -294,9 +294,18 @@ Q_CLUSTER = {
             "retry": env.int("Q_SENDER_RETRY", default=3700),
             "queue_limit": 1,
         },
+        # WhatsApp number checks (bulk ones take long): their own cluster, so that a check
+        # of 10,000 numbers never delays a campaign send.
+        "verify": {
+            "workers": 1,
+            "timeout": env.int("Q_VERIFY_TIMEOUT", default=3600),
+            "retry": env.int("Q_VERIFY_RETRY", default=7300),
+            "queue_limit": 1,
+        },
     },
 }
 SENDER_CLUSTER = "senders"
+VERIFY_CLUSTER = "verify"
 
 LOGGING = {
     "version": 1,

@@ -30,6 +30,7 @@ class Command(BaseCommand):
             Child("cluster", manage_py("qcluster")),
             # Senders sleep through batches: their own cluster, so short jobs never wait.
             Child("senders", manage_py("qcluster"), env={"Q_CLUSTER_NAME": settings.SENDER_CLUSTER}),
+            Child("verify", manage_py("qcluster"), env={"Q_CLUSTER_NAME": settings.VERIFY_CLUSTER}),
         ]
         if settings.WASSENGER_SANDBOX and "wassenger_sandbox" in get_commands():
             children.append(Child("sandbox", manage_py("wassenger_sandbox")))
