@@ -37,6 +37,10 @@ SCHEDULES: list[ScheduleSpec] = [
     ScheduleSpec("relance: dispatch senders", "messaging.tasks.dispatch", minutes=1),
     # Expired leases and old task results.
     ScheduleSpec("relance: cleanup", "messaging.tasks.cleanup", minutes=10),
+    # Webhook events left unprocessed (cluster down on arrival, a crash, a retry due).
+    ScheduleSpec("relance: process waiting webhook events", "webhooks.tasks.sweep", minutes=1),
+    # Message 1 older than the reply window with no reply: window closed [7.1].
+    ScheduleSpec("relance: expire reply windows", "webhooks.tasks.expire_windows", Schedule.HOURLY),
     # Heartbeat, database and Wassenger checks, quota and failure alerts [8.4].
     ScheduleSpec("relance: health check", "monitoring.tasks.health_check", minutes=2),
     # Closes the UTC day and emails its report [1.3, 2.5].

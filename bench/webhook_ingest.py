@@ -1,0 +1,243 @@
+"""Webhook events accepted per second by POST /webhooks/wassenger/ vs. a bare endpoint.
+
+gunicorn serves Relance on loopback with a second URL, /bench/bare/, that only reads the
+body and answers 200 through the same Django stack: the limit of the server. A load
+generator (processes of threads, one connection per request, as Wassenger's deliveries
+are) posts the same number of distinct events to each, in Format A, one event a request.
+Every accepted event must be stored: lost = accepted − stored rows, and each stored event
+must have its processing task enqueued. No cluster runs, so that ingest alone is timed.
+Goal: ratio >= 0.6, zero lost.
+
+    python bench/webhook_ingest.py [--events 4000] [--clients 16] [--workers 4] [--threads 1]
+
+This file is also the gunicorn app (`webhook_ingest:application`), so that the bare
+endpoint exists only while the benchmark runs.
+"""
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import secrets
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness
+
+SECRET = "bench-webhook-" + "s" * 32
+TIME_LIMIT_SECONDS = 60  # per measured run; the generator stops there whatever is left
+ROUNDS = 4
+GENERATOR_PROCESSES = 2
+
+
+def main() -> None:
+    options = _arguments()
+    # DEBUG off as in production (with it on, Django keeps every query in memory).
+    env = {"WASSENGER_WEBHOOK_SECRET": SECRET, "LOG_LEVEL": "WARNING", "CONN_MAX_AGE": "60", "DEBUG": "false"}
+    with harness.scratch_django("webhook_ingest", **env) as database_url:
+        port = harness.free_port()
+        server = _gunicorn(port, options.workers, options.threads, database_url)
+        # Spawned once, up front: their start-up is in no measured run.
+        generators = ProcessPoolExecutor(GENERATOR_PROCESSES, mp_context=multiprocessing.get_context("spawn"))
+        try:
+            harness.wait_for_port(port)
+            load = partial(_load, generators, port, clients=options.clients)
+            load("/bench/bare/", options.clients * 4)  # warm every worker and generator up
+            load("/webhooks/wassenger/", options.clients * 4)
+            before = _rows()
+            bare, ours = _alternate(load, options.events)
+            details = _check(ours, before)
+        finally:
+            generators.shutdown()
+            harness.stop(server)
+    harness.report(
+        name="webhook_ingest",
+        unit="events/s",
+        value=ours["rate"],
+        baseline=bare["rate"],
+        goal=0.6,
+        events=options.events,
+        clients=options.clients,
+        gunicorn_workers=options.workers,
+        gunicorn_threads=options.threads,
+        bare_seconds=round(bare["seconds"], 2),
+        seconds=round(ours["seconds"], 2),
+        **details,
+    )
+
+
+def _alternate(load, events: int) -> tuple[dict, dict]:
+    """Bare and ours in alternating rounds, so that a change in the machine's load
+    (another process waking up) weighs on both alike."""
+    runs = {"bare": [], "ours": []}
+    for _ in range(ROUNDS):
+        runs["bare"].append(load("/bench/bare/", events // ROUNDS))
+        runs["ours"].append(load("/webhooks/wassenger/", events // ROUNDS))
+    return _total(runs["bare"]), _total(runs["ours"])
+
+
+def _total(runs: list[dict]) -> dict:
+    total = {key: sum(run[key] for run in runs) for key in ("accepted", "stored", "errors", "seconds")}
+    return {**total, "rate": total["accepted"] / total["seconds"]}
+
+
+def _arguments():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=4000)
+    parser.add_argument("--clients", type=int, default=16, help="concurrent connections")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
+    parser.add_argument("--threads", type=int, default=1, help="threads per worker (over 1: gthread)")
+    return parser.parse_args()
+
+
+def _gunicorn(port: int, workers: int, threads: int, database_url: str):
+    bench_dir = str(Path(__file__).resolve().parent)
+    argv = [sys.executable, "-m", "gunicorn", "webhook_ingest:application", "--pythonpath", bench_dir]
+    argv += ["--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads)]
+    argv += ["--backlog", "2048"]
+    return harness.start(argv, DATABASE_URL=database_url)
+
+
+# --- Load generator ---------------------------------------------------------------------
+
+
+def _load(generators: ProcessPoolExecutor, port: int, path: str, events: int, *, clients: int) -> dict:
+    """POST `events` distinct events over `clients` connections at once (threads of the
+    generator processes)."""
+    n = GENERATOR_PROCESSES
+    shares = [events // n + (i < events % n) for i in range(n)]
+    started = time.perf_counter()
+    parts = list(generators.map(_post_many, [port] * n, [path] * n, [clients // n] * n, shares))
+    seconds = time.perf_counter() - started
+    total = {key: sum(part[key] for part in parts) for key in ("accepted", "stored", "errors")}
+    return {**total, "seconds": seconds, "rate": total["accepted"] / seconds}
+
+
+def _post_many(port: int, path: str, threads: int, count: int) -> dict:
+    counts = {"accepted": 0, "stored": 0, "errors": 0}
+    lock, remaining = threading.Lock(), [count]
+    deadline = time.monotonic() + TIME_LIMIT_SECONDS
+
+    def take() -> bool:
+        with lock:
+            remaining[0] -= 1
+            return remaining[0] >= 0 and time.monotonic() < deadline
+
+    def worker() -> None:
+        while take():
+            outcome = _post_one(port, path)
+            with lock:
+                for key, value in outcome.items():
+                    counts[key] += value
+
+    pool = [threading.Thread(target=worker) for _ in range(max(1, threads))]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    return counts
+
+
+def _post_one(port: int, path: str) -> dict:
+    body = json.dumps(_event()).encode()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request("POST", f"{path}?secret={SECRET}", body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        answer = response.read()
+    except OSError:
+        return {"errors": 1}
+    finally:
+        connection.close()
+    if response.status != 200:
+        return {"errors": 1}
+    stored = json.loads(answer).get("stored", 0) if path.startswith("/webhooks/") else 0
+    return {"accepted": 1, "stored": stored}
+
+
+def _event() -> dict:
+    """A distinct Format A receipt, as the sandbox sends them."""
+    wa_id = "3EB0" + secrets.token_hex(8).upper()
+    data = {
+        "id": wa_id,
+        "type": "text",
+        "flow": "outbound",
+        "ack": "delivered",
+        "fromNumber": "+33700000000",
+        "toNumber": "+33612345678",
+        "body": "Bonjour",
+        "reference": str(uuid.uuid4()),
+        "events": {"sent": {"date": "2026-03-29T09:00:00.000Z"}},
+        "meta": {"isGroup": False},
+    }
+    envelope = {"id": wa_id, "object": "message", "event": "message:out:ack", "created": int(time.time())}
+    return {**envelope, "device": {"id": "5f0c0ffee0ddba11ab1e5eed"}, "ack": "delivered", "data": data}
+
+
+def _rows() -> dict:
+    from django_q.models import OrmQ
+
+    from webhooks.models import WebhookEvent
+
+    return {"stored": WebhookEvent.objects.count(), "enqueued": OrmQ.objects.count()}
+
+
+def _check(ours: dict, before: dict) -> dict:
+    """Every accepted event stored once, and its processing enqueued."""
+    after = _rows()
+    stored, enqueued = after["stored"] - before["stored"], after["enqueued"] - before["enqueued"]
+    lost = ours["accepted"] - stored
+    return {
+        "accepted": ours["accepted"],
+        "stored": stored,
+        "enqueued": enqueued,
+        "errors": ours["errors"],
+        "lost": lost,
+        "lost_met": lost == 0 and ours["errors"] == 0 and enqueued == stored,
+    }
+
+
+# --- The gunicorn app: Relance plus the bare endpoint -----------------------------------------
+
+urlpatterns = []
+_application = None
+
+
+def application(environ, start_response):
+    global _application
+    if _application is None:
+        _application = _build()
+    return _application(environ, start_response)
+
+
+def _build():
+    """Relance's WSGI app with this module as URLconf: /bench/bare/ in front of Relance's URLs."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    sys.path.insert(0, str(harness.BASE_DIR))
+    from django.conf import settings
+    from django.core.wsgi import get_wsgi_application
+
+    settings.ROOT_URLCONF = __name__
+    app = get_wsgi_application()
+    from django.http import JsonResponse
+    from django.urls import include, path
+    from django.views.decorators.csrf import csrf_exempt
+
+    @csrf_exempt
+    def bare(request):
+        request.body  # noqa: B018 (read it, as the real endpoint must)
+        return JsonResponse({"ok": True})
+
+    urlpatterns[:] = [path("bench/bare/", bare), path("", include("config.urls"))]
+    return app
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""Receipts and failures: statuses only move forward, whatever the order events arrive in."""
+
+import itertools
+from datetime import timedelta
+
+import pytest
+
+from campaigns.models import WhatsAppStatus
+from messaging.models import MessageStatus
+from tests.webhooks.conftest import ack_event, failed_event, hex_id, sent_message_1, wa_id
+from webhooks.models import EventStatus, WebhookEvent
+from webhooks.processing import events_sweep
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_delivered_then_a_read_receipt_move_the_message_forward(post, fake_clock):
+    message = sent_message_1()
+    fake_clock.advance(5)
+    post(ack_event(message, "delivered"))
+    message.refresh_from_db()
+    assert (message.status, message.delivered_at, message.read_at) == ("delivered", fake_clock.now(), None)
+    fake_clock.advance(60)
+    post(ack_event(message, "read"))
+    message.refresh_from_db()
+    assert (message.status, message.read_at) == (MessageStatus.READ, fake_clock.now())
+    assert message.delivered_at == fake_clock.now() - timedelta(seconds=60)
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(["sent", "delivered", "read", "played"])))
+def test_receipts_in_any_order_end_in_read_with_every_time_set(post, fake_clock, order):
+    message = sent_message_1()
+    for ack in order:
+        fake_clock.advance(1)
+        post(ack_event(message, ack))
+    message.refresh_from_db()
+    assert message.status == MessageStatus.READ
+    assert message.delivered_at is not None and message.read_at is not None
+
+
+def test_a_late_delivered_after_read_changes_nothing(post, fake_clock):
+    message = sent_message_1()
+    post(ack_event(message, "read"))
+    message.refresh_from_db()
+    before = (message.status, message.delivered_at, message.read_at, message.updated_at)
+    fake_clock.advance(30)
+    post(ack_event(message, "delivered"))
+    message.refresh_from_db()
+    assert (message.status, message.delivered_at, message.read_at, message.updated_at) == before
+    assert "already read" in WebhookEvent.objects.order_by("id").last().reason
+
+
+@pytest.mark.parametrize("status", [MessageStatus.UNKNOWN, MessageStatus.SENDING])
+def test_a_receipt_settles_a_send_whose_outcome_was_unknown(post, fake_clock, status):
+    message = sent_message_1(status=status, sent_at=None, attempts=1)
+    message.sent_at = None
+    message.save(update_fields=["sent_at"])
+    post(ack_event(message, "delivered"))
+    message.refresh_from_db()
+    assert message.status == MessageStatus.DELIVERED
+    assert message.sent_at is not None and message.delivered_at == fake_clock.now()
+
+
+def test_message_out_new_links_the_ids_of_a_send_whose_answer_was_lost(post):
+    message = sent_message_1(status=MessageStatus.UNKNOWN, sent_at=None, attempts=1)
+    message.sent_at, message.wassenger_id, message.whatsapp_id = None, "", ""
+    message.save()
+    event = ack_event(message, "pending")
+    event["event"] = "message:out:new"
+    post(event)
+    message.refresh_from_db()
+    assert (message.status, message.whatsapp_id) == (MessageStatus.SENT, event["data"]["id"])
+    assert message.sent_at is not None
+
+
+def test_a_receipt_without_reference_finds_the_message_by_its_whatsapp_id(post):
+    message = sent_message_1()
+    post(ack_event(message, "read", reference=False))
+    message.refresh_from_db()
+    assert message.status == MessageStatus.READ
+
+
+def test_a_failure_in_format_b_fails_the_message_with_wassengers_reason(post, fake_clock):
+    message = sent_message_1()
+    post(failed_event(message, "max retries exceeded", reference=False))
+    message.refresh_from_db()
+    assert (message.status, message.failed_at) == (MessageStatus.FAILED, fake_clock.now())
+    assert message.last_error == "Wassenger: max retries exceeded"
+    assert message.contact.whatsapp_status == WhatsAppStatus.UNKNOWN
+
+
+@pytest.mark.parametrize(
+    "reason, invalid",
+    [
+        ("Phone number does not exist on WhatsApp", True),
+        ("phone number not found", True),
+        ("Invalid phone number", True),
+        ("invalid media file", False),
+        ("message not found", False),
+    ],
+)
+def test_only_a_number_not_found_failure_marks_the_contact_invalid(post, reason, invalid):
+    message = sent_message_1()
+    post(failed_event(message, reason))
+    message.contact.refresh_from_db()
+    assert (message.contact.whatsapp_status == WhatsAppStatus.INVALID) is invalid
+
+
+def test_a_failure_after_delivery_is_ignored(post):
+    message = sent_message_1()
+    post(ack_event(message, "delivered"))
+    post(failed_event(message, "max retries exceeded"))
+    message.refresh_from_db()
+    assert message.status == MessageStatus.DELIVERED
+
+
+def test_a_receipt_for_a_failed_message_does_not_revive_it(post):
+    message = sent_message_1()
+    post(failed_event(message, "max retries exceeded"))
+    post(ack_event(message, "read"))
+    message.refresh_from_db()
+    assert message.status == MessageStatus.FAILED
+
+
+def test_the_same_receipt_five_times_has_one_effect(post, fake_clock):
+    message = sent_message_1()
+    payload = ack_event(message, "delivered")
+    post(payload)
+    message.refresh_from_db()
+    first = (message.status, message.delivered_at, message.updated_at)
+    for _ in range(4):
+        fake_clock.advance(10)
+        post(payload)
+    message.refresh_from_db()
+    assert (message.status, message.delivered_at, message.updated_at) == first
+    assert WebhookEvent.objects.count() == 1
+
+
+def test_a_receipt_with_a_foreign_reference_is_not_ours(post):
+    message = sent_message_1()
+    payload = ack_event(message, "read")
+    payload["data"]["reference"] = "00000000-0000-4000-8000-000000000000"
+    post(payload)
+    event = WebhookEvent.objects.get()
+    assert (event.status, event.reason) == (
+        EventStatus.PROCESSED,
+        "not a Relance message (its reference is not ours)",
+    )
+
+
+def test_a_receipt_matching_nothing_yet_is_retried_by_the_sweeper_then_closed(post, fake_clock, settings):
+    settings.WEBHOOK_MAX_ATTEMPTS = 3
+    message = sent_message_1(whatsapp_id="")
+    payload = ack_event(message, "delivered", reference=False)
+    payload["data"]["id"] = payload["id"] = wa_id()
+    post(payload)
+    event = WebhookEvent.objects.get()
+    assert (event.status, event.attempts) == (EventStatus.RECEIVED, 1)
+    # The send's answer arrives meanwhile: the next sweep finds the message.
+    message.whatsapp_id = payload["data"]["id"]
+    message.save(update_fields=["whatsapp_id"])
+    fake_clock.advance(60)
+    assert events_sweep() == {EventStatus.PROCESSED: 1}
+    message.refresh_from_db()
+    assert message.status == MessageStatus.DELIVERED
+
+
+def test_a_receipt_for_a_message_that_never_shows_up_is_closed_after_the_last_attempt(
+    post, fake_clock, settings
+):
+    settings.WEBHOOK_MAX_ATTEMPTS = 3
+    message = sent_message_1()
+    payload = failed_event(message, "max retries exceeded", reference=False)
+    payload[0]["entityId"] = hex_id()
+    payload[0]["data"].update(id=payload[0]["entityId"], waId="")
+    post(payload)
+    for _ in range(2):
+        fake_clock.advance(60)
+        events_sweep()
+    event = WebhookEvent.objects.get()
+    assert (event.status, event.attempts) == (EventStatus.PROCESSED, 3)
+    assert event.reason.startswith("no Relance message has id")
+
+
+def test_an_id_too_long_for_its_column_is_not_linked_but_the_receipt_still_counts(post):
+    message = sent_message_1(status=MessageStatus.UNKNOWN, sent_at=None, attempts=1, whatsapp_id="")
+    message.sent_at = None
+    message.save(update_fields=["sent_at"])
+    payload = ack_event(message, "delivered")
+    payload["data"]["waId"] = "W" * 200
+    payload["data"]["id"] = hex_id()
+    post(payload)
+    message.refresh_from_db()
+    assert (message.status, message.whatsapp_id) == (MessageStatus.DELIVERED, "")

@@ -1,0 +1,152 @@
+"""End to end: the real sender sends through the sandbox process, whose acks and replies
+come back to the live webhook URL; repliers get Message 2 once, stop-word senders nothing.
+
+Everything is the production path but the senders cluster: the endpoint stores each
+event with its task, a real default django-q cluster (a subprocess) processes them, and
+the wake-ups it gives the senders wait in the senders' queue. The test plays the senders
+cluster by running sender_run in its own thread.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from contextlib import suppress
+from urllib.parse import quote
+
+import pytest
+from django.db import connection
+from django_q.models import OrmQ, Schedule
+from django_q.signing import SignedPackage
+
+from campaigns.models import Campaign, CampaignStatus, Contact
+from config.embedded_pg import url_for
+from messaging.models import Message, MessageKind, MessageStatus
+from messaging.sandbox_state import sandbox_fate
+from messaging.sending import sender_run
+from tests.factories import make_device
+from tests.messaging.conftest import BASE_DIR, SANDBOX_TOKEN, start_sandbox, wait_for
+from tests.webhooks.conftest import SECRET, URL
+from webhooks.models import EventStatus, WebhookEvent
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+CONTACTS = 24
+SEED, REPLY_SHARE, STOP_SHARE = 3, 0.5, 0.4
+
+
+@pytest.fixture
+def replying_sandbox(live_server, settings):
+    settings.WASSENGER_WEBHOOK_SECRET = SECRET
+    server = start_sandbox(
+        "--webhook-url", f"{live_server.url}{URL}?secret={quote(SECRET)}",
+        "--seed", str(SEED), "--reply-share", str(REPLY_SHARE), "--stop-share", str(STOP_SHARE),
+        "--delivered-delay", "0.05", "--read-delay", "0.05", "--reply-delay", "0.05",
+        "--webhook-retries", "3", "--webhook-backoff", "0.1",
+    )  # fmt: skip
+    settings.WASSENGER_API_URL, settings.WASSENGER_API_TOKEN = f"{server.url}/v1", SANDBOX_TOKEN
+    yield server
+    assert server.stop() == 0
+
+
+@pytest.fixture
+def default_cluster(replying_sandbox):
+    """`manage.py qcluster` (the default cluster) on the test database, in its own group."""
+    Schedule.objects.all().delete()  # only the webhook tasks, no periodic jobs meanwhile
+    env = {
+        **os.environ,
+        "DATABASE_URL": url_for(connection.settings_dict),
+        "WASSENGER_WEBHOOK_SECRET": SECRET,
+        "WASSENGER_SANDBOX": "false",
+        "WASSENGER_API_URL": f"{replying_sandbox.url}/v1",
+        "WASSENGER_API_TOKEN": SANDBOX_TOKEN,
+        "LOG_LEVEL": "WARNING",
+    }
+    env.pop("Q_CLUSTER_NAME", None)
+    cluster = subprocess.Popen(
+        [sys.executable, "manage.py", "qcluster"],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    yield cluster
+    with suppress(ProcessLookupError):
+        os.killpg(cluster.pid, signal.SIGKILL)
+    cluster.wait(timeout=10)
+
+
+def a_sending_campaign_to_every_contact() -> Campaign:
+    device = make_device(gap_seconds=0, batch_size=1000, batch_pause_seconds=0)
+    campaign = Campaign.objects.create(
+        name="E2E", device=device, message_1_text="Bonjour", message_2_text="Merci {{ first_name }} !"
+    )
+    Campaign.objects.filter(pk=campaign.pk).update(status=CampaignStatus.SENDING)
+    for n in range(1, CONTACTS + 1):
+        contact = Contact.objects.create(phone=f"+3361{n:07d}", first_name=f"C{n}")
+        Message.objects.create(
+            campaign=campaign, contact=contact, device=device, kind=MessageKind.MESSAGE_1, content="Bonjour"
+        )
+    return campaign
+
+
+def fates() -> dict[str, str]:
+    phones = Contact.objects.values_list("phone", flat=True)
+    return {p: sandbox_fate(p, seed=SEED, reply_share=REPLY_SHARE, stop_share=STOP_SHARE) for p in phones}
+
+
+def delivered_webhooks(sandbox) -> int:
+    return sandbox.control("GET", "stats")["counts"].get("webhooks_delivered", 0)
+
+
+def sender_wakeups() -> list[int]:
+    """The device ids of the send tasks waiting in the senders' queue."""
+    tasks = [SignedPackage.loads(row.payload) for row in OrmQ.objects.filter(key="senders")]
+    return [task["args"][0] for task in tasks if task["func"] == "messaging.tasks.send_for_device"]
+
+
+def every_reply_handled(expected: dict[str, str]) -> bool:
+    repliers = [p for p, fate in expected.items() if fate == "reply"]
+    stoppers = [p for p, fate in expected.items() if fate == "stop"]
+    follow_ups = Message.objects.filter(kind=MessageKind.MESSAGE_2, contact__phone__in=repliers).count()
+    opted_out = Contact.objects.filter(phone__in=stoppers, opted_out_at__isnull=False).count()
+    return follow_ups == len(repliers) and opted_out == len(stoppers)
+
+
+def test_replies_through_the_live_webhook_get_message_2_once_and_stop_words_none(
+    replying_sandbox, default_cluster
+):
+    campaign = a_sending_campaign_to_every_contact()
+    expected = fates()
+    assert {"reply", "stop", "silent"} <= set(expected.values()), "pick another seed"
+    sender_run(device_id=campaign.device_id)
+    wait_for(lambda: every_reply_handled(expected), timeout=30, interval=0.1)
+    assert sender_wakeups() == [campaign.device_id] * sum(fate == "reply" for fate in expected.values())
+    sender_run(device_id=campaign.device_id)  # what the woken sender does: send the Message 2s
+    fate_counts = Counter(expected.values())
+    # Two acks per message sent (Message 1 to all, Message 2 to repliers), and the replies.
+    webhooks = 2 * (CONTACTS + fate_counts["reply"]) + fate_counts["reply"] + fate_counts["stop"]
+    wait_for(lambda: delivered_webhooks(replying_sandbox) == webhooks, timeout=15, interval=0.1)
+    wait_for(lambda: not WebhookEvent.objects.filter(status=EventStatus.RECEIVED).exists(), timeout=10)
+    assert WebhookEvent.objects.count() == webhooks
+
+    received = Counter(m["phone"] for m in replying_sandbox.messages())
+    assert received == {p: 2 if fate == "reply" else 1 for p, fate in expected.items()}
+    texts = {
+        m["phone"]: m["message"] for m in replying_sandbox.messages() if m["message"].startswith("Merci")
+    }
+    assert texts == {
+        c.phone: f"Merci {c.first_name} !" for c in Contact.objects.all() if expected[c.phone] == "reply"
+    }
+    stoppers = {p for p, fate in expected.items() if fate == "stop"}
+    assert set(Contact.objects.filter(opted_out_at__isnull=False).values_list("phone", flat=True)) == stoppers
+    message_1_statuses = set(
+        Message.objects.filter(kind=MessageKind.MESSAGE_1).values_list("status", flat=True)
+    )
+    assert message_1_statuses == {MessageStatus.READ}
+    assert set(WebhookEvent.objects.values_list("status", flat=True)) == {EventStatus.PROCESSED}
+    assert replying_sandbox.control("GET", "stats")["counts"].get("webhooks_given_up", 0) == 0
+    follow_ups = Message.objects.filter(kind=MessageKind.MESSAGE_2).values_list("status", flat=True)
+    assert set(follow_ups) == {MessageStatus.READ}

@@ -1,0 +1,56 @@
+import json
+
+from django.contrib import admin, messages
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from webhooks.models import WebhookEvent
+from webhooks.processing import events_reprocess
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(admin.ModelAdmin):
+    """Every event Wassenger posted, as received: read-only, with a "reprocess" action."""
+
+    list_display = ["id", "received_at", "event", "message_id", "ack", "status", "attempts", "short_reason"]
+    list_filter = ["status", "event"]
+    search_fields = ["message_id", "dedup_key", "reason"]
+    date_hierarchy = "received_at"
+    fields = [
+        "event",
+        "message_id",
+        "ack",
+        "status",
+        "reason",
+        "attempts",
+        "occurred_at",
+        "received_at",
+        "processed_at",
+        "dedup_key",
+        "pretty_payload",
+    ]
+    readonly_fields = fields
+    actions = ["reprocess"]
+
+    @admin.display(description=_("reason"))
+    def short_reason(self, event: WebhookEvent) -> str:
+        return event.reason if len(event.reason) <= 80 else event.reason[:79] + "…"
+
+    @admin.display(description=_("raw event"))
+    def pretty_payload(self, event: WebhookEvent) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(event.payload, indent=2, ensure_ascii=False))
+
+    @admin.action(description=_("Reprocess the selected events"))
+    def reprocess(self, request, queryset):
+        outcome = events_reprocess(event_ids=list(queryset.values_list("pk", flat=True)))
+        summary = ", ".join(f"{count} {status}" for status, count in sorted(outcome.items())) or "nothing"
+        self.message_user(request, _("Reprocessed: %(summary)s.") % {"summary": summary}, messages.SUCCESS)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

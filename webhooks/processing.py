@@ -1,0 +1,341 @@
+"""Acting on stored webhook events: receipts, failures, replies, opt-outs, sessions.
+
+Each event is processed in its own transaction while its row is locked, and only while
+it is `received`: a second run, a redelivered task or the sweeper finds it done and
+changes nothing. Handlers are order-independent: a message's status only moves forward
+(sent < delivered < read), a late "delivered" after "read" changes nothing, and a
+reply's Message 2 is created at most once (the Message 1 row is locked, and the unique
+(campaign, contact, kind) constraint backs that up).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+
+from campaigns.models import Contact, WhatsAppStatus
+from config import clock
+from messaging.dispatch import sender_enqueue
+from messaging.models import Device, Message, MessageStatus
+from webhooks import replies
+from webhooks.ingest import (
+    INBOUND_EVENT,
+    MAX_ID,
+    SESSION_EVENT,
+    Described,
+    dig,
+    event_describe,
+    first_text,
+    moment_of,
+    text_of,
+)
+from webhooks.models import EventStatus, WebhookEvent
+
+logger = logging.getLogger(__name__)
+
+SWEEP_BATCH = 500
+REASON_LIMIT = 2000
+SESSION_HALT_REASON = "session offline"
+# Wassenger's session states that mean the number cannot send. Anything else unknown
+# ("connecting", "syncing"…) changes nothing: halting on it could halt for good.
+OFFLINE_SESSIONS = frozenset({"offline", "timeout", "conflict", "disconnected", "logout", "unpaired"})
+ONLINE_SESSIONS = frozenset({"online"})
+
+# How far each status has got; a receipt never moves a message back.
+_RANK = {MessageStatus.SENT: 1, MessageStatus.DELIVERED: 2, MessageStatus.READ: 3}
+_STATUS_AT_RANK = {rank: status for status, rank in _RANK.items()}
+_ACK_RANK = {"pending": 1, "queued": 1, "sent": 1, "delivered": 2, "read": 3, "played": 3}
+# (field, rank that implies it, key of data.events holding its date)
+_TIMES = (("sent_at", 1, "sent"), ("delivered_at", 2, "delivered"), ("read_at", 3, "read"))
+_FAILED_ACKS = frozenset({"failed", "error"})
+# Statuses a receipt or a failure can no longer change.
+_FINAL = frozenset({MessageStatus.FAILED, MessageStatus.CANCELLED})
+_WASSENGER_ID = re.compile(r"^[0-9a-f]{24}$")
+# "Phone number does not exist on WhatsApp", "number not found"…: both parts must appear,
+# so that "invalid media" or "message not found" never marks a contact invalid.
+_NUMBER = re.compile(r"phone|number|wid\b|recipient|whatsapp account", re.IGNORECASE)
+_MISSING = re.compile(r"not exist|n't exist|not found|not registered|not on whatsapp|invalid", re.IGNORECASE)
+
+
+class NotYet(Exception):
+    """Nothing to act on yet (say, a receipt for a send whose answer is not recorded):
+    the event stays `received` and the sweeper tries again."""
+
+
+# --- Processing one event -------------------------------------------------------------------
+
+
+def event_process(*, event_id: int) -> str:
+    """Process one stored event if it is still waiting; return its status afterwards."""
+    with transaction.atomic():
+        # skip_locked: if another worker holds it, that worker finishes it (or, if it
+        # dies, its transaction rolls back and the sweeper takes it up).
+        locked = WebhookEvent.objects.select_for_update(skip_locked=True)
+        event = locked.filter(pk=event_id, status=EventStatus.RECEIVED).first()
+        if event is None:
+            return WebhookEvent.objects.filter(pk=event_id).values_list("status", flat=True).first() or ""
+        status, reason = _attempt(event)
+        event.attempts += 1
+        event.status, event.reason = status, reason[:REASON_LIMIT]
+        event.processed_at = None if status == EventStatus.RECEIVED else clock.now()
+        event.save(update_fields=["status", "reason", "attempts", "processed_at"])
+    return status
+
+
+def _attempt(event: WebhookEvent) -> tuple[str, str]:
+    try:
+        with transaction.atomic():  # a savepoint: a failed handler leaves nothing behind
+            return _apply(event)
+    except NotYet as waiting:
+        return _again_or(event, EventStatus.PROCESSED, str(waiting))
+    except Exception as error:
+        logger.exception("webhook event %s (%s) failed", event.pk, event.event)
+        return _again_or(event, EventStatus.FAILED, f"{type(error).__name__}: {error}")
+
+
+def _again_or(event: WebhookEvent, final: str, reason: str) -> tuple[str, str]:
+    """Wait for the next sweep, or give up with `final` once the attempts are spent."""
+    if event.attempts + 1 < settings.WEBHOOK_MAX_ATTEMPTS:
+        return EventStatus.RECEIVED, f"will retry: {reason}"
+    return final, reason
+
+
+def _apply(event: WebhookEvent) -> tuple[str, str]:
+    described = event_describe(event.payload)
+    if described.problem:
+        return EventStatus.REJECTED, described.problem
+    handler = _HANDLERS.get(described.event, _outbound)
+    return EventStatus.PROCESSED, handler(event.payload, described, event)
+
+
+# --- Outbound: receipts and failures ------------------------------------------------------------
+
+
+def _outbound(item: dict, described: Described, event: WebhookEvent) -> str:
+    data = item["data"]
+    message = _our_message(item, data)
+    if message is None:
+        return "not a Relance message (its reference is not ours)"
+    failed = described.event == "message:out:failed" or described.ack.lower() in _FAILED_ACKS
+    if failed:
+        return _record_failure(message, data, described)
+    return _record_progress(message, _rank_of(described), data, described)
+
+
+def _our_message(item: dict, data: dict) -> Message | None:
+    """Our message, locked: by our reference, else by Wassenger's or WhatsApp's id.
+
+    None when the reference names no message of ours; NotYet when only ids are given
+    and none matches yet (the send's answer, which records them, may still be on its way).
+    """
+    locked = Message.objects.select_for_update()
+    reference = _as_uuid(data.get("reference"))
+    if reference is not None:
+        return locked.filter(reference=reference).first()
+    ids = {first_text(v) for v in (data.get("id"), data.get("waId"), item.get("entityId"), item.get("id"))}
+    ids.discard("")
+    hex_ids = {i for i in ids if _WASSENGER_ID.match(i)}
+    message = locked.filter(Q(wassenger_id__in=hex_ids) | Q(whatsapp_id__in=ids)).order_by("pk").first()
+    if message is None:
+        raise NotYet(f"no Relance message has id {', '.join(sorted(ids))}")
+    return message
+
+
+def _rank_of(described: Described) -> int:
+    # Any event about an outbound message means Wassenger has it: at least "sent".
+    if described.event == "message:out:ack":
+        return _ACK_RANK.get(described.ack.lower(), 0)
+    return max(1, _ACK_RANK.get(described.ack.lower(), 1))
+
+
+def _record_progress(message: Message, rank: int, data: dict, described: Described) -> str:
+    if rank == 0:
+        return f"ack {described.ack!r} means nothing to Relance"
+    if message.status in _FINAL:
+        return f"message {message.pk} is {message.status}: receipt ignored"
+    before = message.status
+    if rank > _RANK.get(message.status, 0):
+        message.status = _STATUS_AT_RANK[rank]
+    fields = _stamp_times(message, rank, data, described.occurred_at)
+    fields |= _link_ids(message, data)
+    if not fields and message.status == before:
+        return f"message {message.pk} already {message.status}: nothing to change"
+    message.save(update_fields=[*fields, "status", "updated_at"])
+    return f"message {message.pk}: {before} → {message.status}"
+
+
+def _stamp_times(message: Message, rank: int, data: dict, occurred: datetime | None) -> set[str]:
+    """Fill sent/delivered/read times the message lacks, from the event where it says."""
+    fallback = occurred or clock.now()
+    stamped = set()
+    for field, needed, key in _TIMES:
+        if rank >= needed and getattr(message, field) is None:
+            moment = moment_of(dig(data, "events", key, "date")) or fallback
+            setattr(message, field, moment)
+            stamped.add(field)
+    return stamped
+
+
+def _link_ids(message: Message, data: dict) -> set[str]:
+    """Remember Wassenger's and WhatsApp's ids when the send's own answer was lost.
+
+    Format B's data.id is Wassenger's 24-hex id; Format A's is the WhatsApp id.
+    """
+    ids = [first_text(data.get("id")), first_text(data.get("waId"))]
+    wassenger_id = next((i for i in ids if _WASSENGER_ID.match(i)), "")
+    whatsapp_id = next((i for i in ids if i and not _WASSENGER_ID.match(i)), "")
+    whatsapp_id = whatsapp_id if len(whatsapp_id) <= MAX_ID else ""  # the column's width
+    linked = set()
+    if wassenger_id and not message.wassenger_id:
+        message.wassenger_id = wassenger_id
+        linked.add("wassenger_id")
+    if whatsapp_id and not message.whatsapp_id:
+        message.whatsapp_id = whatsapp_id
+        linked.add("whatsapp_id")
+    return linked
+
+
+def _as_uuid(value: object) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text_of(value)) if text_of(value) else None
+    except ValueError:
+        return None
+
+
+def _record_failure(message: Message, data: dict, described: Described) -> str:
+    reason = first_text(data.get("failureReason"), data.get("error"), data.get("reason")) or "no reason given"
+    invalid = bool(_NUMBER.search(reason) and _MISSING.search(reason))
+    if invalid:
+        Contact.objects.filter(pk=message.contact_id).update(
+            whatsapp_status=WhatsAppStatus.INVALID, whatsapp_checked_at=clock.now()
+        )
+    if message.status in (MessageStatus.DELIVERED, MessageStatus.READ, *_FINAL):
+        return f"message {message.pk} is {message.status}: failure ignored" + (", contact invalid" * invalid)
+    before = message.status
+    message.status, message.failed_at = MessageStatus.FAILED, described.occurred_at or clock.now()
+    message.last_error = f"Wassenger: {reason}"[:500]
+    message.save(update_fields=["status", "failed_at", "last_error", "updated_at"])
+    return f"message {message.pk}: {before} → failed ({reason})" + (", contact invalid" * invalid)
+
+
+# --- Inbound: replies and opt-outs -----------------------------------------------------------------
+
+
+def _inbound(item: dict, described: Described, event: WebhookEvent) -> str:
+    data = item["data"]
+    if replies.is_group(data):
+        return "group message: ignored"
+    phone = replies.sender_phone(data)
+    contact = Contact.objects.select_for_update().filter(phone=phone).first()
+    if contact is None:
+        return "no contact has this number: nothing to do"
+    if replies.is_stop_word(replies.reply_text(data)):
+        return replies.contact_opt_out(contact=contact)
+    return replies.reply_record(contact=contact, replied_at=_reply_time(described, event))
+
+
+def _reply_time(described: Described, event: WebhookEvent) -> datetime:
+    """When the contact wrote: the message's own time, so that a reply delivered or
+    processed late is judged by when it was written; never later than its arrival."""
+    if described.occurred_at is None:
+        return event.received_at
+    return min(described.occurred_at, event.received_at)
+
+
+# --- number:session -----------------------------------------------------------------------------
+
+
+def _session(item: dict, described: Described, event: WebhookEvent) -> str:
+    device = _session_device(item, described.message_id)
+    if device is None:
+        return "no Relance device for this number: nothing to do"
+    if _newer_session_event_exists(event, described):
+        return "an newer session event for this device was already processed: ignored"
+    if described.ack in OFFLINE_SESSIONS:
+        return _device_halt(device, described.ack)
+    if described.ack in ONLINE_SESSIONS:
+        return _device_resume(device)
+    return f"session {described.ack!r}: no action"
+
+
+def _session_device(item: dict, wassenger_id: str) -> Device | None:
+    devices = Device.objects.select_for_update()
+    phone = text_of(dig(item, "device", "phone"))
+    match = Q(wassenger_id=wassenger_id) if wassenger_id else Q(pk__in=[])
+    device = devices.filter(match | Q(phone=phone) if phone else match).first()
+    if device is None and Device.objects.count() == 1:
+        # One device whose Wassenger id is left empty sends from the account's only number.
+        device = devices.filter(wassenger_id="").first()
+    return device
+
+
+def _newer_session_event_exists(event: WebhookEvent, described: Described) -> bool:
+    if described.occurred_at is None:
+        return False
+    return WebhookEvent.objects.filter(
+        event=SESSION_EVENT,
+        message_id=described.message_id,
+        status=EventStatus.PROCESSED,
+        occurred_at__gt=described.occurred_at,
+    ).exists()
+
+
+def _device_halt(device: Device, status: str) -> str:
+    if device.halted_at is not None:
+        return f"device {device} already halted ({device.halted_reason})"
+    device.halted_at, device.halted_reason = clock.now(), f"{SESSION_HALT_REASON} ({status})"
+    device.save(update_fields=["halted_at", "halted_reason"])
+    logger.error("device %s halted: WhatsApp session %s", device, status)
+    return f"device {device} halted: session {status}"
+
+
+def _device_resume(device: Device) -> str:
+    # Only our own halt is lifted: an auth error or an operator's halt stays.
+    if device.halted_at is None or not device.halted_reason.startswith(SESSION_HALT_REASON):
+        return f"device {device} not halted by its session: nothing to resume"
+    device.halted_at, device.halted_reason = None, ""
+    device.save(update_fields=["halted_at", "halted_reason"])
+    sender_enqueue(device.pk)
+    logger.warning("device %s resumed: WhatsApp session online", device)
+    return f"device {device} resumed"
+
+
+_HANDLERS: dict[str, Callable[[dict, Described, WebhookEvent], str]] = {
+    INBOUND_EVENT: _inbound,
+    SESSION_EVENT: _session,
+}
+
+
+# --- Batches: the sweeper, the admin, the hourly window ---------------------------------------------
+
+
+def events_sweep() -> dict:
+    """Process events still waiting (cluster down on arrival, a crash, a retry due)."""
+    cutoff = clock.now() - timedelta(seconds=settings.WEBHOOK_SWEEP_AFTER_SECONDS)
+    waiting = WebhookEvent.objects.filter(status=EventStatus.RECEIVED, received_at__lte=cutoff)
+    ids = list(waiting.order_by("received_at").values_list("pk", flat=True)[:SWEEP_BATCH])
+    outcome = Counter(event_process(event_id=pk) for pk in ids)
+    if ids:
+        logger.info("webhook sweep: %s", dict(outcome))
+    return dict(outcome)
+
+
+def events_reprocess(*, event_ids: list[int]) -> dict:
+    """Process the events again from their raw payload (the admin's "reprocess")."""
+    WebhookEvent.objects.filter(pk__in=event_ids).update(
+        status=EventStatus.RECEIVED, attempts=0, processed_at=None
+    )
+    return dict(Counter(event_process(event_id=pk) for pk in event_ids))
+
+
+def windows_expire() -> int:
+    """Message 1s sent longer ago than the reply window, with no reply: window closed [7.1]."""
+    return replies.windows_expire(now=clock.now())

@@ -1,0 +1,192 @@
+"""A contact's reply: opt-out on a stop word, else Message 2 once per Message 1 in its window.
+
+Called by processing with the contact's row locked, so that all inbound events of one
+contact run one after the other; the Message 1 rows are locked too, and the unique
+(campaign, contact, kind) constraint makes a second Message 2 impossible anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+import unicodedata
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+from campaigns.models import CampaignStatus, Contact
+from campaigns.phones import phone_mask, phone_normalize
+from campaigns.rendering import render_for_contact
+from config import clock
+from messaging.dispatch import sender_enqueue
+from messaging.models import ACCEPTED_STATUSES, Message, MessageKind, MessageStatus
+from webhooks.ingest import dig, first_text, text_of
+
+logger = logging.getLogger(__name__)
+
+# A reply to a campaign that is still going (or paused, to go on later) gets Message 2.
+FOLLOW_UP_CAMPAIGN_STATUSES = (CampaignStatus.SENDING, CampaignStatus.PAUSED)
+# A reply's time is Wassenger's clock, sent_at is ours: a reply stamped a little before
+# Message 1's sent_at is still a reply to it; one written long before is not.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+# --- Reading the reply ------------------------------------------------------------------------
+
+
+def sender_phone(data: dict) -> str:
+    """The contact's number in E.164 (`fromNumber`, else the `from` WhatsApp id)."""
+    raw = first_text(data.get("fromNumber")) or "+" + first_text(data.get("from")).split("@")[0].lstrip("+")
+    try:
+        return phone_normalize(raw)
+    except ValidationError:
+        return raw  # matches no contact (every stored phone is valid E.164)
+
+
+def is_group(data: dict) -> bool:
+    meta = data.get("meta") if isinstance(data.get("meta"), dict) else {}
+    return meta.get("isGroup") is True or text_of(data.get("from")).endswith("@g.us")
+
+
+def reply_text(data: dict) -> str:
+    """The text the contact wrote: the body, or a media message's caption."""
+    return first_text(data.get("body"), dig(data, "media", "caption"))
+
+
+def fold(text: str) -> str:
+    """Case, accents, surrounding spaces, punctuation and emoji dropped; inner spaces single.
+
+    "  Arrêt ! " → "arret". Only the edges lose punctuation: "stop please" stays itself.
+    """
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    # Mn: the accents NFKD split off, and emoji variation selectors.
+    kept = "".join(c for c in decomposed if unicodedata.category(c) != "Mn")
+    words = " ".join(kept.split())
+    start, end = 0, len(words)
+    while start < end and _is_edge(words[start]):
+        start += 1
+    while end > start and _is_edge(words[end - 1]):
+        end -= 1
+    return words[start:end]
+
+
+def _is_edge(character: str) -> bool:
+    # Punctuation, symbols (emoji), separators and invisible formatting characters.
+    return unicodedata.category(character)[0] in "PSZC"
+
+
+def is_stop_word(text: str) -> bool:
+    """The whole reply is a stop word (settings.WEBHOOK_STOP_WORDS), however it is typed.
+
+    A stop word inside a sentence ("don't stop") is not an opt-out: the reply is read as
+    an answer and gets Message 2.
+    """
+    folded = fold(text)
+    return bool(folded) and folded in {fold(word) for word in settings.WEBHOOK_STOP_WORDS}
+
+
+# --- Acting on it -------------------------------------------------------------------------------
+
+
+def contact_opt_out(*, contact: Contact) -> str:
+    """Opt the contact out and cancel every message still waiting for it, in any campaign."""
+    now = clock.now()
+    if contact.opted_out_at is None:
+        contact.opted_out_at = now
+        contact.save(update_fields=["opted_out_at", "updated_at"])
+    cancelled = Message.objects.filter(contact=contact, status=MessageStatus.PENDING).update(
+        status=MessageStatus.CANCELLED, last_error="cancelled: the contact opted out", updated_at=now
+    )
+    logger.info(
+        "contact %s opted out (%s); %d message(s) cancelled", contact.pk, phone_mask(contact.phone), cancelled
+    )
+    return f"stop word: contact {contact.pk} opted out, {cancelled} pending message(s) cancelled"
+
+
+def reply_record(*, contact: Contact, replied_at: datetime) -> str:
+    """Mark each Message 1 answered within its window and queue its Message 2."""
+    if contact.opted_out_at is not None:
+        return f"contact {contact.pk} opted out: no Message 2"
+    answered = list(_unanswered_in_window(contact, replied_at))
+    if not answered:
+        return _why_no_follow_up(contact, replied_at)
+    queued = [m for m in answered if _follow_up(message=m, contact=contact, replied_at=replied_at)]
+    for device_id in sorted({message.device_id for message in queued}):
+        sender_enqueue(device_id)
+    ids = ", ".join(str(message.pk) for message in answered)
+    return f"reply to message {ids}: {len(queued)} Message 2 queued"
+
+
+def _window_start(replied_at: datetime) -> datetime:
+    return replied_at - timedelta(hours=settings.REPLY_WINDOW_HOURS)
+
+
+def _unanswered_in_window(contact: Contact, replied_at: datetime):
+    return (
+        Message.objects.select_for_update(of=("self",))
+        .select_related("campaign")
+        .filter(
+            contact=contact,
+            kind=MessageKind.MESSAGE_1,
+            status__in=ACCEPTED_STATUSES,
+            replied_at__isnull=True,
+            sent_at__gte=_window_start(replied_at),
+            sent_at__lte=replied_at + CLOCK_SKEW,
+            campaign__status__in=FOLLOW_UP_CAMPAIGN_STATUSES,
+        )
+        .order_by("pk")
+    )
+
+
+def _follow_up(*, message: Message, contact: Contact, replied_at: datetime) -> bool:
+    """Record the reply on Message 1 and create its Message 2; True if one is to be sent."""
+    message.replied_at, message.window_expired_at = replied_at, None
+    message.save(update_fields=["replied_at", "window_expired_at", "updated_at"])
+    follow_up, created = Message.objects.get_or_create(
+        campaign=message.campaign,
+        contact=contact,
+        kind=MessageKind.MESSAGE_2,
+        defaults=_message_2_fields(message, contact),
+    )
+    return created and follow_up.status == MessageStatus.PENDING
+
+
+def _message_2_fields(message: Message, contact: Contact) -> dict:
+    campaign, now = message.campaign, clock.now()
+    fields = {"device_id": message.device_id, "next_attempt_at": now, "status": MessageStatus.PENDING}
+    try:
+        fields["content"] = render_for_contact(campaign.message_2_text, contact, campaign.variable_fallbacks)
+    except KeyError as missing:
+        # Never send a blank where a name should be: the operator sees why in the admin.
+        fields.update(status=MessageStatus.FAILED, failed_at=now)
+        fields["last_error"] = (
+            f"Message 2 uses {{{{ {missing.args[0]} }}}}, which this contact lacks (no fallback)"
+        )
+    return fields
+
+
+def _why_no_follow_up(contact: Contact, replied_at: datetime) -> str:
+    """Say why a reply triggered nothing, for the operator reading the event."""
+    last = Message.objects.filter(contact=contact, kind=MessageKind.MESSAGE_1).select_related("campaign")
+    last = last.exclude(sent_at__isnull=True).order_by("-sent_at").first()
+    if last is None:
+        return "reply from a contact with no Message 1 sent: nothing to do"
+    if last.replied_at is not None:
+        return f"message {last.pk} was already answered: Message 2 exists"
+    if last.sent_at > replied_at + CLOCK_SKEW:
+        return f"written before message {last.pk} was sent: no Message 2"
+    if last.sent_at < _window_start(replied_at):
+        return f"reply after the {settings.REPLY_WINDOW_HOURS:g} h window of message {last.pk}: no Message 2"
+    if last.status not in ACCEPTED_STATUSES:
+        return f"message {last.pk} is {last.status}: no Message 2"
+    return f"campaign {last.campaign_id} is {last.campaign.status}: no Message 2"
+
+
+def windows_expire(*, now: datetime) -> int:
+    """Message 1s sent longer ago than the reply window, with no reply: window closed [7.1]."""
+    return Message.objects.filter(
+        kind=MessageKind.MESSAGE_1,
+        sent_at__lt=_window_start(now),
+        replied_at__isnull=True,
+        window_expired_at__isnull=True,
+    ).update(window_expired_at=now, updated_at=now)
