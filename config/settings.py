@@ -238,6 +238,17 @@ REPLY_WINDOW_HOURS = env.float("REPLY_WINDOW_HOURS", default=24.0)
 # >>> launch: knobs of campaign launch (campaigns/launch.py)
 # <<< launch
 
+# >>> contacts: knobs of contact import and WhatsApp number checks (campaigns/importing.py, verification.py)
+# CSV rows parsed and written per set-based statement; memory grows with it, not with the file.
+IMPORT_BATCH_SIZE = env.int("IMPORT_BATCH_SIZE", default=5000)
+# Where the admin keeps an uploaded CSV between its preview and the operator's confirmation.
+IMPORT_UPLOAD_DIR = BASE_DIR / "var" / "imports"
+# A number checked less than this many days ago is not checked again.
+VERIFY_RECHECK_DAYS = env.float("VERIFY_RECHECK_DAYS", default=30.0)
+# Seconds between two number checks of a verification job (Wassenger meters them).
+VERIFY_GAP_SECONDS = env.float("VERIFY_GAP_SECONDS", default=1.0)
+# <<< contacts
+
 # >>> webhooks: knobs of the Wassenger webhook and event processing (webhooks/)
 # A webhook body larger than this many bytes is refused with 413 (25 events are ~50 KB).
 WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=1_000_000)
@@ -311,9 +322,17 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"redact_secrets": {"()": "config.logging.RedactSecrets"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_secrets"]}
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "pgserver": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "pgserver": {"level": "WARNING"},
+        # The development server's request lines carry the webhook URL and its ?secret=.
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
 }
 
 REST_FRAMEWORK = {

@@ -57,3 +57,17 @@ def test_every_setting_read_from_the_environment_is_documented_in_env_example():
     documented = set(re.findall(r"^#?\s*([A-Z0-9_]+)=", (BASE_DIR / ".env.example").read_text(), re.M))
     assert read, "no settings found: the pattern is broken"
     assert sorted(read - documented) == []
+
+
+def test_the_webhook_secret_never_reaches_a_log_line():
+    import logging
+
+    request_line = '"%s" 200 17', ("POST /webhooks/wassenger/?secret=s3cr3t-value HTTP/1.1",)
+    from config.logging import RedactSecrets
+
+    for logger in (logging.getLogger("django.server"), logging.getLogger()):
+        (handler,) = [h for h in logger.handlers if any(isinstance(f, RedactSecrets) for f in h.filters)]
+        record = logging.LogRecord(logger.name, logging.INFO, __file__, 1, *request_line, None)
+        assert handler.filter(record)
+        line = handler.format(record)
+        assert "s3cr3t-value" not in line and "secret=[redacted]" in line
