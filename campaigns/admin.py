@@ -1,6 +1,10 @@
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
@@ -11,6 +15,7 @@ from django.urls import path, reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
+from campaigns.importing import ImportFailed, contacts_import
 from campaigns.launch import (
     CampaignRefused,
     QuotaExceeded,
@@ -21,7 +26,8 @@ from campaigns.launch import (
     format_time,
     launch_preview,
 )
-from campaigns.models import Campaign, CampaignStatus, Category, Contact
+from campaigns.models import Campaign, CampaignStatus, Category, Contact, VerificationJob
+from campaigns.verification import verification_start
 from messaging.models import Message, MessageStatus
 
 
@@ -37,6 +43,13 @@ class CategoryAdmin(admin.ModelAdmin):
     def contact_count(self, category):
         return category.contact_count
 
+    actions = ["verify_numbers"]
+
+    @admin.action(description=gettext_lazy("Check the WhatsApp numbers of the selected categories"))
+    def verify_numbers(self, request, queryset):
+        for category in queryset:
+            _report_job(self, request, verification_start(category=category, by=request.user))
+
 
 @admin.register(Contact)
 class ContactAdmin(admin.ModelAdmin):
@@ -45,6 +58,151 @@ class ContactAdmin(admin.ModelAdmin):
     search_fields = ["phone", "name", "first_name"]
     filter_horizontal = ["categories"]
     readonly_fields = ["whatsapp_checked_at", "created_at", "updated_at"]
+    change_list_template = "admin/campaigns/contact/change_list.html"
+    actions = ["verify_numbers"]
+
+    @admin.action(description=gettext_lazy("Check whether the selected contacts are on WhatsApp"))
+    def verify_numbers(self, request, queryset):
+        _report_job(self, request, verification_start(contacts=queryset, by=request.user))
+
+    def get_urls(self):
+        name = f"{self.opts.app_label}_{self.opts.model_name}_import"
+        return [path("import/", self.admin_site.admin_view(self.import_view), name=name), *super().get_urls()]
+
+    def import_view(self, request):
+        """Upload → preview (a dry run of the whole file) → confirm (the same file, for real)."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        if request.method == "POST" and "token" in request.POST:
+            return self._import_confirmed(request)
+        form = ContactImportForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            return self._import_preview(request, form)
+        return self._import_page(request, {"form": form})
+
+    def _import_preview(self, request, form):
+        token = _upload_store(form.cleaned_data["file"])
+        options = {"category": form.cleaned_data["category"], "region": form.cleaned_data["region"]}
+        try:
+            report = _import_upload(token, dry_run=True, **options)
+        except ImportFailed as error:
+            _upload_path(token).unlink(missing_ok=True)
+            form.add_error("file", str(error))
+            return self._import_page(request, {"form": form})
+        return self._import_page(request, {"report": report, "token": token, **options})
+
+    def _import_confirmed(self, request):
+        token, category, region = (request.POST.get(key, "") for key in ("token", "category", "region"))
+        if not _upload_path(token).is_file():
+            self.message_user(
+                request, _("That upload has expired: please upload the file again."), messages.ERROR
+            )
+            return redirect("admin:campaigns_contact_import")
+        try:
+            report = _import_upload(token, dry_run=False, category=category, region=region)
+        except ImportFailed as error:
+            self.message_user(request, _("Nothing imported: %(error)s") % {"error": error}, messages.ERROR)
+            return redirect("admin:campaigns_contact_import")
+        finally:
+            _upload_path(token).unlink(missing_ok=True)
+        self.message_user(request, _imported_message(report), messages.SUCCESS)
+        target = Category.objects.get(name=report.category)
+        return redirect(f"{reverse('admin:campaigns_contact_changelist')}?categories__id__exact={target.pk}")
+
+    def _import_page(self, request, extra: dict):
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("Import contacts from a CSV file"),
+            **extra,
+        }
+        return TemplateResponse(request, "admin/campaigns/contact/import.html", context)
+
+
+class ContactImportForm(forms.Form):
+    file = forms.FileField(
+        label=gettext_lazy("CSV file"),
+        help_text=gettext_lazy(
+            "UTF-8, “,” or “;” separated, with a header line: téléphone (or phone, tel, mobile), "
+            "nom, prénom; any other column becomes a contact field."
+        ),
+    )
+    category = forms.CharField(
+        label=gettext_lazy("Category"),
+        max_length=120,
+        help_text=gettext_lazy("Created if it does not exist."),
+    )
+    region = forms.CharField(
+        label=gettext_lazy("Country of national numbers"),
+        max_length=2,
+        initial=settings.PHONE_DEFAULT_REGION,
+        help_text=gettext_lazy("Two letters, e.g. FR: how “06 12 34 56 78” is read."),
+    )
+
+    def clean_region(self):
+        return self.cleaned_data["region"].upper()
+
+
+def _upload_path(token: str) -> Path:
+    # The token comes back from the browser: only our own uuid4 hex names are accepted.
+    name = token if len(token) == 32 and all(c in "0123456789abcdef" for c in token) else "invalid"
+    return Path(settings.IMPORT_UPLOAD_DIR) / f"{name}.csv"
+
+
+def _upload_store(upload) -> str:
+    token = uuid.uuid4().hex
+    Path(settings.IMPORT_UPLOAD_DIR).mkdir(parents=True, exist_ok=True)
+    with _upload_path(token).open("wb") as stored:
+        for chunk in upload.chunks():
+            stored.write(chunk)
+    return token
+
+
+def _import_upload(token: str, *, dry_run: bool, category: str, region: str):
+    with _upload_path(token).open("rb") as stream:
+        return contacts_import(file=stream, category=category, region=region, dry_run=dry_run)
+
+
+def _imported_message(report) -> str:
+    return _(
+        "%(rows)d rows imported into “%(category)s”: %(new)d new, %(updated)d updated, "
+        "%(duplicates)d duplicates merged, %(invalid)d invalid rows skipped."
+    ) % {
+        "rows": report.rows,
+        "category": report.category,
+        "new": report.new,
+        "updated": report.updated,
+        "duplicates": report.duplicate_count,
+        "invalid": report.invalid_count,
+    }
+
+
+def _report_job(model_admin, request, job: VerificationJob) -> None:
+    if not job.total:
+        days = settings.VERIFY_RECHECK_DAYS
+        message = _("%(what)s: nothing to check, every number was checked in the last %(days)g days.")
+        model_admin.message_user(request, message % {"what": job.label, "days": days}, messages.INFO)
+        return
+    message = ngettext(
+        "%(what)s: %(count)d number will be checked in the background (see WhatsApp number checks).",
+        "%(what)s: %(count)d numbers will be checked in the background (see WhatsApp number checks).",
+        job.total,
+    )
+    model_admin.message_user(request, message % {"what": job.label, "count": job.total}, messages.SUCCESS)
+
+
+@admin.register(VerificationJob)
+class VerificationJobAdmin(admin.ModelAdmin):
+    list_display = ["label", "status", "total", "done", "valid", "invalid", "skipped", "error", "created_at"]
+    list_filter = ["status"]
+    readonly_fields = [f.name for f in VerificationJob._meta.fields if f.name != "id"]
+    list_select_related = ["category", "campaign"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 @dataclass(frozen=True)
@@ -99,7 +257,7 @@ class CampaignAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
     ]
-    actions = ["launch_selected"]
+    actions = ["launch_selected", "verify_recipients"]
 
     # Launched messages were built from these: changing them afterwards would change nothing
     # already queued (or, for the start time, disagree with it), so they freeze at launch.
@@ -140,6 +298,11 @@ class CampaignAdmin(admin.ModelAdmin):
             self.message_user(request, _("Choose exactly one campaign to launch."), messages.WARNING)
             return None
         return redirect(self._url("launch", chosen[0]))
+
+    @admin.action(description=gettext_lazy("Check the recipients' WhatsApp numbers before launch"))
+    def verify_recipients(self, request, queryset):
+        for campaign in queryset:
+            _report_job(self, request, verification_start(campaign=campaign, by=request.user))
 
     def launch_view(self, request, object_id):
         """GET: what the launch would do; POST: launch. A refusal is a message, never a 500."""

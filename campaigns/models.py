@@ -179,3 +179,54 @@ class Campaign(models.Model):
         self.status = status
         if status in FINAL_CAMPAIGN_STATUSES:
             self.finished_at = clock.now()
+
+
+class VerificationStatus(models.TextChoices):
+    PENDING = "pending", _("waiting")
+    RUNNING = "running", _("running")
+    DONE = "done", _("done")
+    FAILED = "failed", _("failed")
+
+
+class VerificationJob(models.Model):
+    """One WhatsApp number check run (campaigns/verification.py): its scope and its progress.
+
+    Exactly one scope: a category, a campaign's recipients, or chosen contacts (`contact_ids`).
+    Each result is stored on its contact as it comes, so the counters here are only progress.
+    """
+
+    label = models.CharField(_("what"), max_length=250)
+    category = models.ForeignKey(Category, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    contact_ids = models.JSONField(default=list, blank=True)
+    status = models.CharField(
+        _("status"), max_length=10, choices=VerificationStatus, default=VerificationStatus.PENDING
+    )
+    total = models.PositiveIntegerField(_("to check"), default=0)
+    done = models.PositiveIntegerField(_("checked"), default=0)
+    valid = models.PositiveIntegerField(_("on WhatsApp"), default=0)
+    invalid = models.PositiveIntegerField(_("not on WhatsApp"), default=0)
+    skipped = models.PositiveIntegerField(
+        _("skipped for now"), default=0, help_text=_("Temporary Wassenger errors: checked on the next run.")
+    )
+    error = models.TextField(_("error"), blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("WhatsApp number check")
+        verbose_name_plural = _("WhatsApp number checks")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=VerificationStatus.values), name="verification_status_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label}: {self.done}/{self.total}"

@@ -32,6 +32,7 @@ class FakeWassenger:
     accepted: list[Accepted] = field(default_factory=list)
     script: list[str] = field(default_factory=list)
     requests_seen: int = 0
+    checked: list[tuple[str, datetime]] = field(default_factory=list)  # numbers/exists: phone, time
 
     def phones(self) -> list[str]:
         return [a.phone for a in self.accepted]
@@ -57,6 +58,18 @@ class FakeWassenger:
         )
         self.accepted.append(record)
         return record
+
+    def number_exists(self, request):
+        """numbers/exists: a phone ending 0000 is not on WhatsApp (as in the sandbox)."""
+        self.requests_seen += 1
+        fault = self.script.pop(0) if self.script else "ok"
+        if fault != "ok":
+            return _fault_response(fault)
+        phone = json.loads(request.body)["phone"]
+        self.checked.append((phone, clock.now()))
+        exists = not phone.endswith("0000")
+        body = {"exists": exists, "phone": phone, "wid": f"{phone[1:]}@c.us" if exists else None}
+        return 200, {}, json.dumps(body)
 
     def by_reference(self, request):
         reference = request.params.get("reference")
@@ -101,5 +114,6 @@ def install(mock: responses.RequestsMock) -> FakeWassenger:
     base = settings.WASSENGER_API_URL
     mock.add_callback(responses.POST, f"{base}/messages", callback=fake.send)
     mock.add_callback(responses.GET, f"{base}/messages", callback=fake.by_reference)
+    mock.add_callback(responses.POST, f"{base}/numbers/exists", callback=fake.number_exists)
     mock.add_callback(responses.GET, re.compile(rf"{re.escape(base)}/messages/\w+"), callback=fake.by_id)
     return fake

@@ -1,0 +1,308 @@
+"""Importing contacts from a CSV file: parse in bounded chunks, merge set-based.
+
+The file is read as a stream (UTF-8, with or without BOM; `,` or `;` sniffed from the
+header line) and handled `IMPORT_BATCH_SIZE` rows at a time: each chunk is merged by
+phone in Python, then written with one INSERT … ON CONFLICT (phone) DO UPDATE and one
+INSERT into the category table. The whole file runs in ONE transaction: an import that
+fails half-way (a byte that is not UTF-8 on line 80,000, a database error) writes
+nothing at all, and a dry run is the same work rolled back. Memory stays bounded: only
+the current chunk, the distinct phones seen so far (to report in-file duplicates) and a
+capped list of row details are kept.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.utils.translation import gettext as _
+
+from campaigns.models import Category
+from campaigns.phones import phone_normalize
+from config import clock
+
+# Normalised header → contact attribute; any other column goes to `fields`.
+HEADER_ALIASES = {
+    **dict.fromkeys(("telephone", "phone", "tel", "mobile"), "phone"),
+    **dict.fromkeys(("nom", "name", "last_name"), "name"),
+    **dict.fromkeys(("prenom", "first_name", "firstname"), "first_name"),
+}
+BUILTIN_COLUMNS = ("phone", "name", "first_name")
+DETAIL_LIMIT = 1000  # invalid and duplicate rows listed; the counts stay exact beyond it
+SAMPLE_ROWS = 10
+
+
+class ImportFailed(Exception):
+    """The file cannot be imported at all (unreadable, not CSV, no phone column): nothing written."""
+
+
+@dataclass(frozen=True)
+class InvalidRow:
+    line: int
+    value: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class DuplicateRow:
+    line: int
+    merged_into: int  # the line where this phone first appears
+
+
+@dataclass(frozen=True)
+class ParsedRow:
+    line: int
+    phone: str
+    name: str
+    first_name: str
+    fields: dict
+
+
+@dataclass
+class ImportReport:
+    """What an import did (or, on a dry run, would do)."""
+
+    category: str
+    dry_run: bool
+    rows: int = 0  # data rows read, blank lines left out
+    new: int = 0
+    updated: int = 0
+    duplicate_count: int = 0
+    invalid_count: int = 0
+    category_created: bool = False
+    duplicates: list[DuplicateRow] = field(default_factory=list)
+    invalid: list[InvalidRow] = field(default_factory=list)
+    sample: list[ParsedRow] = field(default_factory=list)
+    columns: dict[str, str] = field(default_factory=dict)  # header as written → where it goes
+
+    @property
+    def imported(self) -> int:
+        return self.new + self.updated
+
+    def add_invalid(self, row: InvalidRow) -> None:
+        self.invalid_count += 1
+        if len(self.invalid) < DETAIL_LIMIT:
+            self.invalid.append(row)
+
+    def add_duplicate(self, row: DuplicateRow) -> None:
+        self.duplicate_count += 1
+        if len(self.duplicates) < DETAIL_LIMIT:
+            self.duplicates.append(row)
+
+
+# --- Entry point ------------------------------------------------------------------------------
+
+
+def contacts_import(
+    *,
+    file: IO[bytes],
+    category: str,
+    region: str | None = None,
+    dry_run: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Import the CSV `file` (binary) into the category named `category` (created if missing).
+
+    Raises ImportFailed, having written nothing, when the file cannot be read or parsed.
+    `progress(rows_read)` is called after each chunk.
+    """
+    report = ImportReport(category=category, dry_run=dry_run)
+    region = region or settings.PHONE_DEFAULT_REGION
+    with transaction.atomic():
+        target, report.category_created = Category.objects.get_or_create(name=category)
+        _import_rows(_csv_rows(file, report), report, category_id=target.pk, region=region, progress=progress)
+        # The same statements ran, so the counts are exact; undoing them is the dry run.
+        transaction.set_rollback(dry_run)
+    return report
+
+
+def _import_rows(rows, report: ImportReport, *, category_id: int, region: str, progress) -> None:
+    seen: dict[str, int] = {}  # phone → first line: in-file duplicates across chunks
+    batch = settings.IMPORT_BATCH_SIZE
+    for chunk in _chunks(rows, batch):
+        merged = _chunk_merge(chunk, report, seen=seen, region=region)
+        _chunk_write(merged, report, category_id=category_id, seen=seen)
+        if progress:
+            progress(report.rows)
+
+
+def _chunks(rows: Iterable, size: int) -> Iterator[list]:
+    iterator = iter(rows)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+# --- Reading ------------------------------------------------------------------------------------
+
+
+def _csv_rows(file: IO[bytes], report: ImportReport) -> Iterator[tuple[int, dict]]:
+    """(line, {attribute or field: value}) for each non-blank data row; counts them."""
+    lines = _decoded_lines(file)
+    header_line = next(lines, "")
+    if not header_line.strip():
+        raise ImportFailed(_("The file is empty: expected a header line with a phone column."))
+    delimiter = ";" if header_line.count(";") > header_line.count(",") else ","
+    reader = csv.reader(itertools.chain([header_line], lines), delimiter=delimiter)
+    keys = _header_keys(_csv_next(reader) or [], report)
+    previous_end = reader.line_num
+    while (cells := _csv_next(reader)) is not None:
+        line, previous_end = previous_end + 1, reader.line_num
+        if any(cell.strip() for cell in cells):
+            report.rows += 1
+            yield line, _row_values(keys, cells)
+
+
+def _decoded_lines(file: IO[bytes]) -> Iterator[str]:
+    """The file's lines as text. Decoded one by one, so that a byte that is not UTF-8 is
+    reported on its own line (a TextIOWrapper would fail on a whole 8 KB block)."""
+    if isinstance(file, io.TextIOBase):
+        raise TypeError("contacts_import reads bytes: open the file in binary mode")
+    for number, raw in enumerate(file, start=1):
+        try:
+            # utf-8-sig drops a BOM, which can only be at the start of line 1.
+            yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError:
+            reason = _("it is not UTF-8 text (save the file as “CSV UTF-8”)")
+            raise _unreadable(number, reason) from None
+
+
+def _csv_next(reader) -> list[str] | None:
+    try:
+        return next(reader)
+    except StopIteration:
+        return None
+    except csv.Error as error:
+        raise _unreadable(reader.line_num, str(error)) from error
+
+
+def _unreadable(line: int, reason: str) -> ImportFailed:
+    return ImportFailed(_("Line %(line)d cannot be read: %(reason)s.") % {"line": line, "reason": reason})
+
+
+def header_normalize(header: str) -> str:
+    """`" Téléphone "` → `telephone`, `First name` → `first_name`: how aliases are matched."""
+    decomposed = unicodedata.normalize("NFKD", header.strip().lower())
+    plain = "".join(char for char in decomposed if not unicodedata.combining(char))
+    return "_".join(plain.replace("-", " ").split())
+
+
+def _header_keys(headers: list[str], report: ImportReport) -> list[str | None]:
+    """Where each column goes: a built-in attribute (first such column wins), a field, or nowhere."""
+    keys: list[str | None] = []
+    for header in headers:
+        alias = HEADER_ALIASES.get(header_normalize(header))
+        key = alias if alias and alias not in keys else (header.strip() or None)
+        keys.append(key)
+        if key:
+            report.columns[header.strip()] = key if key in BUILTIN_COLUMNS else "fields"
+    if "phone" not in keys:
+        raise ImportFailed(
+            _("No phone column in the header (%(headers)s): call it téléphone, phone, tel or mobile.")
+            % {"headers": ", ".join(headers)}
+        )
+    return keys
+
+
+def _row_values(keys: list[str | None], cells: list[str]) -> dict:
+    return {key: cell.strip() for key, cell in zip(keys, cells, strict=False) if key}
+
+
+# --- Merging a chunk -------------------------------------------------------------------------
+
+
+def _chunk_merge(chunk, report: ImportReport, *, seen: dict[str, int], region: str) -> dict[str, ParsedRow]:
+    """The chunk's valid rows, one per phone, later non-empty values winning."""
+    merged: dict[str, ParsedRow] = {}
+    for line, values in chunk:
+        row = _parsed(line, values, report, region=region)
+        if row is None:
+            continue
+        if row.phone in seen:
+            report.add_duplicate(DuplicateRow(line, seen[row.phone]))
+        else:
+            seen[row.phone] = line
+        merged[row.phone] = _merged(merged.get(row.phone), row)
+    return merged
+
+
+def _parsed(line: int, values: dict, report: ImportReport, *, region: str) -> ParsedRow | None:
+    raw = values.get("phone", "")
+    try:
+        phone = phone_normalize(raw, region=region)
+    except ValidationError as error:
+        report.add_invalid(InvalidRow(line, raw, str(error.params["reason"])))
+        return None
+    extra = {key: value for key, value in values.items() if key not in BUILTIN_COLUMNS and value}
+    row = ParsedRow(line, phone, values.get("name", ""), values.get("first_name", ""), extra)
+    if len(report.sample) < SAMPLE_ROWS:
+        report.sample.append(row)
+    return row
+
+
+def _merged(earlier: ParsedRow | None, later: ParsedRow) -> ParsedRow:
+    if earlier is None:
+        return later
+    return ParsedRow(
+        earlier.line,
+        later.phone,
+        later.name or earlier.name,
+        later.first_name or earlier.first_name,
+        {**earlier.fields, **later.fields},
+    )
+
+
+# --- Writing a chunk -------------------------------------------------------------------------
+
+# `xmax = 0` is true only for a row this statement inserted, not one it updated.
+_UPSERT_SQL = """
+INSERT INTO campaigns_contact
+  (phone, name, first_name, fields, whatsapp_status, created_at, updated_at)
+SELECT u.phone, u.name, u.first_name, u.fields::jsonb, 'unknown', %(now)s, %(now)s
+FROM unnest(%(phones)s::text[], %(names)s::text[], %(first_names)s::text[], %(fields)s::text[])
+  AS u(phone, name, first_name, fields)
+ON CONFLICT (phone) DO UPDATE SET
+  name = COALESCE(NULLIF(EXCLUDED.name, ''), campaigns_contact.name),
+  first_name = COALESCE(NULLIF(EXCLUDED.first_name, ''), campaigns_contact.first_name),
+  fields = campaigns_contact.fields || EXCLUDED.fields,
+  updated_at = EXCLUDED.updated_at
+RETURNING id, phone, (xmax = 0)
+"""
+_CATEGORY_SQL = """
+INSERT INTO campaigns_contact_categories (contact_id, category_id)
+SELECT unnest(%(ids)s::bigint[]), %(category)s
+ON CONFLICT DO NOTHING
+"""
+
+
+def _chunk_write(merged: dict[str, ParsedRow], report: ImportReport, *, category_id: int, seen) -> None:
+    if not merged:
+        return
+    rows = list(merged.values())
+    with connection.cursor() as cursor:
+        cursor.execute(_UPSERT_SQL, _upsert_params(rows))
+        written = cursor.fetchall()
+        cursor.execute(_CATEGORY_SQL, {"ids": [row[0] for row in written], "category": category_id})
+    for _id, phone, inserted in written:
+        # A phone first seen in an earlier chunk was already counted; here it is a duplicate.
+        if seen[phone] == merged[phone].line:
+            report.new += inserted
+            report.updated += not inserted
+
+
+def _upsert_params(rows: list[ParsedRow]) -> dict:
+    return {
+        "now": clock.now(),
+        "phones": [row.phone for row in rows],
+        "names": [row.name for row in rows],
+        "first_names": [row.first_name for row in rows],
+        "fields": [json.dumps(row.fields, ensure_ascii=False) for row in rows],
+    }
