@@ -2,8 +2,10 @@
 
 import os
 from datetime import UTC, datetime, timedelta
+from unittest import mock
 
 import pytest
+from django.core.management import base, get_commands, load_command_class
 
 from config import clock
 
@@ -40,3 +42,22 @@ def fake_clock(monkeypatch) -> FakeClock:
     monkeypatch.setattr(clock, "now", fake.now)
     monkeypatch.setattr(clock, "sleep", fake.sleep)
     return fake
+
+
+@pytest.fixture
+def manage(monkeypatch, capsys):
+    """Run a management command as `manage.py NAME ARGS` does: returns (exit code, out, err)."""
+    # run_from_argv closes every connection at the end, which would end the test's transaction.
+    monkeypatch.setattr(base, "connections", mock.Mock())
+
+    def run_command(name: str, *arguments) -> tuple[int, str, str]:
+        command = load_command_class(get_commands()[name], name)
+        try:
+            command.run_from_argv(["manage.py", name, *map(str, arguments)])
+            code = 0
+        except SystemExit as exit:
+            code = exit.code
+        output = capsys.readouterr()
+        return code, output.out, output.err
+
+    return run_command

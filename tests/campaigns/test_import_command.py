@@ -1,11 +1,7 @@
 """`manage.py import_contacts`: counts, invalid rows with line numbers, progress, exit codes."""
 
-from unittest import mock
-
 import pytest
-from django.core.management import base
 
-from campaigns.management.commands.import_contacts import Command
 from campaigns.models import Category, Contact
 
 pytestmark = pytest.mark.django_db
@@ -14,21 +10,8 @@ MESSY = "\ufeffTéléphone;Prénom;Nom\n06 12 34 56 78;Ana;Durand\n\nabc;X;Y\n+3
 
 
 @pytest.fixture
-def run(monkeypatch, capsys):
-    """Run the command as `manage.py` does; returns (exit code, stdout, stderr)."""
-    # run_from_argv closes every connection at the end, which would end the test's transaction.
-    monkeypatch.setattr(base, "connections", mock.Mock())
-
-    def run_command(*arguments):
-        try:
-            Command().run_from_argv(["manage.py", "import_contacts", *map(str, arguments)])
-            code = 0
-        except SystemExit as exit:
-            code = exit.code
-        output = capsys.readouterr()
-        return code, output.out, output.err
-
-    return run_command
+def run(manage):
+    return lambda *arguments: manage("import_contacts", *arguments)
 
 
 @pytest.fixture

@@ -1,11 +1,7 @@
 """`manage.py launch_campaign`: the same checks as the admin, and an exit code scripts can use."""
 
-from unittest import mock
-
 import pytest
-from django.core.management import base
 
-from campaigns.management.commands.launch_campaign import Command
 from campaigns.models import CampaignStatus
 from messaging.models import DeviceDay, Message
 from tests.factories import make_campaign, make_category, make_contact, make_device
@@ -14,21 +10,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def run(monkeypatch, capsys):
-    """Run the command as `manage.py` does; returns (exit code, stdout, stderr)."""
-    # run_from_argv closes every connection at the end, which would end the test's transaction.
-    monkeypatch.setattr(base, "connections", mock.Mock())
-
-    def run_command(*arguments):
-        try:
-            Command().run_from_argv(["manage.py", "launch_campaign", *map(str, arguments)])
-            code = 0
-        except SystemExit as exit:
-            code = exit.code
-        output = capsys.readouterr()
-        return code, output.out, output.err
-
-    return run_command
+def run(manage):
+    return lambda *arguments: manage("launch_campaign", *arguments)
 
 
 def campaign_for(contacts: int, **fields):
