@@ -135,10 +135,15 @@ ACCEPTED_STATUSES = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.
 class Message(models.Model):
     """One WhatsApp message to one contact: a campaign's Message 1 or its follow-up."""
 
-    campaign = models.ForeignKey("campaigns.Campaign", on_delete=models.CASCADE, related_name="messages")
+    # No index of its own on campaign: the unique (campaign, contact, kind) and the
+    # (campaign, status) indexes both start with it. Fewer index writes make launch faster.
+    campaign = models.ForeignKey(
+        "campaigns.Campaign", on_delete=models.CASCADE, related_name="messages", db_index=False
+    )
     contact = models.ForeignKey("campaigns.Contact", on_delete=models.PROTECT, related_name="messages")
-    # Copied from the campaign so that "next due message of this device" is one index scan.
-    device = models.ForeignKey(Device, on_delete=models.PROTECT, related_name="messages")
+    # Copied from the campaign so that "next due message of this device" is one index scan
+    # (the partial index below); nothing else needs an index on device alone.
+    device = models.ForeignKey(Device, on_delete=models.PROTECT, related_name="messages", db_index=False)
     kind = models.CharField(_("kind"), max_length=10, choices=MessageKind)
     content = models.TextField(_("content"), blank=True)
     status = models.CharField(
