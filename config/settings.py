@@ -61,6 +61,10 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
     "messaging",
     "campaigns",
@@ -249,6 +253,13 @@ VERIFY_RECHECK_DAYS = env.float("VERIFY_RECHECK_DAYS", default=30.0)
 VERIFY_GAP_SECONDS = env.float("VERIFY_GAP_SECONDS", default=1.0)
 # <<< contacts
 
+# >>> api: knobs of the REST API (campaigns/api.py, messaging/api.py, monitoring/api.py)
+# Requests allowed per authenticated client (token or session) and per anonymous IP, as
+# DRF rates: "<number>/<second|minute|hour|day>". A client over its rate gets 429.
+API_THROTTLE_USER = env.str("API_THROTTLE_USER", default="600/minute")
+API_THROTTLE_ANON = env.str("API_THROTTLE_ANON", default="60/minute")
+# <<< api
+
 # >>> webhooks: knobs of the Wassenger webhook and event processing (webhooks/)
 # A webhook body larger than this many bytes is refused with 413 (25 events are ~50 KB).
 WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=1_000_000)
@@ -337,4 +348,43 @@ LOGGING = {
 
 REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Token first: its WWW-Authenticate header is what makes an anonymous request a 401, not a 403.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    # Our viewsets use campaigns.api.ApiPagination (adds ?page_size=, at most 500) on top of this.
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.UserRateThrottle",
+        "rest_framework.throttling.AnonRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {"user": API_THROTTLE_USER, "anon": API_THROTTLE_ANON},
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Relance API",
+    "DESCRIPTION": "WhatsApp campaigns: contacts, categories, campaigns and their launch, messages, stats. "
+    "Authenticate with `Authorization: Token <key>` (manage.py drf_create_token USERNAME) or a session. "
+    "Staff may write; other users read only.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and its docs page need a login like the rest of the API.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI's JS and CSS are served from drf-spectacular-sidecar: the docs work offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "CampaignStatusEnum": "campaigns.models.CampaignStatus",
+        "MessageStatusEnum": "messaging.models.MessageStatus",
+        "MessageKindEnum": "messaging.models.MessageKind",
+    },
 }

@@ -8,6 +8,7 @@ admin.site.site_title = "Relance"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("webhooks/", include("webhooks.urls")),
+    path("api/", include("config.api_urls")),
     path("", include("monitoring.urls")),
     # The operator pages come later; until then the admin is the front door.
     path("", RedirectView.as_view(url="/admin/", permanent=False)),

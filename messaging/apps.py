@@ -11,10 +11,12 @@ class MessagingConfig(AppConfig):
 
 
 def _after_migrate(sender, using, **kwargs) -> None:
-    """First run (and every migrate): a default device exists, schedules are declared."""
+    """First run (and every migrate): the cache table (django-q2's cluster status, API
+    throttling), a default device and the declared schedules all exist."""
     from django.core.management import call_command
 
     from messaging.devices import device_ensure_default
 
+    call_command("createcachetable", database=using, verbosity=0)
     device_ensure_default()
     call_command("setup_schedules", verbosity=0)

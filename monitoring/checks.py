@@ -87,9 +87,7 @@ def daily_rollover_run() -> bool:
         incident_close(
             kind=incident.kind, key=incident.key, summary=f"New UTC day: {incident.summary} (closed)"
         )
-    mail_admins(
-        f"Daily report {yesterday}", daily_report_text(yesterday, figures), fail_silently=True
-    )
+    mail_admins(f"Daily report {yesterday}", daily_report_text(yesterday, figures), fail_silently=True)
     return True
 
 

@@ -1,0 +1,139 @@
+"""A CRM's path through the API: category, contacts, campaign, launch, sends, stats; refusals.
+
+Wassenger is faked at the HTTP boundary (tests/fake_wassenger.py) and the real sender runs.
+"""
+
+import pytest
+import responses
+
+from messaging.models import DeviceDay, MessageStatus
+from messaging.sending import sender_run
+from tests import fake_wassenger
+from tests.factories import make_campaign, make_category, make_contact, make_device
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def wassenger():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mocked:
+        yield fake_wassenger.install(mocked)
+
+
+def _create_campaign(staff, device, contacts: int) -> dict:
+    category = staff.post("/api/categories/", {"name": "Clients"}, format="json").json()
+    people = [
+        {"phone": f"06 10 00 00 {i:02d}", "first_name": f"P{i}", "categories": [category["id"]]}
+        for i in range(contacts)
+    ]
+    assert staff.post("/api/contacts/bulk/", people, format="json").status_code == 200
+    body = {
+        "name": "Spring",
+        "device": device.pk,
+        "categories": [category["id"]],
+        "message_1_text": "Bonjour {{ first_name }}",
+        "message_2_text": "Merci",
+    }
+    response = staff.post("/api/campaigns/", body, format="json")
+    assert response.status_code == 201, response.json()
+    assert response.json()["status"] == "draft"
+    return response.json()
+
+
+def test_a_campaign_built_and_launched_through_the_api_sends_to_every_contact(staff, fake_clock, wassenger):
+    device = make_device(gap_seconds=25, batch_size=25, batch_pause_seconds=300, daily_limit=1000)
+    campaign = _create_campaign(staff, device, contacts=3)
+
+    response = staff.post(f"/api/campaigns/{campaign['id']}/launch/", {}, format="json")
+    assert response.status_code == 200, response.json()
+    assert response.json()["messages_created"] == 3
+    assert response.json()["campaign"]["status"] == "sending"
+    messages = staff.get("/api/messages/", {"campaign": campaign["id"], "status": "pending"}).json()
+    assert messages["count"] == 3
+    assert sorted(m["content"] for m in messages["results"]) == ["Bonjour P0", "Bonjour P1", "Bonjour P2"]
+
+    sender_run(device_id=device.pk)
+    assert len(wassenger.accepted) == 3
+    sent = staff.get("/api/messages/", {"campaign": campaign["id"], "status": "sent", "kind": "message_1"})
+    assert sent.json()["count"] == 3
+    stats = staff.get(f"/api/campaigns/{campaign['id']}/stats/").json()
+    assert stats["messages"] == 3
+    assert stats["by_kind"]["message_1"][MessageStatus.SENT] == 3
+    assert stats["preview"]["recipients"] == 3
+
+
+def test_a_launch_over_the_quota_answers_429_with_the_facts_and_creates_nothing(staff, fake_clock):
+    device = make_device(daily_limit=20)  # 18 Message 1 a day once the follow-up reserve is set aside
+    campaign = _create_campaign(staff, device, contacts=30)
+
+    response = staff.post(
+        f"/api/campaigns/{campaign['id']}/launch/", {"allow_multi_day": False}, format="json"
+    )
+    assert response.status_code == 429
+    body = response.json()
+    assert body["code"] == "quota_exceeded"
+    assert body["remaining_today"] == 18
+    assert body["days_needed"] == 2
+    assert body["recipients"] == 30
+    assert body["estimated_finish"].startswith("2026-03-30")
+    assert "30 recipients" in body["detail"]
+    assert staff.get("/api/messages/", {"campaign": campaign["id"]}).json()["count"] == 0
+
+    accepted = staff.post(
+        f"/api/campaigns/{campaign['id']}/launch/", {"allow_multi_day": True}, format="json"
+    )
+    assert accepted.status_code == 200
+    assert (accepted.json()["messages_created"], accepted.json()["days_needed"]) == (30, 2)
+
+
+def test_other_refusals_answer_their_status_with_a_code_and_a_message(staff):
+    empty = make_campaign(categories=[make_category()])
+    response = staff.post(f"/api/campaigns/{empty.pk}/launch/", {}, format="json")
+    assert (response.status_code, response.json()["code"]) == (400, "no_recipients")
+
+    response = staff.post(f"/api/campaigns/{empty.pk}/pause/")
+    assert (response.status_code, response.json()["code"]) == (409, "invalid_status")
+    assert "cannot be paused" in response.json()["detail"]
+
+
+def test_a_launched_campaign_can_no_longer_be_edited_or_deleted(staff):
+    category = make_category()
+    make_contact(categories=[category])
+    campaign = make_campaign(categories=[category])
+    assert staff.post(f"/api/campaigns/{campaign.pk}/launch/", {}, format="json").status_code == 200
+
+    again = staff.post(f"/api/campaigns/{campaign.pk}/launch/", {}, format="json")
+    assert (again.status_code, again.json()["code"]) == (409, "already_launched")
+    for method in ("patch", "put", "delete"):
+        response = getattr(staff, method)(f"/api/campaigns/{campaign.pk}/", {"name": "x"}, format="json")
+        assert (response.status_code, response.json()["code"]) == (409, "not_draft")
+    paused = staff.post(f"/api/campaigns/{campaign.pk}/pause/")
+    assert (paused.status_code, paused.json()["status"]) == (200, "paused")
+    cancelled = staff.post(f"/api/campaigns/{campaign.pk}/cancel/")
+    assert cancelled.json() | {"campaign": None} == {"campaign": None, "messages_cancelled": 1}
+
+
+def test_a_campaign_needs_a_message_1(staff):
+    body = {
+        "name": "C",
+        "device": make_device().pk,
+        "categories": [make_category().pk],
+        "message_2_text": "M",
+    }
+    response = staff.post("/api/campaigns/", body, format="json")
+    assert response.status_code == 400
+    assert "message_1_text" in response.json()
+
+
+def test_daily_stats_give_each_device_and_the_worst_alert_level(reader, fake_clock):
+    busy = make_device(label="A busy one", daily_limit=1000)
+    DeviceDay.objects.create(device=busy, day=fake_clock.now().date(), message_1_count=950)
+    response = reader.get("/api/stats/daily/", {"day": "2026-03-29"})
+    assert response.status_code == 200
+    assert response.json()["level"] == "danger"
+    levels = {row["device"]: (row["sends"], row["level"]) for row in response.json()["devices"]}
+    assert levels["A busy one"] == (950, "danger")
+    assert {level for _, level in levels.values()} == {"ok", "danger"}
+    assert reader.get("/api/stats/daily/").json()["day"] == "2026-03-29"
+    assert reader.get("/api/stats/daily/", {"day": "9999-12-31"}).status_code == 400
+    assert reader.get("/api/stats/daily/", {"day": "yesterday"}).status_code == 400
