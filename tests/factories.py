@@ -1,5 +1,7 @@
 """Small factories: each makes one valid row, with overrides."""
 
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from itertools import count
 
 from campaigns.models import Campaign, Category, Contact
@@ -50,3 +52,25 @@ def make_message(**fields) -> Message:
     fields.setdefault("kind", MessageKind.MESSAGE_1)
     fields.setdefault("content", "Bonjour")
     return Message.objects.create(**fields)
+
+
+def make_sending_campaign(*, device: Device, name: str | None = None) -> Campaign:
+    campaign = make_campaign(device=device, name=name or f"Sending {next(_numbers)}")
+    Campaign.objects.filter(pk=campaign.pk).update(status="sending")
+    campaign.refresh_from_db()
+    return campaign
+
+
+def queue_message_1(*, campaign: Campaign, contacts: Iterable[Contact], content: str = "Bonjour") -> None:
+    """Pending Message 1 rows, due long ago, as a launch leaves them (without its checks)."""
+    Message.objects.bulk_create(
+        Message(
+            campaign=campaign,
+            contact=contact,
+            device_id=campaign.device_id,
+            kind=MessageKind.MESSAGE_1,
+            content=content,
+            next_attempt_at=datetime(2000, 1, 1, tzinfo=UTC),
+        )
+        for contact in contacts
+    )

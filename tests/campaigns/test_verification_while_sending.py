@@ -10,17 +10,16 @@ import subprocess
 import sys
 import time
 from contextlib import suppress
-from datetime import UTC, datetime
 
 import pytest
 from django.db import connection
 
-from campaigns.models import Campaign, CampaignStatus, Category, Contact, VerificationJob, VerificationStatus
+from campaigns.models import Campaign, Category, Contact, VerificationJob, VerificationStatus
 from campaigns.verification import verification_start
 from config.embedded_pg import url_for
 from messaging.dispatch import sender_enqueue
 from messaging.models import Message, MessageAttempt, MessageStatus
-from tests.factories import make_device
+from tests.factories import make_device, make_sending_campaign, queue_message_1
 from tests.messaging.conftest import BASE_DIR, SANDBOX_TOKEN, start_sandbox
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -55,24 +54,8 @@ def seed(settings) -> tuple[Campaign, Category]:
     device = make_device(gap_seconds=GAP, batch_size=100, batch_pause_seconds=0)
     Contact.objects.bulk_create(Contact(phone=f"+3365{n:07d}") for n in range(1, SENDS + CHECKS + 1))
     contacts = list(Contact.objects.order_by("id"))
-    campaign = Campaign.objects.create(
-        name="Paced",
-        device=device,
-        message_1_text="Bonjour",
-        message_2_text="Merci",
-        status=CampaignStatus.SENDING,
-    )
-    Message.objects.bulk_create(
-        Message(
-            campaign=campaign,
-            contact=c,
-            device=device,
-            kind="message_1",
-            content="Bonjour",
-            next_attempt_at=datetime(2000, 1, 1, tzinfo=UTC),
-        )
-        for c in contacts[:SENDS]
-    )
+    campaign = make_sending_campaign(device=device, name="Paced")
+    queue_message_1(campaign=campaign, contacts=contacts[:SENDS])
     to_check = Category.objects.create(name="To check")
     to_check.contacts.set(contacts[SENDS:])
     return campaign, to_check

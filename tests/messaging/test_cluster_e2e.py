@@ -13,16 +13,15 @@ import sys
 import time
 from collections import Counter
 from contextlib import suppress
-from datetime import UTC, datetime
 
 import pytest
 from django.db import connection
 
-from campaigns.models import Campaign, CampaignStatus, Contact
+from campaigns.models import Contact
 from config.embedded_pg import url_for
 from messaging.dispatch import dispatch_run
 from messaging.models import Message, MessageAttempt, MessageStatus
-from tests.factories import make_device
+from tests.factories import make_device, make_sending_campaign, queue_message_1
 from tests.messaging.conftest import BASE_DIR, SANDBOX_TOKEN, start_sandbox
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -100,25 +99,8 @@ def two_devices_with_a_sending_campaign_each() -> None:
     contacts = list(Contact.objects.order_by("id"))
     for index in range(2):
         device = make_device(gap_seconds=0.05, batch_size=25, batch_pause_seconds=0.5)
-        campaign = Campaign.objects.create(
-            name=f"E2E {index}",
-            device=device,
-            message_1_text="Bonjour",
-            message_2_text="Merci",
-            status=CampaignStatus.SENDING,
-        )
-        chunk = contacts[index * PER_DEVICE : (index + 1) * PER_DEVICE]
-        Message.objects.bulk_create(
-            Message(
-                campaign=campaign,
-                contact=c,
-                device=device,
-                kind="message_1",
-                content="Bonjour",
-                next_attempt_at=datetime(2000, 1, 1, tzinfo=UTC),
-            )
-            for c in chunk
-        )
+        campaign = make_sending_campaign(device=device, name=f"E2E {index}")
+        queue_message_1(campaign=campaign, contacts=contacts[index * PER_DEVICE : (index + 1) * PER_DEVICE])
 
 
 def run_until_settled(sandbox, cluster, kill_at=(), deadline_seconds=150) -> None:

@@ -6,7 +6,7 @@ which the pure pacing estimate gives.
 """
 
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 import responses
@@ -16,7 +16,7 @@ from messaging import pacing
 from messaging.models import Message, MessageStatus
 from messaging.sending import SenderExit, device_policy, sender_run
 from tests import fake_wassenger
-from tests.factories import make_device
+from tests.factories import make_device, queue_message_1
 from tests.messaging.test_send_engine import sending_campaign
 
 # Real commits, as in production: inside one test transaction every claimed row would
@@ -25,7 +25,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 MESSAGES = 2600
 DISPATCH_TICK = timedelta(seconds=60)
-LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def run_like_the_cluster(device, clock) -> None:
@@ -57,7 +56,7 @@ def test_a_three_day_campaign_keeps_every_pacing_rule_and_finishes_on_time(fake_
     device = make_device(gap_seconds=25, batch_size=25, batch_pause_seconds=300, daily_limit=1000)
     campaign = sending_campaign(device, contacts=0)
     Contact.objects.bulk_create(Contact(phone=f"+3361{n:07d}") for n in range(MESSAGES))
-    _queue_message_1_for_all_contacts(campaign, device)
+    queue_message_1(campaign=campaign, contacts=Contact.objects.all())
     start, policy = fake_clock.now(), device_policy(device)
     ideal_end = pacing.pacing_estimate_finish(
         policy=policy, state=pacing.DeviceState(), now=start, message_1=MESSAGES
@@ -73,17 +72,3 @@ def test_a_three_day_campaign_keeps_every_pacing_rule_and_finishes_on_time(fake_
     took, ideal = api.accepted[-1].at - start, ideal_end - start
     assert took >= ideal
     assert took <= ideal * 1.01, f"took {took}, ideal {ideal}"
-
-
-def _queue_message_1_for_all_contacts(campaign, device) -> None:
-    Message.objects.bulk_create(
-        Message(
-            campaign=campaign,
-            contact=contact,
-            device=device,
-            kind="message_1",
-            content="Bonjour",
-            next_attempt_at=LONG_AGO,
-        )
-        for contact in Contact.objects.all()
-    )
