@@ -2,16 +2,11 @@
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-
-@pytest.fixture(scope="session", autouse=True)
-def cache_table(django_db_setup, django_db_blocker):
-    """Throttling counts in the database cache, whose table `migrate` does not create."""
-    with django_db_blocker.unblock():
-        call_command("createcachetable", verbosity=0)
+# The real Wassenger sandbox process, shared with the messaging tests.
+from tests.messaging.conftest import sandbox, sandbox_server  # noqa: F401
 
 
 @pytest.fixture(autouse=True)
