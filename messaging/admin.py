@@ -1,6 +1,7 @@
 from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
 
+from config.admin_base import ReadOnlyAdmin
 from messaging.devices import device_resume
 from messaging.models import Device, DeviceDay, Message, MessageAttempt
 
@@ -31,22 +32,13 @@ class DeviceAdmin(admin.ModelAdmin):
 
 
 @admin.register(DeviceDay)
-class DeviceDayAdmin(admin.ModelAdmin):
+class DeviceDayAdmin(ReadOnlyAdmin):
     """The daily quota counters: written only by the senders."""
 
     list_display = ["day", "device", "message_1_count", "message_2_count"]
     list_filter = ["device"]
     list_select_related = ["device"]
     date_hierarchy = "day"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class MessageAttemptInline(admin.TabularInline):
@@ -61,7 +53,7 @@ class MessageAttemptInline(admin.TabularInline):
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(ReadOnlyAdmin):
     """Messages are the record of what was sent: read-only, written only by the workers."""
 
     list_display = [
@@ -81,12 +73,3 @@ class MessageAdmin(admin.ModelAdmin):
     list_select_related = ["campaign", "contact"]
     date_hierarchy = "created_at"
     inlines = [MessageAttemptInline]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -1,16 +1,7 @@
 from django.contrib import admin
 
+from config.admin_base import ReadOnlyAdmin
 from monitoring.models import DailyReport, Heartbeat, Incident
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Written by the checks, read by operators."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Incident)

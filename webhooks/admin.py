@@ -4,12 +4,13 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
+from config.admin_base import ReadOnlyAdmin
 from webhooks.models import WebhookEvent
 from webhooks.processing import events_reprocess
 
 
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(admin.ModelAdmin):
+class WebhookEventAdmin(ReadOnlyAdmin):
     """Every event Wassenger posted, as received: read-only, with a "reprocess" action."""
 
     list_display = ["id", "received_at", "event", "message_id", "ack", "status", "attempts", "short_reason"]
@@ -45,12 +46,3 @@ class WebhookEventAdmin(admin.ModelAdmin):
         outcome = events_reprocess(event_ids=list(queryset.values_list("pk", flat=True)))
         summary = ", ".join(f"{count} {status}" for status, count in sorted(outcome.items())) or "nothing"
         self.message_user(request, _("Reprocessed: %(summary)s.") % {"summary": summary}, messages.SUCCESS)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -4,50 +4,23 @@ Real senders and verify clusters, the sandbox on loopback. While 400 numbers are
 as fast as the sandbox answers, a campaign paced at one send every 0.5 s keeps its slots.
 """
 
-import os
-import signal
-import subprocess
-import sys
 import time
-from contextlib import suppress
 
 import pytest
-from django.db import connection
 
 from campaigns.models import Campaign, Category, Contact, VerificationJob, VerificationStatus
 from campaigns.verification import verification_start
-from config.embedded_pg import url_for
 from messaging.dispatch import sender_enqueue
 from messaging.models import Message, MessageAttempt, MessageStatus
+from tests.clusters import qcluster_kill, qcluster_start
 from tests.factories import make_device, make_sending_campaign, queue_message_1
-from tests.messaging.conftest import BASE_DIR, SANDBOX_TOKEN, start_sandbox
+from tests.messaging.conftest import start_sandbox
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 GAP = 0.5
 SENDS = 16
 CHECKS = 400
-
-
-def start_cluster(name: str, sandbox_url: str) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "Q_CLUSTER_NAME": name,
-        "DATABASE_URL": url_for(connection.settings_dict),
-        "WASSENGER_SANDBOX": "false",
-        "WASSENGER_API_URL": f"{sandbox_url}/v1",
-        "WASSENGER_API_TOKEN": SANDBOX_TOKEN,
-        "VERIFY_GAP_SECONDS": "0",
-        "LOG_LEVEL": "WARNING",
-    }
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "qcluster"],
-        cwd=BASE_DIR,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
 
 
 def seed(settings) -> tuple[Campaign, Category]:
@@ -63,7 +36,10 @@ def seed(settings) -> tuple[Campaign, Category]:
 
 def test_a_bulk_check_running_beside_a_campaign_leaves_its_pacing_slots_alone(settings):
     sandbox = start_sandbox("--webhook-url", "", "--seed", "2")
-    clusters = [start_cluster("senders", sandbox.url), start_cluster("verify", sandbox.url)]
+    clusters = [
+        qcluster_start(name=name, sandbox_url=sandbox.url, VERIFY_GAP_SECONDS="0")
+        for name in ("senders", "verify")
+    ]
     try:
         campaign, to_check = seed(settings)
         time.sleep(2)  # both clusters up
@@ -76,9 +52,7 @@ def test_a_bulk_check_running_beside_a_campaign_leaves_its_pacing_slots_alone(se
         checked_meanwhile = VerificationJob.objects.get(pk=job.pk).done
     finally:
         for cluster in clusters:
-            with suppress(ProcessLookupError):
-                os.killpg(cluster.pid, signal.SIGKILL)
-            cluster.wait()
+            qcluster_kill(cluster)
         sandbox.stop()
     # Pacing slots are the claim times (each attempt's start), not the answers' arrival.
     slots = list(

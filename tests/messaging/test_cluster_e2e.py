@@ -6,23 +6,17 @@ clock. Every phone must end with exactly one accepted message, or a final failur
 none; no phone may ever receive two — also when the cluster is SIGKILLed mid-run.
 """
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
-from contextlib import suppress
 
 import pytest
-from django.db import connection
 
 from campaigns.models import Contact
-from config.embedded_pg import url_for
 from messaging.dispatch import dispatch_run
 from messaging.models import Message, MessageAttempt, MessageStatus
+from tests.clusters import qcluster_kill, qcluster_start
 from tests.factories import make_device, make_sending_campaign, queue_message_1
-from tests.messaging.conftest import BASE_DIR, SANDBOX_TOKEN, start_sandbox
+from tests.messaging.conftest import SANDBOX_TOKEN, start_sandbox
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -61,37 +55,18 @@ def faulty_sandbox(settings):
 
 
 class SenderCluster:
-    """`manage.py qcluster` for the senders, in its own process group."""
+    """The senders' cluster, which the test kills and restarts."""
 
     def __init__(self, sandbox_url: str):
-        self.env = {
-            **os.environ,
-            **SHRUNK,
-            "Q_CLUSTER_NAME": "senders",
-            "Q_SENDER_WORKERS": "2",
-            "DATABASE_URL": url_for(connection.settings_dict),
-            "WASSENGER_SANDBOX": "false",
-            "WASSENGER_API_URL": f"{sandbox_url}/v1",
-            "WASSENGER_API_TOKEN": SANDBOX_TOKEN,
-            "LOG_LEVEL": "WARNING",
-        }
-        self.process = None
+        self.sandbox_url, self.process = sandbox_url, None
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "qcluster"],
-            cwd=BASE_DIR,
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+        self.process = qcluster_start(
+            name="senders", sandbox_url=self.sandbox_url, Q_SENDER_WORKERS="2", **SHRUNK
         )
 
     def kill(self) -> None:
-        """SIGKILL the whole group: the main process and every worker, mid-send."""
-        with suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
+        qcluster_kill(self.process)
 
 
 def two_devices_with_a_sending_campaign_each() -> None:

@@ -1,20 +1,15 @@
 """/health/ and check_workers: what an external monitor and cron see."""
 
-import os
-import subprocess
-import sys
 import time
 from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
 
-from config.embedded_pg import url_for
 from messaging.models import Device
 from monitoring.health import heartbeat_write
+from tests.clusters import qcluster_kill, qcluster_start
 from tests.factories import make_device
-from tests.messaging.conftest import BASE_DIR
 
 pytestmark = pytest.mark.django_db
 
@@ -70,20 +65,11 @@ def test_check_workers_exits_0_when_alive_and_1_when_the_heartbeat_is_stale(fake
 @pytest.mark.django_db(transaction=True)
 def test_a_real_cluster_makes_health_turn_200_within_one_period(client):
     assert client.get("/health/").status_code == 503
-    env = {**os.environ, "DATABASE_URL": url_for(connection.settings_dict), "LOG_LEVEL": "WARNING"}
-    cluster = subprocess.Popen(
-        [sys.executable, "manage.py", "qcluster"],
-        cwd=BASE_DIR,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    cluster = qcluster_start()
     try:
         deadline = time.monotonic() + 120  # the health check runs every 2 minutes
         while client.get("/health/").status_code != 200:
             assert time.monotonic() < deadline, client.get("/health/").json()
             time.sleep(1)
     finally:
-        os.killpg(cluster.pid, 9)
-        cluster.wait()
+        qcluster_kill(cluster)

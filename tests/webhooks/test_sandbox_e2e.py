@@ -7,26 +7,20 @@ the wake-ups it gives the senders wait in the senders' queue. The test plays the
 cluster by running sender_run in its own thread.
 """
 
-import os
-import signal
-import subprocess
-import sys
 from collections import Counter
-from contextlib import suppress
 from urllib.parse import quote
 
 import pytest
-from django.db import connection
 from django_q.models import OrmQ, Schedule
 from django_q.signing import SignedPackage
 
 from campaigns.models import Campaign, CampaignStatus, Contact
-from config.embedded_pg import url_for
 from messaging.models import Message, MessageKind, MessageStatus
 from messaging.sandbox_state import sandbox_fate
 from messaging.sending import sender_run
+from tests.clusters import qcluster_kill, qcluster_start
 from tests.factories import make_device
-from tests.messaging.conftest import BASE_DIR, SANDBOX_TOKEN, start_sandbox, wait_for
+from tests.messaging.conftest import SANDBOX_TOKEN, start_sandbox, wait_for
 from tests.webhooks.conftest import SECRET, URL
 from webhooks.models import EventStatus, WebhookEvent
 
@@ -54,28 +48,9 @@ def replying_sandbox(live_server, settings):
 def default_cluster(replying_sandbox):
     """`manage.py qcluster` (the default cluster) on the test database, in its own group."""
     Schedule.objects.all().delete()  # only the webhook tasks, no periodic jobs meanwhile
-    env = {
-        **os.environ,
-        "DATABASE_URL": url_for(connection.settings_dict),
-        "WASSENGER_WEBHOOK_SECRET": SECRET,
-        "WASSENGER_SANDBOX": "false",
-        "WASSENGER_API_URL": f"{replying_sandbox.url}/v1",
-        "WASSENGER_API_TOKEN": SANDBOX_TOKEN,
-        "LOG_LEVEL": "WARNING",
-    }
-    env.pop("Q_CLUSTER_NAME", None)
-    cluster = subprocess.Popen(
-        [sys.executable, "manage.py", "qcluster"],
-        cwd=BASE_DIR,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    cluster = qcluster_start(sandbox_url=replying_sandbox.url, WASSENGER_WEBHOOK_SECRET=SECRET)
     yield cluster
-    with suppress(ProcessLookupError):
-        os.killpg(cluster.pid, signal.SIGKILL)
-    cluster.wait(timeout=10)
+    qcluster_kill(cluster)
 
 
 def a_sending_campaign_to_every_contact() -> Campaign:
