@@ -1,9 +1,15 @@
 """/health/ and check_workers: what an external monitor and cron see."""
 
+import os
+import socket
+import subprocess
+import sys
 import time
 from datetime import timedelta
 
 import pytest
+import requests
+from django.conf import settings
 from django.core.management import call_command
 
 from messaging.models import Device
@@ -73,3 +79,46 @@ def test_a_real_cluster_makes_health_turn_200_within_one_period(client):
             time.sleep(1)
     finally:
         qcluster_kill(cluster)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_health_is_503_with_the_reason_when_the_database_is_unreachable(tmp_path):
+    """The web process itself, as production runs it, with PostgreSQL gone: an external
+    monitor must get a clean 503 that says why, never a 500 or a hung request."""
+    port = _free_port()
+    nowhere = f"postgres://relance@/relance?host={tmp_path}&connect_timeout=2"
+    web = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
+        cwd=settings.BASE_DIR,
+        env={**os.environ, "DATABASE_URL": nowhere},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        response = _get_when_listening(f"http://127.0.0.1:{port}/health/")
+        assert response.status_code == 503
+        assert response.json() == {
+            "healthy": False,
+            "reasons": ["database unreachable"],
+            "checks": {"database": {"ok": False, "error": "OperationalError"}},
+        }
+    finally:
+        web.terminate()
+        web.wait(timeout=10)
+
+
+def _get_when_listening(url: str, timeout: float = 20.0) -> requests.Response:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return requests.get(url, timeout=10)
+        except requests.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
