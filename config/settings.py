@@ -154,7 +154,19 @@ STORAGES = {
     },
 }
 
-LOGIN_URL = "admin:login"
+# >>> operator: the operator pages (/ dashboard, campaigns, contacts; templates/, static/)
+# Language: the browser's (Accept-Language) when it is one of LANGUAGES, else LANGUAGE_CODE;
+# the switch in the page header overrides both. French strings live in locale/ (compiled .mo).
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard"
+LOGOUT_REDIRECT_URL = "login"
+# The pages' own CSS and JS, vendored: nothing is loaded from a CDN.
+STATICFILES_DIRS = [BASE_DIR / "static"]
+# Seconds between two refreshes of the live figures (dashboard, campaign page) in the browser.
+OPERATOR_REFRESH_SECONDS = env.float("OPERATOR_REFRESH_SECONDS", default=5.0)
+# Rows per page of the lists and of a campaign's per-recipient timeline.
+OPERATOR_PAGE_SIZE = env.int("OPERATOR_PAGE_SIZE", default=50)
+# <<< operator
 
 # --- Security (production) ------------------------------------------------------------
 SESSION_COOKIE_SECURE = PRODUCTION
