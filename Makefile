@@ -6,7 +6,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 WITH_DB := $(PY) -m config.embedded_pg run --
 
-.PHONY: run test bench lint db-stop
+.PHONY: run test bench lint db-stop browser
+
+# The browser test (tests/browser/) drives Debian's Chromium through its ChromeDriver; no
+# browser is ever downloaded. Installed once, as root (sudo otherwise), when missing.
+CHROMIUM := /usr/bin/chromium
+CHROMEDRIVER := /usr/bin/chromedriver
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,11 +23,18 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 run: $(VENV)/.installed
 	$(WITH_DB) $(PY) manage.py runall
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed browser
 	$(WITH_DB) $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed
 	$(WITH_DB) $(PY) bench/run_all.py
+
+browser:
+	@if [ ! -x $(CHROMIUM) ] || [ ! -x $(CHROMEDRIVER) ]; then \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+			chromium chromium-driver; \
+	fi
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .

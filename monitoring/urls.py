@@ -4,4 +4,6 @@ from monitoring import views
 
 urlpatterns = [
     path("health/", views.health, name="health"),
+    path("", views.dashboard, name="dashboard"),
+    path("live/", views.dashboard_live, name="dashboard-live"),
 ]

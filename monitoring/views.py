@@ -1,7 +1,13 @@
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
 from django.http import JsonResponse
+from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from config import clock
+from monitoring.dashboard import dashboard as dashboard_figures
+from monitoring.dashboard import setup_steps
 from monitoring.health import health_report
 
 
@@ -11,3 +17,27 @@ def health(request):
     """Public on purpose (for an external monitor): figures and states, no personal data."""
     report = health_report()
     return JsonResponse(report, status=200 if report["healthy"] else 503)
+
+
+@never_cache
+@login_required
+@require_GET
+def dashboard(request):
+    """Today per device, the last 24 hours, the workers and the campaigns in progress; the
+    live part refreshes itself from `dashboard_live`."""
+    steps = setup_steps()
+    context = {
+        "board": dashboard_figures(now=clock.now()),
+        "steps": steps,
+        "first_steps": not all(step.done for step in steps),
+        "refresh_seconds": settings.OPERATOR_REFRESH_SECONDS,
+    }
+    return render(request, "operator/dashboard.html", context)
+
+
+@never_cache
+@login_required
+@require_GET
+def dashboard_live(request):
+    """The dashboard's live fragment alone, fetched again every few seconds by the page."""
+    return render(request, "operator/_dashboard_live.html", {"board": dashboard_figures(now=clock.now())})

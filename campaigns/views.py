@@ -1,0 +1,293 @@
+"""The operator's campaign and contact pages (HTML; the admin stays the place to edit data).
+
+A campaign's page shows its funnel, failures by reason and a paginated per-recipient
+timeline, exports that timeline as CSV, and offers the launch / pause / resume / cancel
+buttons, which call the very functions the admin's buttons call (campaigns/launch.py).
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from datetime import datetime
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.http import Http404, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods
+
+from campaigns.admin import STATUS_MOVES
+from campaigns.launch import CampaignRefused, QuotaExceeded, campaign_launch, format_time, launch_preview
+from campaigns.models import Campaign, CampaignStatus, Category, Contact, WhatsAppStatus
+from config import clock
+from messaging.models import Message, MessageKind, MessageStatus
+from monitoring.dashboard import campaign_counts, campaigns_in_progress, failures_by_reason
+
+# --- Lists ------------------------------------------------------------------------------------
+
+
+def _page(request, queryset):
+    return Paginator(queryset, settings.OPERATOR_PAGE_SIZE).get_page(request.GET.get("page"))
+
+
+@login_required
+@require_GET
+def campaign_list(request):
+    campaigns = Campaign.objects.select_related("device").order_by("-created_at", "-pk")
+    status = request.GET.get("status", "")
+    if status in CampaignStatus.values:
+        campaigns = campaigns.filter(status=status)
+    page = _page(request, campaigns)
+    counts = campaign_counts(campaign.pk for campaign in page)
+    context = {
+        "section": "campaigns",
+        "page": page,
+        "rows": [(campaign, counts[campaign.pk]) for campaign in page],
+        "statuses": CampaignStatus.choices,
+        "status": status,
+        "any_campaign": status or page.paginator.count or Campaign.objects.exists(),
+    }
+    return render(request, "operator/campaign_list.html", context)
+
+
+@login_required
+@require_GET
+def contact_list(request):
+    contacts = Contact.objects.prefetch_related("categories").order_by("name", "first_name", "phone")
+    query = request.GET.get("q", "").strip()
+    if query:
+        contacts = contacts.filter(
+            Q(phone__icontains=query) | Q(name__icontains=query) | Q(first_name__icontains=query)
+        )
+    category = request.GET.get("category", "")
+    if category.isdigit():
+        contacts = contacts.filter(categories=int(category))
+    totals = Contact.objects.aggregate(
+        total=Count("id"),
+        opted_out=Count("id", filter=Q(opted_out_at__isnull=False)),
+        invalid=Count("id", filter=Q(whatsapp_status=WhatsAppStatus.INVALID)),
+    )
+    context = {
+        "section": "contacts",
+        "page": _page(request, contacts),
+        "query": query,
+        "category": int(category) if category.isdigit() else None,
+        "categories": Category.objects.annotate(contact_count=Count("contacts")).order_by("name"),
+        "totals": totals,
+    }
+    return render(request, "operator/contact_list.html", context)
+
+
+# --- One campaign -----------------------------------------------------------------------------
+
+
+def _campaign(pk: int) -> Campaign:
+    return get_object_or_404(Campaign.objects.select_related("device", "launched_by"), pk=pk)
+
+
+def _live_context(campaign: Campaign) -> dict:
+    """The figures that move while the campaign sends: counts, funnel, estimated finish."""
+    progress = None
+    if campaign.status in (CampaignStatus.SENDING, CampaignStatus.PAUSED, CampaignStatus.SCHEDULED):
+        progress = next(
+            (p for p in campaigns_in_progress(now=clock.now()) if p.campaign.pk == campaign.pk), None
+        )
+    return {
+        "campaign": campaign,
+        "counts": campaign_counts([campaign.pk])[campaign.pk],
+        "progress": progress,
+        "failures": failures_by_reason(campaign),
+    }
+
+
+def timeline(campaign: Campaign, *, status: str = ""):
+    """One row per recipient: their Message 1 (with the contact) and their Message 2, if any."""
+    message_2 = Message.objects.filter(
+        campaign_id=OuterRef("campaign_id"), contact_id=OuterRef("contact_id"), kind=MessageKind.MESSAGE_2
+    )
+    rows = Message.objects.filter(campaign=campaign, kind=MessageKind.MESSAGE_1)
+    if status in MessageStatus.values:
+        rows = rows.filter(status=status)
+    return (
+        rows.select_related("contact")
+        .annotate(
+            message_2_status=Subquery(message_2.values("status")[:1]),
+            message_2_sent_at=Subquery(message_2.values("sent_at")[:1]),
+        )
+        .order_by("contact_id")
+    )
+
+
+@never_cache
+@login_required
+@require_GET
+def campaign_detail(request, pk: int):
+    campaign = _campaign(pk)
+    status = request.GET.get("status", "")
+    rows = _page(request, timeline(campaign, status=status))
+    for message in rows:
+        message.message_2_label = (
+            MessageStatus(message.message_2_status).label if message.message_2_status else ""
+        )
+    context = {
+        **_live_context(campaign),
+        "section": "campaigns",
+        "timeline": rows,
+        "timeline_status": status if status in MessageStatus.values else "",
+        "message_statuses": MessageStatus.choices,
+        "can_act": _can_act(request.user),
+        "refresh_seconds": settings.OPERATOR_REFRESH_SECONDS,
+        "live": not campaign.is_final and campaign.status != CampaignStatus.DRAFT,
+    }
+    return render(request, "operator/campaign_detail.html", context)
+
+
+@never_cache
+@login_required
+@require_GET
+def campaign_live(request, pk: int):
+    """The campaign page's live fragment alone (progress, funnel, failures)."""
+    return render(request, "operator/_campaign_live.html", _live_context(_campaign(pk)))
+
+
+# --- CSV export ---------------------------------------------------------------------------------
+
+CSV_COLUMNS = {
+    "phone": "contact__phone",
+    "first_name": "contact__first_name",
+    "name": "contact__name",
+    "message_1_status": "status",
+    "attempts": "attempts",
+    "sent_at": "sent_at",
+    "delivered_at": "delivered_at",
+    "read_at": "read_at",
+    "replied_at": "replied_at",
+    "reply_window_expired_at": "window_expired_at",
+    "failed_at": "failed_at",
+    "last_error": "last_error",
+    "message_2_status": "message_2_status",
+    "message_2_sent_at": "message_2_sent_at",
+}
+# A spreadsheet runs a cell that starts like this as a formula (CSV injection); a plain
+# number such as an E.164 phone (+33612345678) is harmless and is left as it is.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?\d+(\.\d+)?\Z")
+
+
+def csv_cell(value) -> str:
+    """`value` as CSV text that no spreadsheet will run: a would-be formula gets a leading '."""
+    if value is None:
+        return ""
+    text = value.isoformat() if isinstance(value, datetime) else str(value)
+    if text.startswith(_FORMULA_START) and not _PLAIN_NUMBER.match(text):
+        return "'" + text
+    return text
+
+
+class _Line:
+    """A file-like object whose write returns the line, for csv.writer in a streamed response."""
+
+    def write(self, line: str) -> str:
+        return line
+
+
+def _csv_lines(rows):
+    writer = csv.writer(_Line())
+    yield "\ufeff"  # so that spreadsheets read the accents of names as UTF-8
+    yield writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        yield writer.writerow([csv_cell(value) for value in row])
+
+
+@login_required
+@require_GET
+def campaign_timeline_csv(request, pk: int):
+    """Every recipient's timeline, streamed: memory stays flat whatever the audience."""
+    campaign = _campaign(pk)
+    rows = timeline(campaign, status=request.GET.get("status", "")).values_list(*CSV_COLUMNS.values())
+    response = StreamingHttpResponse(_csv_lines(rows.iterator(chunk_size=2000)), content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-timeline.csv"'
+    return response
+
+
+# --- Launch, pause, resume, cancel --------------------------------------------------------------
+
+
+def _can_act(user) -> bool:
+    """Who may press the buttons: staff allowed to change campaigns, as in the admin."""
+    return user.is_staff and user.has_perm("campaigns.change_campaign")
+
+
+def _acting(request, pk: int) -> Campaign:
+    if not _can_act(request.user):
+        raise PermissionDenied
+    return _campaign(pk)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def campaign_launch_view(request, pk: int):
+    """GET: what the launch would do (as the admin's confirmation page); POST: launch."""
+    campaign = _acting(request, pk)
+    if request.method == "POST":
+        multi_day = request.POST.get("allow_multi_day") == "1"
+        try:
+            result = campaign_launch(campaign=campaign, by=request.user, allow_multi_day=multi_day)
+        except CampaignRefused as refusal:
+            messages.error(request, refusal.message)
+            return redirect("campaign-launch", pk=campaign.pk)
+        facts = {"name": campaign.name, "count": result.messages_created}
+        facts["finish"] = format_time(result.pace.estimated_finish)
+        messages.success(
+            request,
+            _("Campaign “%(name)s” launched: %(count)d Message 1 queued, estimated finish %(finish)s.")
+            % facts,
+        )
+        return redirect("campaign-detail", pk=campaign.pk)
+    preview = launch_preview(campaign=campaign)
+    pace = preview.pace
+    context = {
+        "section": "campaigns",
+        "original": campaign,
+        "preview": preview,
+        "blocking": preview.refusals(allow_multi_day=True),
+        "quota": next((r for r in preview.refusals() if isinstance(r, QuotaExceeded)), None),
+        "pace": pace,
+        "start": format_time(pace.start),
+        "finish": format_time(pace.estimated_finish) if pace.estimated_finish else "",
+    }
+    return render(request, "operator/campaign_launch.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def campaign_move(request, pk: int, move: str):
+    """GET: confirm pause, resume or cancel; POST: do it (pause and resume post directly)."""
+    if move not in STATUS_MOVES:
+        raise Http404
+    campaign, action = _acting(request, pk), STATUS_MOVES[move]
+    if request.method == "GET":
+        pending = Message.objects.filter(campaign=campaign, status=MessageStatus.PENDING)
+        context = {"section": "campaigns", "campaign": campaign, "move": move, "action": action}
+        context["pending"] = pending.count() if move == "cancel" else None
+        return render(request, "operator/campaign_move.html", context)
+    try:
+        outcome = action.function(campaign=campaign, by=request.user)
+    except CampaignRefused as refusal:
+        messages.error(request, refusal.message)
+        return redirect("campaign-detail", pk=campaign.pk)
+    done = action.done % {"name": campaign.name}
+    if move == "cancel":
+        done += " " + ngettext(
+            "%(count)d pending message cancelled.", "%(count)d pending messages cancelled.", outcome
+        ) % {"count": outcome}
+    messages.success(request, done)
+    return redirect("campaign-detail", pk=campaign.pk)
