@@ -207,6 +207,21 @@ def quota_give_back(*, device_id: int, day: date, kind: str) -> None:
         )
 
 
+def quota_take_again(*, device_id: int, day: date, kind: str) -> None:
+    """A send given up as never made did go out (a receipt proves it): it counts again.
+
+    No limit check: the send happened, and the day's counter must say so.
+    """
+    column, message_2 = quota_column(kind), int(kind == MessageKind.MESSAGE_2)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO messaging_deviceday (device_id, day, message_1_count, message_2_count)"
+            f" VALUES (%s, %s, %s, %s) ON CONFLICT (device_id, day)"
+            f" DO UPDATE SET {column} = messaging_deviceday.{column} + 1",
+            [device_id, day, 1 - message_2, message_2],
+        )
+
+
 def device_policy(device: Device) -> pacing.PacingPolicy:
     from django.conf import settings
 

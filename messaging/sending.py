@@ -34,6 +34,7 @@ from messaging.claims import (
     message_claim,
     outcome_store,
     quota_give_back,
+    quota_take_again,
 )
 from messaging.models import Device, Message, MessageAttempt, MessageKind, MessageStatus
 from messaging.retries import attempts_left, next_step, retry_delay
@@ -210,10 +211,14 @@ def _apply_side_effects(claim: Claim, step, error, now) -> None:
 
 def _attempt_day(message: Message):
     """The UTC day whose quota the message's last attempt took: the day it started."""
-    started = MessageAttempt.objects.filter(message=message, number=message.attempts).values_list(
-        "started_at", flat=True
-    )
-    return started.first().date()
+    started = MessageAttempt.objects.filter(message=message).order_by("-number")
+    return (started.values_list("started_at", flat=True).first() or message.sent_at or clock.now()).date()
+
+
+def message_counts_again(message: Message) -> None:
+    """A send given up as never made went out after all (a receipt says so): the quota
+    slot given back for its last attempt is taken again, on that attempt's day."""
+    quota_take_again(device_id=message.device_id, day=_attempt_day(message), kind=message.kind)
 
 
 def _describe(error) -> str:

@@ -25,6 +25,7 @@ from campaigns.models import Contact, WhatsAppStatus
 from config import clock
 from messaging.dispatch import sender_enqueue
 from messaging.models import Device, Message, MessageStatus
+from messaging.sending import message_counts_again
 from webhooks import replies
 from webhooks.ingest import (
     INBOUND_EVENT,
@@ -58,6 +59,10 @@ _TIMES = (("sent_at", 1, "sent"), ("delivered_at", 2, "delivered"), ("read_at", 
 _FAILED_ACKS = frozenset({"failed", "error"})
 # Statuses a receipt or a failure can no longer change.
 _FINAL = frozenset({MessageStatus.FAILED, MessageStatus.CANCELLED})
+# Statuses whose quota slot was given back (the sender or reconciliation concluded the send
+# never went out), when Wassenger did not say so itself: a receipt proves they did.
+_GIVEN_UP = frozenset({MessageStatus.PENDING, *_FINAL})
+_REPORTED_FAILURE = "Wassenger: "  # last_error of a failure Wassenger reported
 _WASSENGER_ID = re.compile(r"^[0-9a-f]{24}$")
 # "Phone number does not exist on WhatsApp", "number not found"…: both parts must appear,
 # so that "invalid media" or "message not found" never marks a contact invalid.
@@ -159,17 +164,27 @@ def _rank_of(described: Described) -> int:
 def _record_progress(message: Message, rank: int, data: dict, described: Described) -> str:
     if rank == 0:
         return f"ack {described.ack!r} means nothing to Relance"
-    if message.status in _FINAL:
+    given_up = _given_up(message)
+    if message.status in _FINAL and not given_up:
         return f"message {message.pk} is {message.status}: receipt ignored"
     before = message.status
-    if rank > _RANK.get(message.status, 0):
+    if rank > _RANK.get(message.status, 0) or given_up:
         message.status = _STATUS_AT_RANK[rank]
     fields = _stamp_times(message, rank, data, described.occurred_at)
     fields |= _link_ids(message, data)
     if not fields and message.status == before:
         return f"message {message.pk} already {message.status}: nothing to change"
     message.save(update_fields=[*fields, "status", "updated_at"])
+    if given_up:
+        message_counts_again(message)
     return f"message {message.pk}: {before} → {message.status}"
+
+
+def _given_up(message: Message) -> bool:
+    """We concluded the send never went out and gave its quota back (pending again, or
+    failed or cancelled by us, not by a failure Wassenger reported)."""
+    reported = message.status == MessageStatus.FAILED and message.last_error.startswith(_REPORTED_FAILURE)
+    return message.status in _GIVEN_UP and not reported
 
 
 def _stamp_times(message: Message, rank: int, data: dict, occurred: datetime | None) -> set[str]:
@@ -221,7 +236,7 @@ def _record_failure(message: Message, data: dict, described: Described) -> str:
         return f"message {message.pk} is {message.status}: failure ignored" + (", contact invalid" * invalid)
     before = message.status
     message.status, message.failed_at = MessageStatus.FAILED, described.occurred_at or clock.now()
-    message.last_error = f"Wassenger: {reason}"[:500]
+    message.last_error = f"{_REPORTED_FAILURE}{reason}"[:500]
     message.save(update_fields=["status", "failed_at", "last_error", "updated_at"])
     return f"message {message.pk}: {before} → failed ({reason})" + (", contact invalid" * invalid)
 

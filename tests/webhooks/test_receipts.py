@@ -4,9 +4,15 @@ import itertools
 from datetime import timedelta
 
 import pytest
+import responses
 
 from campaigns.models import WhatsAppStatus
-from messaging.models import MessageStatus
+from config import clock
+from messaging.dispatch import dispatch_run
+from messaging.models import DeviceDay, Message, MessageStatus
+from messaging.sending import sender_run
+from tests import fake_wassenger
+from tests.factories import make_contact, make_device, make_sending_campaign, queue_message_1
 from tests.webhooks.conftest import ack_event, failed_event, hex_id, sent_message_1, wa_id
 from webhooks.models import EventStatus, WebhookEvent
 from webhooks.processing import events_sweep
@@ -192,3 +198,45 @@ def test_an_id_too_long_for_its_column_is_not_linked_but_the_receipt_still_count
     post(payload)
     message.refresh_from_db()
     assert (message.status, message.whatsapp_id) == (MessageStatus.DELIVERED, "")
+
+
+# --- Regression: a receipt after reconciliation gave the day's quota back ------------------------
+
+
+def a_lost_send(fake_clock, settings) -> Message:
+    """One Message 1 whose send got no answer and that Wassenger's lookup did not find:
+    reconciliation gave its quota slot back. The receipt that arrives next proves it went."""
+    device = make_device(gap_seconds=25, batch_size=25, batch_pause_seconds=300, daily_limit=1000)
+    campaign = make_sending_campaign(device=device)
+    queue_message_1(campaign=campaign, contacts=[make_contact()])
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        fake_wassenger.install(mock).script = ["timeout_lost"]
+        sender_run(device_id=device.pk)
+        fake_clock.advance(settings.RECONCILE_AFTER_SECONDS)
+        dispatch_run()
+    return Message.objects.get(campaign=campaign)
+
+
+def sends_today(message: Message) -> int:
+    day = DeviceDay.objects.filter(device=message.device_id, day=clock.now().date()).first()
+    return day.total if day else 0
+
+
+def test_a_receipt_after_reconciliation_gave_the_quota_back_charges_it_again(post, fake_clock, settings):
+    message = a_lost_send(fake_clock, settings)
+    assert (message.status, sends_today(message)) == (MessageStatus.PENDING, 0)
+    post(ack_event(message, "delivered"))
+    message.refresh_from_db()
+    assert message.status == MessageStatus.DELIVERED and message.sent_at is not None
+    assert sends_today(message) == 1
+    post(ack_event(message, "read"))  # a second receipt charges nothing more
+    assert sends_today(message) == 1
+
+
+def test_a_receipt_for_a_send_reconciled_as_never_sent_and_failed_revives_it(post, fake_clock, settings):
+    settings.RETRY_MAX_ATTEMPTS = 1
+    message = a_lost_send(fake_clock, settings)
+    assert (message.status, sends_today(message)) == (MessageStatus.FAILED, 0)
+    post(ack_event(message, "delivered"))
+    message.refresh_from_db()
+    assert message.status == MessageStatus.DELIVERED and sends_today(message) == 1
