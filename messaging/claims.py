@@ -249,7 +249,7 @@ def device_state(device: Device, now: datetime) -> pacing.DeviceState:
 # --- Outcome ---------------------------------------------------------------------------------
 
 # Only a row still in `sending` is ours to settle: a webhook may already have said it was
-# sent. The attempt record is closed in the same statement.
+# sent. The attempt record is closed in the same statement, which says whether it settled.
 _OUTCOME_SQL = """
 WITH settled AS (
   UPDATE messaging_message SET
@@ -260,15 +260,20 @@ WITH settled AS (
     whatsapp_id = COALESCE(%(whatsapp_id)s, whatsapp_id),
     attempts = attempts - %(refund)s
   WHERE id = %(message)s AND status = 'sending'
+  RETURNING id
+), attempt AS (
+  UPDATE messaging_messageattempt
+  SET outcome = %(outcome)s, finished_at = %(now)s, http_status = %(http_status)s, error = %(error)s
+  WHERE message_id = %(message)s AND number = %(number)s
 )
-UPDATE messaging_messageattempt
-SET outcome = %(outcome)s, finished_at = %(now)s, http_status = %(http_status)s, error = %(error)s
-WHERE message_id = %(message)s AND number = %(number)s
+SELECT count(*) FROM settled
 """
 
 
-def outcome_store(*, claim: Claim, outcome: str, changes: dict, http_status: int | None, now) -> None:
-    """Write the message's new state (`changes`: status, error, and optional fields)."""
+def outcome_store(*, claim: Claim, outcome: str, changes: dict, http_status: int | None, now) -> bool:
+    """Write the message's new state (`changes`: status, error, and optional fields).
+
+    False when the message was no longer `sending` (a receipt settled it first)."""
     params = {
         "next_attempt_at": None,
         "sent_at": None,
@@ -285,3 +290,4 @@ def outcome_store(*, claim: Claim, outcome: str, changes: dict, http_status: int
     }
     with connection.cursor() as cursor:
         cursor.execute(_OUTCOME_SQL, params)
+        return cursor.fetchone()[0] == 1

@@ -182,8 +182,8 @@ def message_record_outcome(*, claim: Claim, result, error) -> None:
         outcome_store(**store)
     else:
         with transaction.atomic():
-            outcome_store(**store)
-            _apply_side_effects(claim, step, error, now)
+            settled = outcome_store(**store)
+            _apply_side_effects(claim, step, error, now, settled=settled)
     _log_send(claim, step, result)
 
 
@@ -191,8 +191,9 @@ def _has_side_effects(step) -> bool:
     return bool(step.surely_not_sent or step.contact_invalid or step.halt_device or step.device_wait_until)
 
 
-def _apply_side_effects(claim: Claim, step, error, now) -> None:
-    if step.surely_not_sent:
+def _apply_side_effects(claim: Claim, step, error, now, *, settled: bool) -> None:
+    # Not settled: a receipt got there first and proved the send, which keeps its slot.
+    if step.surely_not_sent and settled:
         quota_give_back(device_id=claim.device_id, day=claim.started_at.date(), kind=claim.kind)
     if step.contact_invalid:
         Contact.objects.filter(pk=claim.contact_id).update(
@@ -265,35 +266,24 @@ def message_reconcile(message: Message) -> str | None:
 @transaction.atomic
 def _settle_unknown(message: Message, remote) -> str:
     now = clock.now()
-    unknown = Message.objects.filter(pk=message.pk, status=MessageStatus.UNKNOWN)
     if remote is not None:
-        unknown.update(
-            status=MessageStatus.SENT,
-            sent_at=now,
-            wassenger_id=remote.wassenger_id,
-            whatsapp_id=remote.whatsapp_id or "",
-            last_error="",
-            updated_at=now,
-        )
-        return MessageStatus.SENT
-    quota_give_back(device_id=message.device_id, day=_attempt_day(message), kind=message.kind)
-    if message.campaign.status == CampaignStatus.CANCELLED:
+        changes = {"status": MessageStatus.SENT, "sent_at": now, "wassenger_id": remote.wassenger_id}
+        changes.update(whatsapp_id=remote.whatsapp_id or "", last_error="")
+    elif message.campaign.status == CampaignStatus.CANCELLED:
         # Never sent, and its campaign is gone: it joins the other cancelled messages.
-        unknown.update(
-            status=MessageStatus.CANCELLED, last_error="cancelled with the campaign", updated_at=now
-        )
-        return MessageStatus.CANCELLED
-    if attempts_left(message.attempts):
-        retry_at = now + retry_delay(message.attempts)
-        unknown.update(status=MessageStatus.PENDING, next_attempt_at=retry_at, updated_at=now)
-        return MessageStatus.PENDING
-    unknown.update(
-        status=MessageStatus.FAILED,
-        failed_at=now,
-        updated_at=now,
-        last_error=f"not accepted by Wassenger after {message.attempts} attempts",
-    )
-    return MessageStatus.FAILED
+        changes = {"status": MessageStatus.CANCELLED, "last_error": "cancelled with the campaign"}
+    elif attempts_left(message.attempts):
+        changes = {"status": MessageStatus.PENDING, "next_attempt_at": now + retry_delay(message.attempts)}
+    else:
+        changes = {"status": MessageStatus.FAILED, "failed_at": now}
+        changes["last_error"] = f"not accepted by Wassenger after {message.attempts} attempts"
+    unknown = Message.objects.filter(pk=message.pk, status=MessageStatus.UNKNOWN)
+    if not unknown.update(**changes, updated_at=now):
+        # A receipt settled it while we looked it up: it went out, and keeps its slot.
+        return Message.objects.filter(pk=message.pk).values_list("status", flat=True).first()
+    if remote is None:
+        quota_give_back(device_id=message.device_id, day=_attempt_day(message), kind=message.kind)
+    return changes["status"]
 
 
 # --- The sender loop --------------------------------------------------------------------------

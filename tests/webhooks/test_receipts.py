@@ -8,9 +8,11 @@ import responses
 
 from campaigns.models import WhatsAppStatus
 from config import clock
+from messaging import wassenger
+from messaging.claims import Claim, device_snapshot, message_claim
 from messaging.dispatch import dispatch_run
-from messaging.models import DeviceDay, Message, MessageStatus
-from messaging.sending import sender_run
+from messaging.models import DeviceDay, Message, MessageKind, MessageStatus
+from messaging.sending import message_reconcile, message_record_outcome, sender_run
 from tests import fake_wassenger
 from tests.factories import make_contact, make_device, make_sending_campaign, queue_message_1
 from tests.webhooks.conftest import ack_event, failed_event, hex_id, sent_message_1, wa_id
@@ -240,3 +242,39 @@ def test_a_receipt_for_a_send_reconciled_as_never_sent_and_failed_revives_it(pos
     post(ack_event(message, "delivered"))
     message.refresh_from_db()
     assert message.status == MessageStatus.DELIVERED and sends_today(message) == 1
+
+
+# --- Regression: a receipt that settles a send first keeps its quota slot ---------------------------
+
+
+def a_claimed_send(fake_clock) -> tuple[Message, Claim]:
+    device = make_device(gap_seconds=25, batch_size=25, batch_pause_seconds=300, daily_limit=1000)
+    campaign = make_sending_campaign(device=device)
+    queue_message_1(campaign=campaign, contacts=[make_contact()])
+    now = fake_clock.now()
+    claim = message_claim(device=device_snapshot(device.pk, now), kinds=(MessageKind.MESSAGE_1,), now=now)
+    return Message.objects.get(pk=claim.message_id), claim
+
+
+def test_an_error_recorded_after_a_receipt_proved_the_send_keeps_its_quota(post, fake_clock):
+    message, claim = a_claimed_send(fake_clock)
+    post(ack_event(message, "delivered"))  # Wassenger took it, though its answer was a 500
+    message_record_outcome(claim=claim, result=None, error=wassenger.Transient("boom", status=500))
+    message.refresh_from_db()
+    assert (message.status, sends_today(message)) == (MessageStatus.DELIVERED, 1)
+
+
+def test_a_receipt_arriving_while_reconciliation_looks_the_send_up_keeps_its_quota(
+    post, fake_clock, monkeypatch
+):
+    message, claim = a_claimed_send(fake_clock)
+    message_record_outcome(claim=claim, result=None, error=wassenger.OutcomeUnknown("read timeout"))
+
+    def lookup_misses_but_the_receipt_lands_meanwhile(reference):
+        post(ack_event(message, "delivered"))
+        return None
+
+    monkeypatch.setattr(wassenger, "find_message_by_reference", lookup_misses_but_the_receipt_lands_meanwhile)
+    message_reconcile(Message.objects.get(pk=message.pk))
+    message.refresh_from_db()
+    assert (message.status, sends_today(message)) == (MessageStatus.DELIVERED, 1)
