@@ -114,8 +114,8 @@ def failures_by_reason(campaign: Campaign, *, limit: int = 10) -> list[dict]:
 class CampaignProgress:
     campaign: Campaign
     counts: CampaignCounts
-    estimated_finish: datetime | None  # None: paused, halted device, or no room at all
-    note: str  # why there is no estimate: "paused", "halted", "no_allowance", or ""
+    estimated_finish: datetime | None  # None: nothing left, paused, halted device, or no room at all
+    note: str  # why there is no estimate: "all_sent", "paused", "halted", "no_allowance", or ""
 
 
 def campaigns_in_progress(*, now: datetime) -> list[CampaignProgress]:
@@ -137,6 +137,9 @@ def _estimated_finishes(campaigns, counts, *, now) -> dict[int, tuple[datetime |
         device = devices[campaign.device_id]
         if campaign.status == CampaignStatus.PAUSED:
             result[campaign.pk] = (None, "paused")
+            continue
+        if not counts[campaign.pk].open:
+            result[campaign.pk] = (None, "all_sent")
             continue
         ahead[device.pk] += counts[campaign.pk].open
         result[campaign.pk] = _finish(campaign, device, ahead[device.pk], message_2.get(device.pk, 0), now)
