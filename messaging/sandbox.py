@@ -3,8 +3,9 @@
 It answers the /v1 calls Relance makes the way Wassenger does (message objects, error
 bodies, a `Token` header), keeps a record of every message it accepted (/sandbox/…),
 injects faults on POST /v1/messages on demand, and calls Relance's webhook back
-(sandbox_webhooks.py). Faults that lose the answer (slow, dropped) still record the
-message: "was it really sent?" stays answerable through /sandbox/messages.
+(sandbox_webhooks.py). Faults that lose the answer (slow, dropped after read) still record
+the message, drop_before_accept does not: "was it really sent?" stays answerable through
+/sandbox/messages.
 
     /v1/messages               POST send · GET list (?reference=…&phone=…)
     /v1/messages/{id}          GET
@@ -136,6 +137,9 @@ class Sandbox:
         if fault in ("error_500", "rate_limit_429"):
             self.store.count(f"refused_{fault}")
             return _fault_reply(fault, retry_after)
+        if fault == "drop_before_accept":
+            self.store.count("dropped_unrecorded")
+            return Reply(0, drop=True)
         message = self._accept(request.body, fault)
         if fault == "drop_after_read":
             return Reply(0, drop=True)

@@ -96,7 +96,7 @@ def _unit(key: str) -> float:
 # --- Faults -------------------------------------------------------------------------
 
 # Shares of POST /v1/messages answered by each fault; they exclude each other.
-EXCLUSIVE_FAULTS = ("error_500", "rate_limit_429", "slow", "drop_after_read")
+EXCLUSIVE_FAULTS = ("error_500", "rate_limit_429", "slow", "drop_after_read", "drop_before_accept")
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,9 @@ class Faults:
     rate_limit_retry_after: float = 0.5  # share of the 429s that carry Retry-After
     slow: float = 0.0  # answered after slow_seconds (beyond the client's read timeout)
     drop_after_read: float = 0.0  # recorded as accepted, then the socket is closed unanswered
+    # The socket is closed unanswered and nothing is recorded: the client cannot tell this
+    # from drop_after_read; only the lookup by reference can.
+    drop_before_accept: float = 0.0
     slow_seconds: float = 35.0
     retry_after_seconds: float = 2.0
 

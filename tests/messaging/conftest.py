@@ -24,6 +24,8 @@ from typing import Any
 import pytest
 import requests
 
+from messaging.sandbox_state import EXCLUSIVE_FAULTS
+
 BASE_DIR = Path(__file__).resolve().parents[2]
 # Distinctive, so that a leak into a log line or an error message cannot go unnoticed.
 SANDBOX_TOKEN = "tok-Zq8Vw2-never-print-me-5ecr3t"
@@ -115,7 +117,7 @@ def sandbox_server() -> Iterator[SandboxProcess]:
 def _point_client_at(server: SandboxProcess, settings) -> SandboxProcess:
     """Empty the sandbox, switch its faults off, and point the client at it."""
     server.control("DELETE", "messages")
-    server.set_faults(error_500=0, rate_limit_429=0, slow=0, drop_after_read=0, rate_limit_retry_after=0.5)
+    server.set_faults(**dict.fromkeys(EXCLUSIVE_FAULTS, 0), rate_limit_retry_after=0.5)
     settings.WASSENGER_API_URL = f"{server.url}/v1"
     settings.WASSENGER_API_TOKEN = SANDBOX_TOKEN
     settings.WASSENGER_CONNECT_TIMEOUT = 2.0

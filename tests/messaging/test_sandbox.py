@@ -144,6 +144,15 @@ def test_a_dropped_connection_is_outcome_unknown_but_the_message_was_accepted(sa
     assert recorded["sandbox"]["fault"] == "drop_after_read"
 
 
+def test_a_connection_dropped_before_acceptance_is_outcome_unknown_and_nothing_was_sent(sandbox):
+    sandbox.set_faults(drop_before_accept=1)
+    with pytest.raises(OutcomeUnknown, match="ConnectionError"):
+        send(reference="never-taken")
+    assert sandbox.messages() == []
+    sandbox.set_faults(drop_before_accept=0)
+    assert wassenger.find_message_by_reference("never-taken") is None
+
+
 def test_fault_shares_mix_in_the_given_proportions(sandbox):
     sandbox.set_faults(error_500=0.25, rate_limit_429=0.25)
     outcomes = []

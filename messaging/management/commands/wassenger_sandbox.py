@@ -13,6 +13,7 @@ FAULT_FLAGS = {
     "slow": ("slow", "share of sends recorded, then answered after --slow-seconds"),
     "slow_seconds": ("slow_seconds", "delay of a slow answer (beyond the client's read timeout)"),
     "drop_after_read": ("drop_after_read", "share of sends recorded, then the socket closed unanswered"),
+    "drop_before_accept": ("drop_before_accept", "share of sends not recorded, the socket closed unanswered"),
 }
 # flag → help; each overrides the WASSENGER_SANDBOX_* setting of the same name.
 CONFIG_FLAGS = {
