@@ -11,7 +11,8 @@ the message, drop_before_accept does not: "was it really sent?" stays answerable
     /v1/messages/{id}          GET
     /v1/numbers/exists         POST {"phone"} or GET ?phone=…
     /v1/devices, /v1/devices/{id}
-    /sandbox/messages          GET (?phone=…&reference=…) · DELETE clears
+    /sandbox/messages          GET (?phone=…&reference=…) · DELETE clears (the send log too)
+    /sandbox/sends             GET every send request, faulty or not (?reference=…)
     /sandbox/stats             GET counts
     /sandbox/faults            GET · POST {"error_500": 0.1, …}
     /sandbox/config            GET (without secrets)
@@ -134,6 +135,7 @@ class Sandbox:
             self.store.count("refused_invalid")
             return invalid
         fault, retry_after = self._draw_fault()
+        self.store.log_send(request.body, fault, retry_after)
         if fault in ("error_500", "rate_limit_429"):
             self.store.count(f"refused_{fault}")
             return _fault_reply(fault, retry_after)
@@ -222,6 +224,9 @@ class Sandbox:
         )
         return Reply(200, found)
 
+    def sandbox_sends(self, request: Request) -> Reply:
+        return Reply(200, self.store.sends(reference=request.query.get("reference", "")))
+
     def sandbox_clear(self, request: Request) -> Reply:
         return Reply(200, {"deleted": self.store.clear()})
 
@@ -251,6 +256,7 @@ _ROUTES: list[tuple[str, re.Pattern, Handler]] = [
     ("GET", re.compile(r"/v1/devices/([^/]+)"), Sandbox.device),
     ("GET", re.compile(r"/sandbox/messages"), Sandbox.sandbox_messages),
     ("DELETE", re.compile(r"/sandbox/messages"), Sandbox.sandbox_clear),
+    ("GET", re.compile(r"/sandbox/sends"), Sandbox.sandbox_sends),
     ("GET", re.compile(r"/sandbox/stats"), Sandbox.sandbox_stats),
     ("GET", re.compile(r"/sandbox/faults"), Sandbox.sandbox_faults),
     ("POST", re.compile(r"/sandbox/faults"), Sandbox.sandbox_faults),

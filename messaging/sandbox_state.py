@@ -11,7 +11,8 @@ import random
 import re
 import secrets
 import threading
-from collections import Counter
+import time
+from collections import Counter, deque
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -192,9 +193,14 @@ def public(message: dict) -> dict:
     return {k: v for k, v in message.items() if k != "sandbox"}
 
 
+# The send log keeps this many requests (the oldest go first), so a long run stays small.
+SEND_LOG_LIMIT = 100_000
+
+
 @dataclass
 class Store:
-    """Every message the sandbox accepted, and counters. Thread-safe.
+    """Every message the sandbox accepted, every send request with its fault, and counters.
+    Thread-safe.
 
     `generation` changes on clear(): callbacks scheduled for cleared messages see it and stop.
     """
@@ -202,6 +208,7 @@ class Store:
     _messages: dict[str, dict] = field(default_factory=dict)
     _replied: set[str] = field(default_factory=set)
     _counts: Counter = field(default_factory=Counter)
+    _sends: deque = field(default_factory=lambda: deque(maxlen=SEND_LOG_LIMIT))
     generation: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -242,6 +249,20 @@ class Store:
             self._replied.add(phone)
             return True
 
+    def log_send(self, payload: dict, fault: str | None, retry_after: str | None) -> None:
+        """One POST /v1/messages as the outside world saw it: when, which message, which fault.
+
+        Time is epoch seconds, so that a test can compare it with Relance's own records.
+        """
+        entry = {"at": time.time(), "reference": payload.get("reference", ""), "phone": payload["phone"]}
+        entry.update(fault=fault, retry_after=float(retry_after) if retry_after else None)
+        with self._lock:
+            self._sends.append(entry)
+
+    def sends(self, *, reference: str = "") -> list[dict]:
+        with self._lock:
+            return [dict(s) for s in self._sends if not reference or s["reference"] == reference]
+
     def count(self, key: str, n: int = 1) -> None:
         with self._lock:
             self._counts[key] += n
@@ -251,6 +272,7 @@ class Store:
             deleted = len(self._messages)
             self._messages.clear()
             self._replied.clear()
+            self._sends.clear()
             self._counts.clear()
             self.generation += 1
             return deleted

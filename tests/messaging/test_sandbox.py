@@ -153,6 +153,17 @@ def test_a_connection_dropped_before_acceptance_is_outcome_unknown_and_nothing_w
     assert wassenger.find_message_by_reference("never-taken") is None
 
 
+def test_the_send_log_lists_every_request_with_its_fault_in_order(sandbox):
+    sandbox.set_faults(rate_limit_429=1, rate_limit_retry_after=1, retry_after_seconds=2)
+    with pytest.raises(RateLimited):
+        send(reference="logged")
+    sandbox.set_faults(rate_limit_429=0)
+    send(reference="logged")
+    first, second = sandbox.control("GET", "sends", params={"reference": "logged"})
+    assert (first["fault"], first["retry_after"], second["fault"]) == ("rate_limit_429", 2.0, None)
+    assert first["at"] <= second["at"] and first["phone"] == second["phone"]
+
+
 def test_fault_shares_mix_in_the_given_proportions(sandbox):
     sandbox.set_faults(error_500=0.25, rate_limit_429=0.25)
     outcomes = []
