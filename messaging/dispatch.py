@@ -16,7 +16,7 @@ from campaigns.models import Campaign, CampaignStatus
 from config import clock
 from messaging import pacing
 from messaging.claims import devices_with_sending_facts
-from messaging.models import Device, Message, MessageKind, MessageStatus
+from messaging.models import AttemptOutcome, Device, Message, MessageAttempt, MessageKind, MessageStatus
 from messaging.sending import leases_release_expired, message_reconcile, sender_plan
 
 logger = logging.getLogger(__name__)
@@ -55,17 +55,30 @@ def dispatch_run() -> dict:
     return report
 
 
+ORPHANED_ATTEMPT = "the sender stopped mid-send (its worker died)"
+
+
+@transaction.atomic
 def messages_orphaned_to_unknown() -> int:
-    """`sending` rows whose sender died: their outcome is unknown until Wassenger tells."""
+    """`sending` rows whose sender died: their outcome is unknown until Wassenger tells.
+
+    Their attempt, which the dead sender never closed, is closed as unknown too: an attempt
+    of an `unknown` message can only still be in flight if its sender died.
+    """
     now = clock.now()
     live_lease = Device.objects.filter(pk=OuterRef("device_id"), lease_expires_at__gte=now).exclude(
         lease_owner=""
     )
-    return (
+    orphaned = (
         Message.objects.filter(status=MessageStatus.SENDING)
         .exclude(Exists(live_lease))
         .update(status=MessageStatus.UNKNOWN, next_attempt_at=now, updated_at=now)
     )
+    if orphaned:
+        MessageAttempt.objects.filter(
+            outcome=AttemptOutcome.IN_FLIGHT, message__status=MessageStatus.UNKNOWN
+        ).update(outcome=AttemptOutcome.UNKNOWN, finished_at=now, error=ORPHANED_ATTEMPT)
+    return orphaned
 
 
 def messages_reconcile_due() -> int:

@@ -15,8 +15,16 @@ from hypothesis import strategies as st
 
 from campaigns.models import Campaign, CampaignStatus, WhatsAppStatus
 from messaging.claims import device_snapshot, message_claim
-from messaging.dispatch import dispatch_run
-from messaging.models import Device, DeviceDay, Message, MessageAttempt, MessageKind, MessageStatus
+from messaging.dispatch import ORPHANED_ATTEMPT, dispatch_run
+from messaging.models import (
+    AttemptOutcome,
+    Device,
+    DeviceDay,
+    Message,
+    MessageAttempt,
+    MessageKind,
+    MessageStatus,
+)
 from messaging.sending import SenderExit, lease_acquire, sender_plan, sender_run
 from tests import fake_wassenger
 from tests.factories import make_campaign, make_contact, make_device
@@ -233,6 +241,21 @@ def test_a_sender_killed_after_its_claim_never_causes_a_second_send(fake_clock, 
     assert only_message(campaign).status == MessageStatus.SENT
     assert sender_run(device_id=device.pk) == SenderExit.IDLE
     assert len(api.accepted) == 1
+
+
+def test_a_send_cut_short_by_a_dead_worker_is_closed_as_unknown_not_left_in_flight(
+    fake_clock, api, device, settings
+):
+    """Regression: the attempt of a sender killed mid-send stayed "in flight" for ever."""
+    campaign = sending_campaign(device)
+    assert lease_acquire(device_id=device.pk, owner="doomed")
+    now = fake_clock.now()
+    message_claim(device=device_snapshot(device.pk, now), kinds=(MessageKind.MESSAGE_1,), now=now)
+    fake_clock.advance(settings.SENDER_LEASE_SECONDS + 1)
+    dispatch_run()
+    (attempt,) = MessageAttempt.objects.filter(message=only_message(campaign))
+    assert (attempt.outcome, attempt.finished_at) == (AttemptOutcome.UNKNOWN, fake_clock.now())
+    assert attempt.error == ORPHANED_ATTEMPT
 
 
 def test_paused_and_draft_campaigns_are_not_sent(fake_clock, api, device):
