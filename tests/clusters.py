@@ -4,6 +4,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from collections import Counter
 from contextlib import suppress
 from pathlib import Path
 
@@ -46,3 +48,73 @@ def qcluster_kill(process: subprocess.Popen) -> None:
     with suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=10)
+
+
+# --- Driving a senders' cluster through a whole campaign ------------------------------------
+
+# Every wait of the send engine, shrunk for end-to-end tests: the same rules on a faster clock.
+SHRUNK = {
+    "RETRY_BASE_SECONDS": "0.2",
+    "RATE_LIMIT_MIN_WAIT_SECONDS": "0.2",
+    "SENDER_LEASE_SECONDS": "2",
+    "RECONCILE_AFTER_SECONDS": "0.3",
+    "WASSENGER_READ_TIMEOUT": "2",
+    "WASSENGER_CONNECT_TIMEOUT": "2",
+}
+OPEN = ("pending", "sending", "unknown")
+TICK_SECONDS = 0.3
+
+
+def settings_shrink(settings, **overrides: str) -> dict[str, str]:
+    """Apply SHRUNK (and `overrides`) to this process's settings; the env for a cluster."""
+    shrunk = {**SHRUNK, **overrides}
+    for name, value in shrunk.items():
+        setattr(settings, name, float(value))
+    return shrunk
+
+
+class SenderCluster:
+    """The senders' cluster (2 workers) on the sandbox, which a test kills and restarts."""
+
+    def __init__(self, sandbox_url: str, **env: str):
+        self.sandbox_url, self.env, self.process = sandbox_url, env, None
+
+    def start(self) -> None:
+        self.process = qcluster_start(
+            name="senders", sandbox_url=self.sandbox_url, Q_SENDER_WORKERS="2", **self.env
+        )
+
+    def kill(self) -> None:
+        qcluster_kill(self.process)
+
+    def kill_mid_send(self, sandbox) -> None:
+        """SIGKILL the cluster while a send hangs after the sandbox recorded it (its answer
+        lost with the worker, the worst case for a duplicate), then start it again."""
+        from tests.messaging.conftest import wait_for
+
+        hung = sandbox.control("GET", "stats")["accepted_with_fault"].get("slow", 0)
+        sandbox.set_faults(slow=1, slow_seconds=30)
+        wait_for(lambda: sandbox.control("GET", "stats")["accepted_with_fault"].get("slow", 0) > hung, 10)
+        self.kill()
+        sandbox.set_faults(slow=0)
+        self.start()
+
+
+def run_until_settled(sandbox, cluster, *, kill_at=(), deadline_seconds=150, settled=None) -> None:
+    """Tick the one-minute dispatcher every TICK_SECONDS (same function, faster clock) until
+    `settled()` (default: no message open); SIGKILL the cluster mid-send and restart it once
+    the sandbox has accepted each count of `kill_at`."""
+    from messaging.dispatch import dispatch_run
+    from messaging.models import Message
+
+    settled = settled or (lambda: not Message.objects.filter(status__in=OPEN).exists())
+    kills = list(kill_at)
+    deadline = time.monotonic() + deadline_seconds
+    while not settled():
+        assert time.monotonic() < deadline, Counter(Message.objects.values_list("status", flat=True))
+        if kills and sandbox.control("GET", "stats")["messages"] >= kills[0]:
+            kills.pop(0)
+            cluster.kill_mid_send(sandbox)
+        dispatch_run()
+        time.sleep(TICK_SECONDS)
+    assert kills == [], "the run ended before every planned kill"
