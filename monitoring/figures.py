@@ -9,9 +9,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 
 from django.conf import settings
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Q
 
-from campaigns.models import Contact
 from messaging.models import Device, DeviceDay, Message, MessageKind, MessageStatus
 
 
@@ -125,10 +124,9 @@ def _message_counts(start: datetime, end: datetime) -> dict[int, dict]:
 
 def _opt_outs_by_device(start: datetime, end: datetime) -> dict[int, int]:
     """Contacts who opted out that day, under each device that had written to them."""
-    result = {}
-    for device in Device.objects.all():
-        wrote = Message.objects.filter(contact=OuterRef("pk"), device=device)
-        result[device.pk] = Contact.objects.filter(
-            Exists(wrote), opted_out_at__gte=start, opted_out_at__lt=end
-        ).count()
-    return result
+    rows = (
+        Message.objects.filter(contact__opted_out_at__gte=start, contact__opted_out_at__lt=end)
+        .values("device_id")
+        .annotate(opt_outs=Count("contact_id", distinct=True))
+    )
+    return {row["device_id"]: row["opt_outs"] for row in rows}

@@ -8,11 +8,12 @@ from django.core import mail
 from hypothesis import given
 from hypothesis import strategies as st
 
+from campaigns.models import Contact
 from messaging.models import Device, DeviceDay, MessageStatus
 from monitoring.checks import daily_rollover_run, health_check_run
 from monitoring.figures import LEVEL_ORDER, AlertLevel, alert_level, daily_figures
 from monitoring.models import Incident
-from tests.factories import make_device, make_message
+from tests.factories import make_campaign, make_contact, make_device, make_message
 
 
 @pytest.mark.parametrize(
@@ -124,3 +125,24 @@ def test_quota_incidents_of_a_closed_day_are_closed_at_rollover(fake_clock, admi
     fake_clock.current = fake_clock.current.replace(hour=0, minute=0) + timedelta(days=1)
     daily_rollover_run()
     assert not Incident.objects.filter(kind="quota_level", closed_at=None).exists()
+
+
+@pytest.mark.django_db
+def test_opt_outs_of_the_day_count_under_each_device_that_wrote_to_the_contact(
+    fake_clock, django_assert_max_num_queries
+):
+    paris, lyon = make_device(label="Paris"), make_device(label="Lyon")
+    written_by_both, written_by_paris, left_yesterday = make_contact(), make_contact(), make_contact()
+    for device, contact in [(paris, written_by_both), (lyon, written_by_both), (paris, written_by_paris)]:
+        make_message(campaign=make_campaign(device=device), contact=contact)
+    make_message(campaign=make_campaign(device=lyon), contact=left_yesterday)
+    now = fake_clock.now()
+    Contact.objects.filter(pk__in=[written_by_both.pk, written_by_paris.pk]).update(opted_out_at=now)
+    Contact.objects.filter(pk=left_yesterday.pk).update(opted_out_at=now - timedelta(days=1))
+    for number in range(3):
+        make_device(label=f"Idle {number}")  # more devices must not mean more queries
+
+    with django_assert_max_num_queries(4):
+        figures = {row.device: row.opt_outs for row in daily_figures(now.date())}
+
+    assert figures == {"Paris": 2, "Lyon": 1, "Idle 0": 0, "Idle 1": 0, "Idle 2": 0, "Default": 0}
