@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -118,3 +119,38 @@ def run_until_settled(sandbox, cluster, *, kill_at=(), deadline_seconds=150, set
         dispatch_run()
         time.sleep(TICK_SECONDS)
     assert kills == [], "the run ended before every planned kill"
+
+
+# --- The whole application, as `make run` starts it --------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def runall_start(*, addr: str, log: Path, **env: str) -> subprocess.Popen:
+    """`manage.py runall`: migrate, then web, clusters and (unless told otherwise) the sandbox,
+    under the supervisor that restarts what dies. Output goes to `log`."""
+    environment = {**os.environ, "LOG_LEVEL": "WARNING", **env}
+    environment.pop("Q_CLUSTER_NAME", None)
+    with log.open("ab") as output:
+        return subprocess.Popen(
+            [sys.executable, "manage.py", "runall", "--addr", addr],
+            cwd=BASE_DIR,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def process_tree_kill(process: subprocess.Popen) -> None:
+    """SIGKILL a supervisor and each child's group (each child runs in its own session):
+    the supervisor first, so that it restarts nothing."""
+    listed = subprocess.run(["ps", "-o", "pid=", "--ppid", str(process.pid)], capture_output=True, text=True)
+    qcluster_kill(process)
+    for child in map(int, listed.stdout.split()):
+        with suppress(ProcessLookupError):
+            os.killpg(child, signal.SIGKILL)
