@@ -286,6 +286,13 @@ WEBHOOK_STOP_WORDS = env.list(
 WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=5)
 # The every-minute sweeper processes events still waiting this many seconds after arrival.
 WEBHOOK_SWEEP_AFTER_SECONDS = env.float("WEBHOOK_SWEEP_AFTER_SECONDS", default=30.0)
+# The webhook's insert (webhooks/ingest.py) is prepared once per database connection instead
+# of parsed and planned for every delivery: half of its database CPU (bench/webhook_ingest.py).
+# Only that statement binds on the server, so nothing else gets prepared. Set it false behind
+# a transaction-pooling proxy that cannot keep prepared statements (PgBouncer before 1.21).
+WEBHOOK_PREPARED_STATEMENTS = env.bool("WEBHOOK_PREPARED_STATEMENTS", default=True)
+if WEBHOOK_PREPARED_STATEMENTS:
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 5)
 # <<< webhooks
 
 # --- Monitoring ---------------------------------------------------------------------------
