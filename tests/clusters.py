@@ -133,11 +133,22 @@ def free_port() -> int:
 def runall_start(*, addr: str, log: Path, **env: str) -> subprocess.Popen:
     """`manage.py runall`: migrate, then web, clusters and (unless told otherwise) the sandbox,
     under the supervisor that restarts what dies. Output goes to `log`."""
+    return _start([sys.executable, "manage.py", "runall", "--addr", addr], log, env)
+
+
+def gunicorn_start(*, addr: str, log: Path, **env: str) -> subprocess.Popen:
+    """The production web server (deploy/Procfile), two sync workers: each keeps its
+    database connection from one request to the next (CONN_MAX_AGE)."""
+    argv = [str(Path(sys.executable).parent / "gunicorn"), "config.wsgi", "--bind", addr, "--workers", "2"]
+    return _start([*argv, "--timeout", "30"], log, env)
+
+
+def _start(argv: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
     environment = {**os.environ, "LOG_LEVEL": "WARNING", **env}
     environment.pop("Q_CLUSTER_NAME", None)
     with log.open("ab") as output:
         return subprocess.Popen(
-            [sys.executable, "manage.py", "runall", "--addr", addr],
+            argv,
             cwd=BASE_DIR,
             env=environment,
             stdout=output,

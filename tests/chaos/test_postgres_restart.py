@@ -1,10 +1,11 @@
 """Scenario 2: PostgreSQL restarts in the middle of a campaign.
 
-Relance runs as `make run` runs it (`manage.py runall`: the web server and the clusters
-under their supervisor) on a private PostgreSQL of its own — the shared one serves other
-test runs and is never restarted. The sandbox calls the web's webhook back (acks and
-replies). A third of the way through, PostgreSQL stops for two seconds and starts again.
-Nobody touches anything: the web answers again, the clusters carry on, every contact gets
+Relance runs as in production, on a private PostgreSQL of its own (the shared one serves
+other test runs and is never restarted): the clusters under the run supervisor
+(`manage.py runall`), the web under gunicorn, whose workers keep their database
+connections between requests. The sandbox calls the webhook back (acks and replies).
+A third of the way through, PostgreSQL stops for two seconds and starts again. Nobody
+touches anything: the web answers again, the clusters carry on, every contact gets
 Message 1 once, every replier Message 2 once, every webhook is stored once and processed,
 and the day's counter equals what was sent.
 """
@@ -31,7 +32,16 @@ from tests.chaos.conftest import (
     contacts_in_overlapping_categories,
     eligible_phones,
 )
-from tests.clusters import OPEN, TICK_SECONDS, free_port, process_tree_kill, runall_start, settings_shrink
+from tests.clusters import (
+    OPEN,
+    TICK_SECONDS,
+    free_port,
+    gunicorn_start,
+    process_tree_kill,
+    qcluster_kill,
+    runall_start,
+    settings_shrink,
+)
 from tests.factories import make_campaign, make_device
 from tests.messaging.conftest import SANDBOX_TOKEN, start_sandbox, wait_for
 from tests.webhooks.conftest import SECRET, URL
@@ -136,28 +146,34 @@ def test_a_postgres_restart_mid_campaign_is_survived_by_web_and_clusters_unatten
         "--webhook-retries", "8", "--webhook-backoff", "0.2",
     )  # fmt: skip
     settings.WASSENGER_API_URL, settings.WASSENGER_API_TOKEN = f"{sandbox.url}/v1", SANDBOX_TOKEN
-    log = tmp_path / "runall.log"
+    log = tmp_path / "relance.log"
     with this_process_on(private_postgres, django_db_blocker):
-        relance = runall_start(
-            addr=web,
-            log=log,
+        env.update(
             DATABASE_URL=url_for(connection.settings_dict),
             WASSENGER_SANDBOX="false",
             WASSENGER_API_URL=f"{sandbox.url}/v1",
             WASSENGER_API_TOKEN=SANDBOX_TOKEN,
             WASSENGER_WEBHOOK_SECRET=SECRET,
             DJANGO_SUPERUSER_PASSWORD="chaos-admin-password",
-            **env,
         )
+        # runall migrates, then supervises the clusters (and a development web server the
+        # test leaves alone); the sandbox calls the production web server, gunicorn.
+        supervisor_web = f"127.0.0.1:{free_port()}"
+        relance = runall_start(addr=supervisor_web, log=log, **env)
+        gunicorn = None
         try:
+            wait_for(lambda: _answers(f"http://{supervisor_web}/health/"), timeout=60, interval=0.3)
+            gunicorn = gunicorn_start(addr=web, log=log, **env)
+            wait_for(lambda: _answers(f"http://{web}/health/"), timeout=30, interval=0.3)
             run_the_campaign_through_a_restart(private_postgres, sandbox, web, log)
         finally:
+            if gunicorn is not None:
+                qcluster_kill(gunicorn)
             process_tree_kill(relance)
             sandbox.stop()
 
 
 def run_the_campaign_through_a_restart(database: PrivatePostgres, sandbox, web: str, log: Path) -> None:
-    wait_for(lambda: _answers(f"http://{web}/health/"), timeout=60, interval=0.3)
     categories = contacts_in_overlapping_categories(eligible=CONTACTS, opted_out=0, invalid=0, prefix="64")
     device = make_device(gap_seconds=0.05, batch_size=25, batch_pause_seconds=0.3)
     texts = {"message_1_text": "Bonjour {{ first_name }}", "message_2_text": "Merci !"}
