@@ -216,7 +216,7 @@ def quota_take_again(*, device_id: int, day: date, kind: str) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO messaging_deviceday (device_id, day, message_1_count, message_2_count)"
-            f" VALUES (%s, %s, %s, %s) ON CONFLICT (device_id, day)"
+            " VALUES (%s, %s, %s, %s) ON CONFLICT (device_id, day)"
             f" DO UPDATE SET {column} = messaging_deviceday.{column} + 1",
             [device_id, day, 1 - message_2, message_2],
         )

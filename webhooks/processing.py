@@ -172,6 +172,9 @@ def _record_progress(message: Message, rank: int, data: dict, described: Describ
         message.status = _STATUS_AT_RANK[rank]
     fields = _stamp_times(message, rank, data, described.occurred_at)
     fields |= _link_ids(message, data)
+    if given_up:  # what we concluded about it was wrong: it went out
+        message.failed_at, message.last_error = None, ""
+        fields |= {"failed_at", "last_error"}
     if not fields and message.status == before:
         return f"message {message.pk} already {message.status}: nothing to change"
     message.save(update_fields=[*fields, "status", "updated_at"])

@@ -242,6 +242,7 @@ def test_a_receipt_for_a_send_reconciled_as_never_sent_and_failed_revives_it(pos
     post(ack_event(message, "delivered"))
     message.refresh_from_db()
     assert message.status == MessageStatus.DELIVERED and sends_today(message) == 1
+    assert (message.failed_at, message.last_error) == (None, "")
 
 
 # --- Regression: a receipt that settles a send first keeps its quota slot ---------------------------
