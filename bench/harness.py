@@ -20,7 +20,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
 
-def _server_entry() -> dict:
+def server_entry() -> dict:
+    """The PostgreSQL server the benchmarks use: DATABASE_URL's, else the embedded one."""
     if os.environ.get("DATABASE_URL"):
         import environ
 
@@ -37,7 +38,7 @@ def scratch_django(name: str, **settings_env: str):
 
     from config.embedded_pg import url_for
 
-    entry = _server_entry()
+    entry = server_entry()
     database = f"relance_bench_{name}_{os.getpid()}"
     admin_url = url_for(entry, "postgres")
     with psycopg.connect(_libpq(admin_url), autocommit=True) as connection:
@@ -98,8 +99,23 @@ def wait_for_port(port: int, timeout: float = 20) -> None:
     raise TimeoutError(f"nothing listens on port {port}")
 
 
-def report(*, name: str, unit: str, value: float, baseline: float, goal: float, **details) -> dict:
-    """Print the benchmark's one JSON line; ratio is always ours over the baseline."""
+def report(
+    *,
+    name: str,
+    unit: str,
+    value: float,
+    baseline: float,
+    goal: float,
+    measured: str,
+    baseline_is: str,
+    also: dict[str, bool] | None = None,
+    **details,
+) -> dict:
+    """Print the benchmark's one JSON line; ratio is always ours over the baseline.
+
+    `measured` and `baseline_is` say in words what was timed (bench/results.md shows them);
+    `also` holds the goals besides the ratio, as {"what, with the value": met}.
+    """
     ratio = value / baseline if baseline else float("inf")
     result = {
         "name": name,
@@ -109,6 +125,9 @@ def report(*, name: str, unit: str, value: float, baseline: float, goal: float, 
         "ratio": round(ratio, 3),
         "goal": f">= {goal}",
         "met": ratio >= goal,
+        "measured": measured,
+        "baseline_is": baseline_is,
+        "also": also or {},
         "details": details,
     }
     print(json.dumps(result))

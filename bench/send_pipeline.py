@@ -57,6 +57,10 @@ def main() -> None:
         value=ours,
         baseline=baseline,
         goal=0.5,
+        measured=f"messages/s through the senders cluster, pacing off, {options.messages:,} messages, "
+        f"{options.devices} devices",
+        baseline_is="a bare loop of POSTs to the same sandbox",
+        also={f"no duplicate send ({details['duplicates']})": details["duplicates"] == 0},
         messages=options.messages,
         devices=options.devices,
         **details,
