@@ -10,7 +10,6 @@ the live webhook URL. Pacing is shrunk on the device (0.2 s between sends).
 import csv
 import io
 import time
-from urllib.parse import quote
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -21,8 +20,7 @@ from campaigns.models import Campaign, Contact
 from messaging.models import Message
 from tests.clusters import qcluster_kill, qcluster_start
 from tests.factories import make_category, make_device
-from tests.messaging.conftest import SANDBOX_TOKEN, start_sandbox
-from tests.webhooks.conftest import SECRET, URL
+from tests.webhooks.conftest import SECRET, sandbox_calling_live_server
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -32,12 +30,10 @@ PASSWORD = "browser-test-password-4711"
 
 @pytest.fixture
 def sandbox(live_server, settings):
-    settings.WASSENGER_WEBHOOK_SECRET = SECRET
-    server = start_sandbox(
-        "--webhook-url", f"{live_server.url}{URL}?secret={quote(SECRET)}", "--seed", "2",
-        "--delivered-delay", "0.3", "--read-delay", "0.5", "--reply-share", "0",
+    server = sandbox_calling_live_server(
+        live_server, settings,
+        "--seed", "2", "--delivered-delay", "0.3", "--read-delay", "0.5", "--reply-share", "0",
     )  # fmt: skip
-    settings.WASSENGER_API_URL, settings.WASSENGER_API_TOKEN = f"{server.url}/v1", SANDBOX_TOKEN
     yield server
     assert server.stop() == 0
 

@@ -11,6 +11,7 @@ import json
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from urllib.parse import quote
 
 import pytest
 from django_q.conf import Conf
@@ -19,10 +20,20 @@ from campaigns.models import CampaignStatus
 from config import clock
 from messaging.models import Message, MessageStatus
 from tests.factories import make_campaign, make_contact, make_message
+from tests.messaging.conftest import SANDBOX_TOKEN, SandboxProcess, start_sandbox
 
 SECRET = "whs-test-" + "k" * 40
 URL = "/webhooks/wassenger/"
 DEVICE = {"id": "61b37a069cba0c15d6c89757", "phone": "+4412345678", "alias": "Demo", "plan": "io-enterprise"}
+
+
+def sandbox_calling_live_server(live_server, settings, *flags: str) -> SandboxProcess:
+    """Start the sandbox with its webhooks going to this test's live server, and point
+    Relance's client at it (the caller stops it)."""
+    settings.WASSENGER_WEBHOOK_SECRET = SECRET
+    server = start_sandbox("--webhook-url", f"{live_server.url}{URL}?secret={quote(SECRET)}", *flags)
+    settings.WASSENGER_API_URL, settings.WASSENGER_API_TOKEN = f"{server.url}/v1", SANDBOX_TOKEN
+    return server
 
 
 def iso(moment: datetime) -> str:

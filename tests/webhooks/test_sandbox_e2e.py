@@ -8,7 +8,6 @@ cluster by running sender_run in its own thread.
 """
 
 from collections import Counter
-from urllib.parse import quote
 
 import pytest
 from django_q.models import OrmQ, Schedule
@@ -20,8 +19,8 @@ from messaging.sandbox_state import sandbox_fate
 from messaging.sending import sender_run
 from tests.clusters import qcluster_kill, qcluster_start
 from tests.factories import make_device
-from tests.messaging.conftest import SANDBOX_TOKEN, start_sandbox, wait_for
-from tests.webhooks.conftest import SECRET, URL
+from tests.messaging.conftest import wait_for
+from tests.webhooks.conftest import SECRET, sandbox_calling_live_server
 from webhooks.models import EventStatus, WebhookEvent
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -32,14 +31,12 @@ SEED, REPLY_SHARE, STOP_SHARE = 3, 0.5, 0.4
 
 @pytest.fixture
 def replying_sandbox(live_server, settings):
-    settings.WASSENGER_WEBHOOK_SECRET = SECRET
-    server = start_sandbox(
-        "--webhook-url", f"{live_server.url}{URL}?secret={quote(SECRET)}",
+    server = sandbox_calling_live_server(
+        live_server, settings,
         "--seed", str(SEED), "--reply-share", str(REPLY_SHARE), "--stop-share", str(STOP_SHARE),
         "--delivered-delay", "0.05", "--read-delay", "0.05", "--reply-delay", "0.05",
         "--webhook-retries", "3", "--webhook-backoff", "0.1",
     )  # fmt: skip
-    settings.WASSENGER_API_URL, settings.WASSENGER_API_TOKEN = f"{server.url}/v1", SANDBOX_TOKEN
     yield server
     assert server.stop() == 0
 
