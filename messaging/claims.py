@@ -8,6 +8,7 @@ ORM's compile time; bench/send_pipeline.py measures the pipeline against a bare 
 from dataclasses import dataclass
 from datetime import date, datetime
 
+import psycopg
 from django.db import connection
 
 from messaging import pacing
@@ -142,7 +143,7 @@ def message_claim(*, device: Device, kinds: tuple[str, ...], now: datetime) -> C
         "sent_in_batch": after.sent_in_batch,
         "paused_until": after.paused_until,
     }
-    with connection.cursor() as cursor:
+    with _prepared_cursor() as cursor:
         cursor.execute(_CLAIM_SQL, params)
         row = cursor.fetchone()
         if row[0] is None and row[-1]:
@@ -288,6 +289,32 @@ def outcome_store(*, claim: Claim, outcome: str, changes: dict, http_status: int
         "http_status": http_status,
         "now": now,
     }
-    with connection.cursor() as cursor:
+    with _prepared_cursor() as cursor:
         cursor.execute(_OUTCOME_SQL, params)
         return cursor.fetchone()[0] == 1
+
+
+# --- Prepared statements ---------------------------------------------------------------------
+
+
+def _prepared_cursor():
+    """A Django cursor (errors translated, queries logged under DEBUG) whose statements
+    PostgreSQL prepares once per connection, as webhooks/ingest.py does for its insert.
+
+    Django binds parameters on the client, so the server would parse and plan the claim
+    and the outcome (CTEs over five tables) for every message: most of a send's database
+    CPU. A sender's connection lives for its whole batch, so each is planned once. With
+    WEBHOOK_PREPARED_STATEMENTS off (no `prepare_threshold`, for a transaction-pooling
+    proxy) psycopg prepares nothing and the parameters are only bound on the server.
+    """
+    connection.ensure_connection()
+    raw = _PreparedCursor(connection.connection)
+    return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+
+
+class _PreparedCursor(psycopg.Cursor):
+    """Binds parameters on the server and asks psycopg to prepare at once (it keeps each
+    statement per connection and reuses it for the same text)."""
+
+    def execute(self, query, params=None, *, prepare=None, binary=None):
+        return super().execute(query, params, prepare=True, binary=binary)

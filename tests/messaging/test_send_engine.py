@@ -335,3 +335,16 @@ def test_a_lost_send_of_a_cancelled_campaign_is_cancelled_not_retried(fake_clock
     dispatch_run()
     assert only_message(campaign).status == MessageStatus.CANCELLED
     assert api.accepted == []
+
+
+def test_the_claim_and_the_outcome_are_planned_once_per_connection(fake_clock, api, device):
+    sending_campaign(device, contacts=8)
+    assert sender_run(device_id=device.pk) == SenderExit.IDLE
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements"
+            " WHERE statement LIKE '%%messaging_messageattempt%%'"
+        )
+        runs = {statement.split()[1]: count for statement, count in cursor.fetchall()}
+    assert len(api.accepted) == 8
+    assert runs["next"] >= 8 and runs["settled"] >= 8  # each one statement, run again and again
