@@ -18,6 +18,7 @@ Settings are read at call time so that tests (and a device switch) can change th
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -201,6 +202,12 @@ def _session() -> requests.Session:
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+        # Left to itself, requests reads the proxy and CA-bundle variables (two walks
+        # through os.environ) and looks for a ~/.netrc on every call: a tenth of a send's
+        # CPU. They are read once per process instead (`_environ_proxies`); no netrc
+        # credentials either, the Token header is the one credential Wassenger gets.
+        session.trust_env = False
+        session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         _session_state = (os.getpid(), session)
     return _session_state[1]
 
@@ -230,11 +237,19 @@ def _request(
         _log_call(method, log_path or path, outcome, started, phone)
 
 
+@functools.lru_cache(maxsize=8)
+def _environ_proxies(base_url: str) -> dict[str, str]:
+    """HTTP(S)_PROXY for `base_url`, unless NO_PROXY exempts it, as requests would read them."""
+    return requests.utils.get_environ_proxies(base_url)
+
+
 def _http(method: str, path: str, **kwargs: Any) -> requests.Response:
+    base_url = settings.WASSENGER_API_URL.rstrip("/")
     try:
         return _session().request(
             method,
-            settings.WASSENGER_API_URL.rstrip("/") + path,
+            base_url + path,
+            proxies=_environ_proxies(base_url),
             headers={"Token": settings.WASSENGER_API_TOKEN},
             timeout=(settings.WASSENGER_CONNECT_TIMEOUT, settings.WASSENGER_READ_TIMEOUT),
             # A redirected POST turns into a GET: never follow, report it instead.
