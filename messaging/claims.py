@@ -1,8 +1,10 @@
 """The sender's hot path, in SQL: device snapshot, claim with quota, outcome.
 
 A sender runs these for every message. As single statements (data-modifying CTEs, each
-atomic on its own) a send costs two round trips instead of fourteen, and none of the
-ORM's compile time; bench/send_pipeline.py measures the pipeline against a bare loop.
+atomic on its own, prepared once per connection) a send costs two round trips instead of
+fourteen, and none of the ORM's compile time; one when the next send may follow at once,
+as an accepted send's outcome then carries the next claim. bench/send_pipeline.py
+measures the pipeline against a bare loop.
 """
 
 from dataclasses import dataclass
@@ -77,8 +79,8 @@ class Claim:
 # pass the limit or eat into the Message 2 reserve [4.4], and only then move it to
 # `sending`, store the device's pacing state and open the attempt record. `found` tells
 # "nothing due" from "quota spent, or the day's row does not exist yet".
-_CLAIM_SQL = """
-WITH next AS (
+_CLAIM_CTES = """
+next AS (
   SELECT m.id, m.kind FROM messaging_message m JOIN campaigns_campaign c ON c.id = m.campaign_id
   WHERE m.device_id = %(device)s AND m.status = 'pending' AND m.kind = ANY(%(kinds)s)
     AND m.next_attempt_at <= %(now)s AND c.status = 'sending'
@@ -102,10 +104,12 @@ WITH next AS (
   UPDATE messaging_device
   SET last_sent_at = %(last_sent_at)s, sent_in_batch = %(sent_in_batch)s, paused_until = %(paused_until)s
   WHERE id = %(device)s AND EXISTS (SELECT 1 FROM taken)
-), attempt AS (
+), opened AS (
   INSERT INTO messaging_messageattempt (message_id, number, started_at, outcome, error)
   SELECT id, attempts, %(now)s, 'in_flight', '' FROM claimed
 )
+"""
+_CLAIMED_ROW = """
 SELECT claimed.id, claimed.kind, claimed.attempts, claimed.reference, claimed.content,
        claimed.campaign_id, claimed.contact_id, ct.phone, cp.message_1_template_name,
        cp.message_1_template_language, cp.message_1_template_variables,
@@ -115,6 +119,7 @@ LEFT JOIN claimed ON true
 LEFT JOIN campaigns_contact ct ON ct.id = claimed.contact_id
 LEFT JOIN campaigns_campaign cp ON cp.id = claimed.campaign_id
 """
+_CLAIM_SQL = f"WITH {_CLAIM_CTES} {_CLAIMED_ROW}"
 _DAY_ROW_SQL = """
 INSERT INTO messaging_deviceday (device_id, day, message_1_count, message_2_count)
 VALUES (%s, %s, 0, 0) ON CONFLICT (device_id, day) DO NOTHING
@@ -127,6 +132,19 @@ def message_claim(*, device: Device, kinds: tuple[str, ...], now: datetime) -> C
     `device` comes from `device_snapshot` and is kept current for the next plan. Returns
     None, changing nothing, if no message is claimable or the quota for its kind is spent.
     """
+    params, after = _claim_params(device, kinds, now)
+    with _prepared_cursor() as cursor:
+        cursor.execute(_CLAIM_SQL, params)
+        row = cursor.fetchone()
+        if row[0] is None and row[-1]:
+            # Something is due but was not taken: perhaps the day's first send.
+            cursor.execute(_DAY_ROW_SQL, [device.pk, now.date()])
+            cursor.execute(_CLAIM_SQL, params)
+            row = cursor.fetchone()
+    return _claimed(row[:-1], device, after, now)
+
+
+def _claim_params(device: Device, kinds: tuple[str, ...], now: datetime) -> tuple[dict, pacing.DeviceState]:
     policy = device_policy(device)
     # The batch fields of the state after a send do not depend on the message's kind.
     after = pacing.pacing_record_send(
@@ -143,17 +161,13 @@ def message_claim(*, device: Device, kinds: tuple[str, ...], now: datetime) -> C
         "sent_in_batch": after.sent_in_batch,
         "paused_until": after.paused_until,
     }
-    with _prepared_cursor() as cursor:
-        cursor.execute(_CLAIM_SQL, params)
-        row = cursor.fetchone()
-        if row[0] is None and row[-1]:
-            # Something is due but was not taken: perhaps the day's first send.
-            cursor.execute(_DAY_ROW_SQL, [device.pk, now.date()])
-            cursor.execute(_CLAIM_SQL, params)
-            row = cursor.fetchone()
+    return params, after
+
+
+def _claimed(row, device: Device, after: pacing.DeviceState, now: datetime) -> Claim | None:
     if row[0] is None:
         return None
-    claim = _claim_from_row(row[:-1], device, now)
+    claim = _claim_from_row(row, device, now)
     _remember_send(device, after, claim.kind)
     return claim
 
@@ -251,8 +265,8 @@ def device_state(device: Device, now: datetime) -> pacing.DeviceState:
 
 # Only a row still in `sending` is ours to settle: a webhook may already have said it was
 # sent. The attempt record is closed in the same statement, which says whether it settled.
-_OUTCOME_SQL = """
-WITH settled AS (
+_OUTCOME_CTES = """
+settled AS (
   UPDATE messaging_message SET
     status = %(status)s, last_error = %(error)s, updated_at = %(now)s,
     next_attempt_at = COALESCE(%(next_attempt_at)s, next_attempt_at),
@@ -262,12 +276,19 @@ WITH settled AS (
     attempts = attempts - %(refund)s
   WHERE id = %(message)s AND status = 'sending'
   RETURNING id
-), attempt AS (
+), closed AS (
   UPDATE messaging_messageattempt
   SET outcome = %(outcome)s, finished_at = %(now)s, http_status = %(http_status)s, error = %(error)s
   WHERE message_id = %(message)s AND number = %(number)s
 )
-SELECT count(*) FROM settled
+"""
+_OUTCOME_SQL = f"WITH {_OUTCOME_CTES} SELECT count(*) FROM settled"
+# An accepted send's outcome and the next claim in one statement (one round trip, one
+# commit): the two touch different rows (the settled one is `sending`, the claimed one
+# `pending`), and the outcome never waits for the claim, which skips locked rows.
+_OUTCOME_AND_CLAIM_SQL = f"""
+WITH {_OUTCOME_CTES}, {_CLAIM_CTES}
+SELECT claimed_row.*, (SELECT count(*) FROM settled) AS settled FROM ({_CLAIMED_ROW}) AS claimed_row
 """
 
 
@@ -275,7 +296,30 @@ def outcome_store(*, claim: Claim, outcome: str, changes: dict, http_status: int
     """Write the message's new state (`changes`: status, error, and optional fields).
 
     False when the message was no longer `sending` (a receipt settled it first)."""
-    params = {
+    params = _outcome_params(claim, outcome, changes, http_status, now)
+    with _prepared_cursor() as cursor:
+        cursor.execute(_OUTCOME_SQL, params)
+        return cursor.fetchone()[0] == 1
+
+
+def outcome_store_and_claim(
+    *, claim: Claim, outcome: str, changes: dict, http_status: int | None, now, device: Device, kinds
+) -> tuple[bool, Claim | None]:
+    """`outcome_store`, then `message_claim` at the same `now`, in one statement.
+
+    The claim is None when nothing was claimable, the quota is spent or the day's row is
+    missing: the caller then looks again through `message_claim`, which handles all three.
+    """
+    params, after = _claim_params(device, kinds, now)
+    params.update(_outcome_params(claim, outcome, changes, http_status, now))
+    with _prepared_cursor() as cursor:
+        cursor.execute(_OUTCOME_AND_CLAIM_SQL, params)
+        row = cursor.fetchone()
+    return row[-1] == 1, _claimed(row[:-2], device, after, now)
+
+
+def _outcome_params(claim: Claim, outcome: str, changes: dict, http_status: int | None, now) -> dict:
+    return {
         "next_attempt_at": None,
         "sent_at": None,
         "failed_at": None,
@@ -289,9 +333,6 @@ def outcome_store(*, claim: Claim, outcome: str, changes: dict, http_status: int
         "http_status": http_status,
         "now": now,
     }
-    with _prepared_cursor() as cursor:
-        cursor.execute(_OUTCOME_SQL, params)
-        return cursor.fetchone()[0] == 1
 
 
 # --- Prepared statements ---------------------------------------------------------------------

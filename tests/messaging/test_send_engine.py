@@ -14,6 +14,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from campaigns.models import Campaign, CampaignStatus, WhatsAppStatus
+from messaging import wassenger
 from messaging.claims import device_snapshot, message_claim
 from messaging.dispatch import ORPHANED_ATTEMPT, dispatch_run
 from messaging.models import (
@@ -25,7 +26,7 @@ from messaging.models import (
     MessageKind,
     MessageStatus,
 )
-from messaging.sending import SenderExit, lease_acquire, sender_plan, sender_run
+from messaging.sending import SenderExit, lease_acquire, message_record_outcome, sender_plan, sender_run
 from tests import fake_wassenger
 from tests.factories import make_campaign, make_contact, make_device
 
@@ -337,14 +338,78 @@ def test_a_lost_send_of_a_cancelled_campaign_is_cancelled_not_retried(fake_clock
     assert api.accepted == []
 
 
-def test_the_claim_and_the_outcome_are_planned_once_per_connection(fake_clock, api, device):
-    sending_campaign(device, contacts=8)
+def _statements_of_a_run(device_id: int) -> list[str]:
+    statements = []
+
+    def count(execute, sql, params, many, context):
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(count):
+        assert sender_run(device_id=device_id) == SenderExit.IDLE
+    return statements
+
+
+def test_with_no_gap_one_statement_a_message_records_each_send_and_claims_the_next(fake_clock, api):
+    small, large = make_device(gap_seconds=0), make_device(gap_seconds=0)
+    sending_campaign(small, contacts=3)
+    campaign = sending_campaign(large, contacts=11)
+    extra = len(_statements_of_a_run(large.pk)) - len(_statements_of_a_run(small.pk))
+    assert extra == 8  # what one more message costs: one statement, whatever the batch
+    assert len(api.accepted) == 14 and len(set(api.phones())) == 14
+    attempts = MessageAttempt.objects.filter(message__campaign=campaign).values_list("number", "outcome")
+    assert sorted(attempts) == [(1, AttemptOutcome.ACCEPTED)] * 11
+    assert set(Message.objects.filter(campaign=campaign).values_list("status", flat=True)) == {"sent"}
+    with connection.cursor() as cursor:  # prepared once per connection, then reused
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [" ".join(statement.split()[:3]) for (statement,) in cursor.fetchall()]
+    assert {"WITH next AS", "WITH settled AS"} <= set(prepared)
+
+
+def test_with_no_gap_a_failed_send_is_recorded_alone_and_the_rest_still_go_once(fake_clock, api):
+    device = make_device(gap_seconds=0)
+    campaign = sending_campaign(device, contacts=4)
+    api.script = ["ok", "500", "ok", "timeout_lost"]
     assert sender_run(device_id=device.pk) == SenderExit.IDLE
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements"
-            " WHERE statement LIKE '%%messaging_messageattempt%%'"
-        )
-        runs = {statement.split()[1]: count for statement, count in cursor.fetchall()}
-    assert len(api.accepted) == 8
-    assert runs["next"] >= 8 and runs["settled"] >= 8  # each one statement, run again and again
+    assert len(api.accepted) == 2 and api.requests_seen == 4
+    statuses = Counter(Message.objects.filter(campaign=campaign).values_list("status", flat=True))
+    assert statuses == {MessageStatus.SENT: 2, MessageStatus.PENDING: 1, MessageStatus.UNKNOWN: 1}
+    attempts = Counter(
+        MessageAttempt.objects.filter(message__campaign=campaign).values_list("outcome", flat=True)
+    )
+    assert attempts == {AttemptOutcome.ACCEPTED: 2, AttemptOutcome.TRANSIENT: 1, AttemptOutcome.UNKNOWN: 1}
+    assert (
+        DeviceDay.objects.get(device=device, day=fake_clock.now().date()).total == 3
+    )  # the 500 gave its slot back
+
+
+def test_the_claim_riding_on_an_outcome_takes_a_waiting_message_2_first(fake_clock, api):
+    device = make_device(gap_seconds=0)
+    campaign = sending_campaign(device, contacts=3)
+    now = fake_clock.now()
+    snapshot = device_snapshot(device.pk, now)
+    first = message_claim(device=snapshot, kinds=(MessageKind.MESSAGE_1,), now=now)
+    replied = Message.objects.create(
+        campaign=campaign, contact=make_contact(), device=device, kind=MessageKind.MESSAGE_2, content="Merci"
+    )
+    snapshot.message_2_due = True
+    accepted = wassenger.SendResult(wassenger_id="w1", whatsapp_id="", status="queued", raw={})
+    second = message_record_outcome(claim=first, result=accepted, error=None, then_claim_for=snapshot)
+    assert second.message_id == replied.pk
+    assert only_message_status(first.message_id) == MessageStatus.SENT
+    assert only_message_status(second.message_id) == MessageStatus.SENDING
+    assert DeviceDay.objects.get(device=device, day=now.date()).total == 2
+
+
+def test_no_claim_rides_on_an_outcome_while_the_gap_runs(fake_clock, api, device):
+    sending_campaign(device, contacts=2)
+    now = fake_clock.now()
+    snapshot = device_snapshot(device.pk, now)
+    first = message_claim(device=snapshot, kinds=(MessageKind.MESSAGE_1,), now=now)
+    accepted = wassenger.SendResult(wassenger_id="w1", whatsapp_id="", status="queued", raw={})
+    assert message_record_outcome(claim=first, result=accepted, error=None, then_claim_for=snapshot) is None
+    assert Message.objects.filter(status=MessageStatus.SENDING).count() == 0
+
+
+def only_message_status(message_id: int) -> str:
+    return Message.objects.values_list("status", flat=True).get(pk=message_id)
