@@ -151,6 +151,9 @@ class Campaign(models.Model):
                 condition=~Q(message_1_template_name="") | Q(message_1_template_language=""),
                 name="campaign_template_language_needs_template",
             ),
+            # Redundant with the primary key on its own: it is what messages' (campaign,
+            # device) foreign key refers to (messaging/migrations/0006).
+            models.UniqueConstraint(fields=["id", "device"], name="campaign_id_device_unique"),
         ]
 
     def __str__(self) -> str:

@@ -46,7 +46,10 @@ def make_campaign(**fields) -> Campaign:
 
 
 def make_message(**fields) -> Message:
-    fields.setdefault("campaign", make_campaign())
+    """A message of `campaign`, or of a new campaign on `device` (a message's device is
+    always its campaign's: the database checks it at commit)."""
+    if "campaign" not in fields:
+        fields["campaign"] = make_campaign(**({"device": fields["device"]} if "device" in fields else {}))
     fields.setdefault("contact", make_contact())
     fields.setdefault("device", fields["campaign"].device)
     fields.setdefault("kind", MessageKind.MESSAGE_1)

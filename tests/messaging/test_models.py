@@ -15,6 +15,26 @@ def test_a_second_message_1_for_the_same_campaign_and_contact_is_rejected_by_the
         make_message(campaign=message.campaign, contact=message.contact)
 
 
+def test_a_message_must_go_through_its_own_campaigns_device():
+    """One foreign key, (campaign, device), checks at commit that both exist and belong
+    together: no message can be sent from a device its campaign does not use."""
+    campaign, other_device = make_campaign(), make_device()
+    make_message(campaign=campaign, device=campaign.device)
+    connection.check_constraints()  # the deferred checks, now: this one holds
+    with pytest.raises(IntegrityError, match="message_campaign_device_fk"), transaction.atomic():
+        make_message(campaign=campaign, device=other_device)
+        connection.check_constraints()
+
+
+def test_a_message_of_a_campaign_that_does_not_exist_is_refused():
+    campaign = make_campaign()
+    with pytest.raises(IntegrityError, match="message_campaign_device_fk"), transaction.atomic():
+        Message.objects.create(
+            campaign_id=campaign.pk + 1000, contact=make_contact(), device=campaign.device, kind="message_1"
+        )
+        connection.check_constraints()
+
+
 def test_message_2_for_the_same_contact_is_a_different_message():
     message = make_message()
     follow_up = make_message(campaign=message.campaign, contact=message.contact, kind=MessageKind.MESSAGE_2)
