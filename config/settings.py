@@ -117,6 +117,13 @@ else:
 # before use, so that a PostgreSQL restart does not fail the next tasks.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# The two hot statements, the webhook's store and the sender's claim and outcome, are
+# prepared once per connection instead of parsed and planned each time (config/prepared.py);
+# nothing else is prepared. Set it false behind a transaction-pooling proxy that cannot keep
+# prepared statements (PgBouncer before 1.21).
+DATABASE_PREPARED_STATEMENTS = env.bool("DATABASE_PREPARED_STATEMENTS", default=True)
+if DATABASE_PREPARED_STATEMENTS:
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # django-q2 keeps cluster status in the cache: it must be shared (database) so that the
@@ -286,13 +293,6 @@ WEBHOOK_STOP_WORDS = env.list(
 WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=5)
 # The every-minute sweeper processes events still waiting this many seconds after arrival.
 WEBHOOK_SWEEP_AFTER_SECONDS = env.float("WEBHOOK_SWEEP_AFTER_SECONDS", default=30.0)
-# The webhook's insert (webhooks/ingest.py) is prepared once per database connection instead
-# of parsed and planned for every delivery: half of its database CPU (bench/webhook_ingest.py).
-# Only that statement binds on the server, so nothing else gets prepared. Set it false behind
-# a transaction-pooling proxy that cannot keep prepared statements (PgBouncer before 1.21).
-WEBHOOK_PREPARED_STATEMENTS = env.bool("WEBHOOK_PREPARED_STATEMENTS", default=True)
-if WEBHOOK_PREPARED_STATEMENTS:
-    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 5)
 # <<< webhooks
 
 # --- Monitoring ---------------------------------------------------------------------------

@@ -10,9 +10,9 @@ measures the pipeline against a bare loop.
 from dataclasses import dataclass
 from datetime import date, datetime
 
-import psycopg
 from django.db import connection
 
+from config.prepared import prepared_cursor
 from messaging import pacing
 from messaging.models import Device, MessageKind
 
@@ -133,7 +133,7 @@ def message_claim(*, device: Device, kinds: tuple[str, ...], now: datetime) -> C
     None, changing nothing, if no message is claimable or the quota for its kind is spent.
     """
     params, after = _claim_params(device, kinds, now)
-    with _prepared_cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_CLAIM_SQL, params)
         row = cursor.fetchone()
         if row[0] is None and row[-1]:
@@ -297,7 +297,7 @@ def outcome_store(*, claim: Claim, outcome: str, changes: dict, http_status: int
 
     False when the message was no longer `sending` (a receipt settled it first)."""
     params = _outcome_params(claim, outcome, changes, http_status, now)
-    with _prepared_cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_OUTCOME_SQL, params)
         return cursor.fetchone()[0] == 1
 
@@ -312,7 +312,7 @@ def outcome_store_and_claim(
     """
     params, after = _claim_params(device, kinds, now)
     params.update(_outcome_params(claim, outcome, changes, http_status, now))
-    with _prepared_cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_OUTCOME_AND_CLAIM_SQL, params)
         row = cursor.fetchone()
     return row[-1] == 1, _claimed(row[:-2], device, after, now)
@@ -333,29 +333,3 @@ def _outcome_params(claim: Claim, outcome: str, changes: dict, http_status: int 
         "http_status": http_status,
         "now": now,
     }
-
-
-# --- Prepared statements ---------------------------------------------------------------------
-
-
-def _prepared_cursor():
-    """A Django cursor (errors translated, queries logged under DEBUG) whose statements
-    PostgreSQL prepares once per connection, as webhooks/ingest.py does for its insert.
-
-    Django binds parameters on the client, so the server would parse and plan the claim
-    and the outcome (CTEs over five tables) for every message: most of a send's database
-    CPU. A sender's connection lives for its whole batch, so each is planned once. With
-    WEBHOOK_PREPARED_STATEMENTS off (no `prepare_threshold`, for a transaction-pooling
-    proxy) psycopg prepares nothing and the parameters are only bound on the server.
-    """
-    connection.ensure_connection()
-    raw = _PreparedCursor(connection.connection)
-    return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
-
-
-class _PreparedCursor(psycopg.Cursor):
-    """Binds parameters on the server and asks psycopg to prepare at once (it keeps each
-    statement per connection and reuses it for the same text)."""
-
-    def execute(self, query, params=None, *, prepare=None, binary=None):
-        return super().execute(query, params, prepare=True, binary=binary)

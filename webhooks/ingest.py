@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 
-import psycopg
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
@@ -32,6 +31,7 @@ from django_q.signing import SignedPackage
 from django_q.tasks import async_task
 
 from config import clock
+from config.prepared import prepared_cursor
 from webhooks.models import EventStatus
 
 logger = logging.getLogger(__name__)
@@ -331,32 +331,9 @@ def _run_store(sql: str, params: list) -> list[tuple]:
 
 
 def _execute(sql: str, params: list) -> list[tuple]:
-    with _prepared_cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
-
-
-def _prepared_cursor():
-    """A Django cursor (errors translated, queries logged under DEBUG) whose statements
-    PostgreSQL prepares once per connection (WEBHOOK_PREPARED_STATEMENTS).
-
-    Django's cursors bind parameters on the client, so the server parses and plans
-    _STORE_SQL (two inserts in CTEs) for every delivery: about 0.4 ms of CPU, more than
-    running it. Prepared, a connection (kept for CONN_MAX_AGE) plans it once per array
-    size. bench/webhook_ingest.py measures the difference.
-    """
-    connection.ensure_connection()
-    raw = _PreparedCursor(connection.connection)
-    return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
-
-
-class _PreparedCursor(psycopg.Cursor):
-    """Binds parameters on the server and prepares at once (psycopg keeps the statement per
-    connection and reuses it for the same text); without a `prepare_threshold` on the
-    connection, as Django leaves it by default, psycopg prepares nothing."""
-
-    def execute(self, query, params=None, *, prepare=None, binary=None):
-        return super().execute(query, params, prepare=True, binary=binary)
 
 
 def _row(item: object, described: Described, with_task: bool) -> tuple:
