@@ -8,6 +8,12 @@ Every accepted event must be stored: lost = accepted − stored rows, and each s
 must have its processing task enqueued. No cluster runs, so that ingest alone is timed.
 Goal: ratio >= 0.6, zero lost.
 
+A third URL, /bench/durable/, reads the body and commits one empty row (an autocommit
+INSERT, as durable as ours) before answering: the ceiling of any endpoint that keeps each
+event before its 200. Its rate is reported beside the ratio (`durable_insert_rate`,
+`ceiling_ratio` = durable over bare, `of_ceiling` = ours over durable), so that a reader
+can tell our own cost from the price of one commit per delivery on this machine.
+
     python bench/webhook_ingest.py [--events 4000] [--clients 16] [--workers 4] [--threads 1]
 
 This file is also the gunicorn app (`webhook_ingest:application`), so that the bare
@@ -35,6 +41,8 @@ SECRET = "bench-webhook-" + "s" * 32
 TIME_LIMIT_SECONDS = 60  # per measured run; the generator stops there whatever is left
 ROUNDS = 4
 GENERATOR_PROCESSES = 2
+PATHS = {"bare": "/bench/bare/", "ours": "/webhooks/wassenger/", "durable": "/bench/durable/"}
+DURABLE_TABLE = "bench_durable_write"
 
 
 def main() -> None:
@@ -48,11 +56,14 @@ def main() -> None:
         generators = ProcessPoolExecutor(GENERATOR_PROCESSES, mp_context=multiprocessing.get_context("spawn"))
         try:
             harness.wait_for_port(port)
+            _create_durable_table()
             load = partial(_load, generators, port, clients=options.clients)
-            load("/bench/bare/", options.clients * 4)  # warm every worker and generator up
-            load("/webhooks/wassenger/", options.clients * 4)
+            for path in PATHS.values():  # warm every worker and generator up
+                load(path, options.clients * 4)
             before = _rows()
-            bare, ours = _alternate(load, options.events)
+            runs = _alternate(load, options.events)
+            bare, ours, durable = runs["bare"], runs["ours"], runs["durable"]
+            ceiling = durable["rate"] / bare["rate"]
             details = _check(ours, before)
         finally:
             generators.shutdown()
@@ -65,7 +76,8 @@ def main() -> None:
         goal=0.6,
         measured=f"events/s accepted and stored under gunicorn on loopback ({options.workers} workers × "
         f"{options.threads} thread), {options.clients} clients, one connection per event",
-        baseline_is="a bare endpoint on the same server (reads the body, answers 200)",
+        baseline_is="a bare endpoint on the same server (reads the body, answers 200); the same plus "
+        f"one durable INSERT per request: {durable['rate']:,.1f} events/s, ratio {ceiling:.2f}",
         also={f"zero lost ({details['lost']} lost, {details['errors']} errors)": details["lost_met"]},
         events=options.events,
         clients=options.clients,
@@ -73,18 +85,21 @@ def main() -> None:
         gunicorn_threads=options.threads,
         bare_seconds=round(bare["seconds"], 2),
         seconds=round(ours["seconds"], 2),
+        durable_insert_rate=round(durable["rate"], 1),
+        ceiling_ratio=round(ceiling, 3),
+        of_ceiling=round(ours["rate"] / durable["rate"], 3),
         **details,
     )
 
 
-def _alternate(load, events: int) -> tuple[dict, dict]:
-    """Bare and ours in alternating rounds, so that a change in the machine's load
-    (another process waking up) weighs on both alike."""
-    runs = {"bare": [], "ours": []}
+def _alternate(load, events: int) -> dict[str, dict]:
+    """The endpoints in alternating rounds, so that a change in the machine's load
+    (another process waking up) weighs on each alike."""
+    runs = {name: [] for name in PATHS}
     for _ in range(ROUNDS):
-        runs["bare"].append(load("/bench/bare/", events // ROUNDS))
-        runs["ours"].append(load("/webhooks/wassenger/", events // ROUNDS))
-    return _total(runs["bare"]), _total(runs["ours"])
+        for name, path in PATHS.items():
+            runs[name].append(load(path, events // ROUNDS))
+    return {name: _total(rounds) for name, rounds in runs.items()}
 
 
 def _total(runs: list[dict]) -> dict:
@@ -193,6 +208,13 @@ def _rows() -> dict:
     return {"stored": WebhookEvent.objects.count(), "enqueued": OrmQ.objects.count()}
 
 
+def _create_durable_table() -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE TABLE {DURABLE_TABLE} (id bigserial PRIMARY KEY)")
+
+
 def _check(ours: dict, before: dict) -> dict:
     """Every accepted event stored once, and its processing enqueued."""
     after = _rows()
@@ -208,7 +230,7 @@ def _check(ours: dict, before: dict) -> dict:
     }
 
 
-# --- The gunicorn app: Relance plus the bare endpoint -----------------------------------------
+# --- The gunicorn app: Relance plus the two reference endpoints -------------------------------
 
 urlpatterns = []
 _application = None
@@ -222,11 +244,13 @@ def application(environ, start_response):
 
 
 def _build():
-    """Relance's WSGI app with this module as URLconf: /bench/bare/ in front of Relance's URLs."""
+    """Relance's WSGI app with this module as URLconf: the reference endpoints in front of
+    Relance's URLs."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     sys.path.insert(0, str(harness.BASE_DIR))
     from django.conf import settings
     from django.core.wsgi import get_wsgi_application
+    from django.db import connection
 
     settings.ROOT_URLCONF = __name__
     app = get_wsgi_application()
@@ -239,7 +263,18 @@ def _build():
         request.body  # noqa: B018 (read it, as the real endpoint must)
         return JsonResponse({"ok": True})
 
-    urlpatterns[:] = [path("bench/bare/", bare), path("", include("config.urls"))]
+    @csrf_exempt
+    def durable(request):
+        request.body  # noqa: B018
+        with connection.cursor() as cursor:  # autocommit: committed, and flushed, on return
+            cursor.execute(f"INSERT INTO {DURABLE_TABLE} DEFAULT VALUES")
+        return JsonResponse({"ok": True})
+
+    urlpatterns[:] = [
+        path("bench/bare/", bare),
+        path("bench/durable/", durable),
+        path("", include("config.urls")),
+    ]
     return app
 
 
