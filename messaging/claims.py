@@ -78,12 +78,16 @@ class Claim:
 # is skipped, never waited for), count it against the device's UTC day unless that would
 # pass the limit or eat into the Message 2 reserve [4.4], and only then move it to
 # `sending`, store the device's pacing state and open the attempt record. `found` tells
-# "nothing due" from "quota spent, or the day's row does not exist yet".
+# "nothing due" from "quota spent, or the day's row does not exist yet". A contact who
+# opted out is never sent to, even by a message that was in flight when they did and came
+# back to `pending` afterwards (a retry); the dispatcher cancels such messages.
 _CLAIM_CTES = """
 next AS (
-  SELECT m.id, m.kind FROM messaging_message m JOIN campaigns_campaign c ON c.id = m.campaign_id
+  SELECT m.id, m.kind FROM messaging_message m
+  JOIN campaigns_campaign c ON c.id = m.campaign_id
+  JOIN campaigns_contact ct ON ct.id = m.contact_id
   WHERE m.device_id = %(device)s AND m.status = 'pending' AND m.kind = ANY(%(kinds)s)
-    AND m.next_attempt_at <= %(now)s AND c.status = 'sending'
+    AND m.next_attempt_at <= %(now)s AND c.status = 'sending' AND ct.opted_out_at IS NULL
   ORDER BY m.kind DESC, m.id
   LIMIT 1
   FOR UPDATE OF m SKIP LOCKED

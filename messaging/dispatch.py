@@ -46,6 +46,7 @@ def dispatch_run() -> dict:
         "leases_released": leases_release_expired(),
         "orphans": messages_orphaned_to_unknown(),
         "reconciled": messages_reconcile_due(),
+        "opted_out_cancelled": messages_of_opted_out_cancelled(),
         "campaigns_started": campaigns_start_due(),
         "campaigns_completed": campaigns_complete_finished(),
     }
@@ -56,6 +57,19 @@ def dispatch_run() -> dict:
 
 
 ORPHANED_ATTEMPT = "the sender stopped mid-send (its worker died)"
+OPTED_OUT = "cancelled: the contact opted out"  # last_error of what an opt-out cancelled
+
+
+def messages_of_opted_out_cancelled() -> int:
+    """Pending messages of contacts who opted out: cancelled.
+
+    Opting out cancels what is pending at that moment; this catches a message that was in
+    flight then and came back to `pending` (a retry, or a send Wassenger never received),
+    and a contact marked opted out in the admin. The sender never claims them meanwhile.
+    """
+    now = clock.now()
+    waiting = Message.objects.filter(status=MessageStatus.PENDING, contact__opted_out_at__isnull=False)
+    return waiting.update(status=MessageStatus.CANCELLED, last_error=OPTED_OUT, updated_at=now)
 
 
 @transaction.atomic

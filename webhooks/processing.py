@@ -257,6 +257,11 @@ def _inbound(item: dict, described: Described, event: WebhookEvent) -> str:
         return "no contact has this number: nothing to do"
     if replies.is_stop_word(replies.reply_text(data)):
         return replies.contact_opt_out(contact=contact)
+    # Until its last attempt, a reply waits for the outcome of a Message 1 still in flight;
+    # then it is judged on what is known.
+    in_flight = replies.message_1_in_flight(contact)
+    if in_flight is not None and event.attempts + 1 < settings.WEBHOOK_MAX_ATTEMPTS:
+        raise NotYet(f"message {in_flight} to this contact is still being sent: the reply waits for it")
     return replies.reply_record(contact=contact, replied_at=_reply_time(described, event))
 
 

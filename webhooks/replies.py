@@ -18,7 +18,7 @@ from campaigns.models import CampaignStatus, Contact
 from campaigns.phones import phone_mask, phone_normalize
 from campaigns.rendering import render_for_contact
 from config import clock
-from messaging.dispatch import sender_enqueue
+from messaging.dispatch import OPTED_OUT, sender_enqueue
 from messaging.models import ACCEPTED_STATUSES, Message, MessageKind, MessageStatus
 from webhooks.ingest import dig, first_text, text_of
 
@@ -95,7 +95,7 @@ def contact_opt_out(*, contact: Contact) -> str:
         contact.opted_out_at = now
         contact.save(update_fields=["opted_out_at", "updated_at"])
     cancelled = Message.objects.filter(contact=contact, status=MessageStatus.PENDING).update(
-        status=MessageStatus.CANCELLED, last_error="cancelled: the contact opted out", updated_at=now
+        status=MessageStatus.CANCELLED, last_error=OPTED_OUT, updated_at=now
     )
     logger.info(
         "contact %s opted out (%s); %d message(s) cancelled", contact.pk, phone_mask(contact.phone), cancelled
@@ -115,6 +115,23 @@ def reply_record(*, contact: Contact, replied_at: datetime) -> str:
         sender_enqueue(device_id)
     ids = ", ".join(str(message.pk) for message in answered)
     return f"reply to message {ids}: {len(queued)} Message 2 queued"
+
+
+def message_1_in_flight(contact: Contact) -> int | None:
+    """The id of a Message 1 to `contact` whose send has no outcome yet (`sending`, or
+    `unknown` until reconciled), in a campaign that would follow a reply up; else None.
+
+    A reply can overtake that outcome (the contact answers while we still wait for
+    Wassenger's answer, or after it was lost): judged now, it would find no Message 1
+    sent and be dropped. Processing waits for the outcome instead.
+    """
+    in_flight = Message.objects.filter(
+        contact=contact,
+        kind=MessageKind.MESSAGE_1,
+        status__in=(MessageStatus.SENDING, MessageStatus.UNKNOWN),
+        campaign__status__in=FOLLOW_UP_CAMPAIGN_STATUSES,
+    )
+    return in_flight.values_list("pk", flat=True).first()
 
 
 def _window_start(replied_at: datetime) -> datetime:

@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from campaigns.models import Campaign, CampaignStatus, WhatsAppStatus
+from campaigns.models import Campaign, CampaignStatus, Contact, WhatsAppStatus
 from messaging import wassenger
 from messaging.claims import device_snapshot, message_claim
-from messaging.dispatch import ORPHANED_ATTEMPT, dispatch_run
+from messaging.dispatch import OPTED_OUT, ORPHANED_ATTEMPT, dispatch_run
 from messaging.models import (
     AttemptOutcome,
     Device,
@@ -29,6 +29,7 @@ from messaging.models import (
 from messaging.sending import SenderExit, lease_acquire, message_record_outcome, sender_plan, sender_run
 from tests import fake_wassenger
 from tests.factories import make_campaign, make_contact, make_device
+from webhooks.replies import contact_opt_out
 
 pytestmark = pytest.mark.django_db
 
@@ -227,6 +228,30 @@ def test_a_lost_send_is_retried_only_after_wassenger_says_it_never_arrived(fake_
     sender_run(device_id=device.pk)
     assert only_message(campaign).status == MessageStatus.SENT
     assert len(api.accepted) == 1
+
+
+def test_opting_out_while_a_send_is_in_doubt_means_it_is_never_sent(fake_clock, api, device, settings):
+    campaign = sending_campaign(device)
+    api.script = ["timeout_lost"]
+    sender_run(device_id=device.pk)  # unknown: the opt-out below finds nothing pending
+    assert "0 pending message(s) cancelled" in contact_opt_out(contact=only_message(campaign).contact)
+    fake_clock.advance(settings.RECONCILE_AFTER_SECONDS)
+    report = dispatch_run()  # Wassenger never got it: due again, then cancelled as opted out
+    assert report["reconciled"] == 1 and report["opted_out_cancelled"] == 1
+    message = only_message(campaign)
+    assert (message.status, message.last_error) == (MessageStatus.CANCELLED, OPTED_OUT)
+    fake_clock.advance(3600)
+    sender_run(device_id=device.pk)
+    assert api.accepted == []
+
+
+def test_the_sender_never_claims_a_message_to_a_contact_who_opted_out(fake_clock, api, device):
+    campaign = sending_campaign(device, contacts=2)
+    first, second = Message.objects.filter(campaign=campaign).order_by("pk")
+    Contact.objects.filter(pk=first.contact_id).update(opted_out_at=fake_clock.now())  # say, in the admin
+    now = fake_clock.now()
+    claim = message_claim(device=device_snapshot(device.pk, now), kinds=(MessageKind.MESSAGE_1,), now=now)
+    assert claim.message_id == second.pk
 
 
 def test_a_sender_killed_after_its_claim_never_causes_a_second_send(fake_clock, api, device, settings):

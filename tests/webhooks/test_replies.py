@@ -5,9 +5,9 @@ import pytest
 from campaigns.models import CampaignStatus
 from messaging.models import Message, MessageKind, MessageStatus
 from tests.factories import make_campaign, make_contact, make_message
-from tests.webhooks.conftest import later, message_2_of, reply_event, sent_message_1
+from tests.webhooks.conftest import ack_event, later, message_2_of, reply_event, sent_message_1
 from webhooks.models import EventStatus, WebhookEvent
-from webhooks.processing import windows_expire
+from webhooks.processing import events_sweep, windows_expire
 from webhooks.replies import fold
 
 pytestmark = pytest.mark.django_db
@@ -46,6 +46,42 @@ def test_a_second_reply_from_the_same_contact_creates_no_second_message_2(post, 
     post(reply_event(message.contact.phone, "Vous êtes là ?"))
     assert Message.objects.filter(kind=MessageKind.MESSAGE_2).count() == 1
     assert "already answered" in WebhookEvent.objects.order_by("id").last().reason
+
+
+def in_doubt_message_1() -> Message:
+    """A Message 1 whose send has no outcome yet (its answer was lost)."""
+    campaign = make_campaign(message_2_text="Merci !")
+    campaign.status = CampaignStatus.SENDING
+    campaign.save(update_fields=["status"])
+    return make_message(campaign=campaign, contact=make_contact(), status=MessageStatus.UNKNOWN)
+
+
+def test_a_reply_that_overtakes_its_message_1_outcome_waits_for_it_then_gets_message_2(post, fake_clock):
+    message = in_doubt_message_1()
+    post(reply_event(message.contact.phone, "Oui"))
+    reply = WebhookEvent.objects.get()
+    assert reply.status == EventStatus.RECEIVED and "still being sent" in reply.reason
+    assert message_2_of(message) is None
+    post(ack_event(message, "delivered"))  # the receipt settles Message 1
+    fake_clock.advance(60)
+    events_sweep()
+    reply.refresh_from_db()
+    assert reply.status == EventStatus.PROCESSED
+    assert message_2_of(message).status == MessageStatus.PENDING
+
+
+def test_a_reply_stops_waiting_for_an_outcome_that_never_comes(post, fake_clock, settings):
+    settings.WEBHOOK_MAX_ATTEMPTS = 2
+    message = in_doubt_message_1()
+    post(reply_event(message.contact.phone, "Oui"))
+    fake_clock.advance(60)
+    events_sweep()
+    reply = WebhookEvent.objects.get()
+    assert (reply.status, reply.reason) == (
+        EventStatus.PROCESSED,
+        "reply from a contact with no Message 1 sent: nothing to do",
+    )
+    assert message_2_of(message) is None
 
 
 @pytest.mark.parametrize(
