@@ -1,5 +1,6 @@
-"""End to end: the real sender sends through the sandbox process, whose acks and replies
-come back to the live webhook URL; repliers get Message 2 once, stop-word senders nothing.
+"""End to end: a campaign is launched, the real sender sends through the sandbox process,
+whose acks and replies come back to the live webhook URL; repliers get Message 2 once,
+stop-word senders nothing.
 
 Everything is the production path but the senders cluster: the endpoint stores each
 event with its task, a real default django-q cluster (a subprocess) processes them, and
@@ -13,7 +14,8 @@ import pytest
 from django_q.models import OrmQ, Schedule
 from django_q.signing import SignedPackage
 
-from campaigns.models import Campaign, CampaignStatus, Contact
+from campaigns.launch import campaign_launch
+from campaigns.models import Campaign, CampaignStatus, Category, Contact
 from messaging.models import Message, MessageKind, MessageStatus
 from messaging.sandbox_state import sandbox_fate
 from messaging.sending import sender_run
@@ -50,17 +52,22 @@ def default_cluster(replying_sandbox):
     qcluster_kill(cluster)
 
 
-def a_sending_campaign_to_every_contact() -> Campaign:
+def a_launched_campaign_to_every_contact() -> Campaign:
     device = make_device(gap_seconds=0, batch_size=1000, batch_pause_seconds=0)
-    campaign = Campaign.objects.create(
-        name="E2E", device=device, message_1_text="Bonjour", message_2_text="Merci {{ first_name }} !"
-    )
-    Campaign.objects.filter(pk=campaign.pk).update(status=CampaignStatus.SENDING)
+    category = Category.objects.create(name="E2E")
     for n in range(1, CONTACTS + 1):
-        contact = Contact.objects.create(phone=f"+3361{n:07d}", first_name=f"C{n}")
-        Message.objects.create(
-            campaign=campaign, contact=contact, device=device, kind=MessageKind.MESSAGE_1, content="Bonjour"
-        )
+        Contact.objects.create(phone=f"+3361{n:07d}", first_name=f"C{n}").categories.add(category)
+    campaign = Campaign.objects.create(
+        name="E2E",
+        device=device,
+        message_1_text="Bonjour {{ first_name }}",
+        message_2_text="Merci {{ first_name }} !",
+    )
+    campaign.categories.add(category)
+    assert campaign_launch(campaign=campaign).messages_created == CONTACTS
+    assert Campaign.objects.get(pk=campaign.pk).status == CampaignStatus.SENDING
+    assert sender_wakeups() == [device.pk]  # the launch woke the device's sender: we play it
+    OrmQ.objects.filter(key="senders").delete()
     return campaign
 
 
@@ -90,7 +97,7 @@ def every_reply_handled(expected: dict[str, str]) -> bool:
 def test_replies_through_the_live_webhook_get_message_2_once_and_stop_words_none(
     replying_sandbox, default_cluster
 ):
-    campaign = a_sending_campaign_to_every_contact()
+    campaign = a_launched_campaign_to_every_contact()
     expected = fates()
     assert {"reply", "stop", "silent"} <= set(expected.values()), "pick another seed"
     sender_run(device_id=campaign.device_id)
@@ -106,11 +113,11 @@ def test_replies_through_the_live_webhook_get_message_2_once_and_stop_words_none
 
     received = Counter(m["phone"] for m in replying_sandbox.messages())
     assert received == {p: 2 if fate == "reply" else 1 for p, fate in expected.items()}
-    texts = {
-        m["phone"]: m["message"] for m in replying_sandbox.messages() if m["message"].startswith("Merci")
-    }
+    texts = Counter(m["message"] for m in replying_sandbox.messages())
+    contacts = Contact.objects.all()
     assert texts == {
-        c.phone: f"Merci {c.first_name} !" for c in Contact.objects.all() if expected[c.phone] == "reply"
+        **{f"Bonjour {c.first_name}": 1 for c in contacts},
+        **{f"Merci {c.first_name} !": 1 for c in contacts if expected[c.phone] == "reply"},
     }
     stoppers = {p for p, fate in expected.items() if fate == "stop"}
     assert set(Contact.objects.filter(opted_out_at__isnull=False).values_list("phone", flat=True)) == stoppers
