@@ -34,6 +34,19 @@ def heartbeat_age_seconds() -> float | None:
     return None if beat is None else (clock.now() - beat).total_seconds()
 
 
+def wassenger_last_check() -> dict:
+    """What the cluster's last 2-minute check found of Wassenger (this page calls no API).
+
+    Shown, not judged: Wassenger being unreachable does not make Relance unhealthy (the
+    senders wait and retry), but a monitor reading the page sees it.
+    """
+    from monitoring.models import Heartbeat
+
+    details = Heartbeat.objects.filter(name=HEARTBEAT_NAME).values_list("details", flat=True).first()
+    found = (details or {}).get("wassenger")
+    return found if isinstance(found, dict) else {"ok": None, "error": "not checked yet"}
+
+
 def cluster_reports_itself() -> bool:
     """Whether any django-q cluster has published its status in the shared (database) cache."""
     from django_q.status import Stat
@@ -120,6 +133,7 @@ def health_report() -> dict:
         "workers": workers_check(),
         "devices": devices_check(),
         "messages": messages_check(),
+        "wassenger": wassenger_last_check(),
     }
     reasons = []
     if not checks["workers"]["ok"]:

@@ -36,6 +36,14 @@ def test_health_is_503_with_the_reason_when_the_heartbeat_is_older_than_5_minute
     assert response.json()["reasons"] == ["workers down: heartbeat older than 300 s"]
 
 
+def test_health_shows_what_the_last_check_found_of_wassenger_without_failing_for_it(client, fake_clock):
+    assert client.get("/health/").json()["checks"]["wassenger"] == {"ok": None, "error": "not checked yet"}
+    heartbeat_write({"wassenger": {"ok": False, "error": "WassengerUnavailable"}})
+    response = client.get("/health/")
+    assert response.status_code == 200
+    assert response.json()["checks"]["wassenger"] == {"ok": False, "error": "WassengerUnavailable"}
+
+
 def test_health_is_503_when_no_heartbeat_was_ever_written(client, fake_clock):
     assert client.get("/health/").status_code == 503
 
