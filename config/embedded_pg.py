@@ -99,9 +99,20 @@ def stop() -> None:
     pg_ctl(["-w", "-m", "fast", "stop"], pgdata=PGDATA, user=user)
 
 
+def _configured_database_url() -> str:
+    """DATABASE_URL as settings will see it: the environment's, else the `.env` file's
+    (read into the environment as settings reads it, so CMD sees the same)."""
+    env_file = BASE_DIR / ".env"
+    if env_file.exists():
+        import environ
+
+        environ.Env.read_env(env_file)  # never overrides what the environment already says
+    return os.environ.get("DATABASE_URL", "")
+
+
 def run(command: list[str]) -> int:
     """Run `command` with the database up; stop the server afterwards if we started it."""
-    embedded = not os.environ.get("DATABASE_URL")
+    embedded = not _configured_database_url()
     started_here = embedded and not is_running()
     if embedded:
         ensure_running()

@@ -8,16 +8,24 @@ from messaging.models import Device
 
 @transaction.atomic
 def device_ensure_default() -> Device:
-    """The default device, created on first run from the settings (idempotent)."""
+    """The default device, created on first run from the settings (idempotent).
+
+    A default device without a Wassenger id (made while trying Relance on the sandbox)
+    takes WASSENGER_DEVICE_ID once it is set: switching to the real Wassenger is then a
+    matter of settings. An id already stored, say one an operator typed in the admin, is
+    never replaced.
+    """
     default = Device.objects.filter(is_default=True).first()
-    if default is not None:
-        return default
-    device, _ = Device.objects.get_or_create(
-        label="Default", defaults={"wassenger_id": settings.WASSENGER_DEVICE_ID}
-    )
-    device.is_default = True
-    device.save(update_fields=["is_default"])
-    return device
+    if default is None:
+        default, _ = Device.objects.get_or_create(
+            label="Default", defaults={"wassenger_id": settings.WASSENGER_DEVICE_ID}
+        )
+        default.is_default = True
+        default.save(update_fields=["is_default"])
+    if not default.wassenger_id and settings.WASSENGER_DEVICE_ID:
+        default.wassenger_id = settings.WASSENGER_DEVICE_ID
+        default.save(update_fields=["wassenger_id"])
+    return default
 
 
 def device_resume(*, device: Device) -> bool:

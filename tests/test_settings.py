@@ -71,3 +71,13 @@ def test_the_webhook_secret_never_reaches_a_log_line():
         assert handler.filter(record)
         line = handler.format(record)
         assert "s3cr3t-value" not in line and "secret=[redacted]" in line
+
+
+def test_a_database_url_in_dot_env_keeps_make_run_from_starting_the_embedded_server(tmp_path, monkeypatch):
+    from config import embedded_pg
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)  # put back as it was afterwards
+    monkeypatch.setattr(embedded_pg, "BASE_DIR", tmp_path)
+    assert embedded_pg._configured_database_url() == ""
+    (tmp_path / ".env").write_text("DATABASE_URL=postgres://relance@db.example:5432/relance\n")
+    assert embedded_pg._configured_database_url() == "postgres://relance@db.example:5432/relance"

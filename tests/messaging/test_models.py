@@ -69,6 +69,18 @@ def test_there_is_exactly_one_default_device_and_ensuring_it_is_idempotent():
         make_device(is_default=True)
 
 
+def test_the_default_device_takes_the_configured_wassenger_id_only_when_it_has_none(settings):
+    settings.WASSENGER_DEVICE_ID = ""
+    device = device_ensure_default()
+    device.wassenger_id = ""
+    device.save(update_fields=["wassenger_id"])  # as after a first run on the sandbox
+    settings.WASSENGER_DEVICE_ID = "5f0c0ffee0ddba11ab1e5eed"
+    assert device_ensure_default().wassenger_id == "5f0c0ffee0ddba11ab1e5eed"
+
+    Device.objects.filter(pk=device.pk).update(wassenger_id="0123456789abcdef01234567")  # typed in the admin
+    assert device_ensure_default().wassenger_id == "0123456789abcdef01234567"
+
+
 def test_a_new_device_takes_its_pacing_from_the_settings(settings):
     settings.DEVICE_GAP_SECONDS = 7.5
     device = make_device()
