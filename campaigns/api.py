@@ -36,13 +36,39 @@ from webhooks.replies import contact_opt_out
 
 
 class StaffWritesOthersRead(permissions.BasePermission):
-    """Any authenticated user reads; only staff write (POST, PUT, PATCH, DELETE, actions)."""
+    """Any authenticated user reads; staff write (POST, PUT, PATCH, DELETE, actions) what
+    their Django permissions allow them to in the admin, and nothing more.
+
+    Creating needs the model's `add` permission (a bulk import `add` and `change`),
+    deleting its `delete`, and every other write, launch, pause, resume, cancel and
+    opt-out included, its `change`: the rule of the admin and the operator pages
+    (superusers hold every permission).
+    """
 
     def has_permission(self, request, view) -> bool:
         user = request.user
         if not (user and user.is_authenticated):
             return False
-        return request.method in permissions.SAFE_METHODS or user.is_staff
+        if request.method in permissions.SAFE_METHODS:
+            return True
+        if not user.is_staff:
+            return False
+        model = _model_of(view)
+        return model is None or user.has_perms(_permissions(model, request.method, view))
+
+
+def _model_of(view):
+    queryset = getattr(view, "queryset", None)
+    if queryset is None and hasattr(view, "get_queryset"):
+        queryset = view.get_queryset()
+    return None if queryset is None else queryset.model
+
+
+def _permissions(model, method: str, view) -> list[str]:
+    action = getattr(view, "action", None)
+    verbs = {"create": ["add"], "bulk": ["add", "change"]}.get(action)  # bulk creates and updates
+    verbs = verbs or (["delete"] if method == "DELETE" else ["change"])
+    return [f"{model._meta.app_label}.{verb}_{model._meta.model_name}" for verb in verbs]
 
 
 class ApiPagination(PageNumberPagination):

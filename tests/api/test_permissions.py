@@ -1,10 +1,12 @@
-"""Who may do what: anonymous → 401, a read-only user reads (403 on writes), staff does all.
+"""Who may do what: anonymous → 401, a read-only user reads (403 on writes), staff does
+what their Django permissions allow (an operator's: everything).
 
 The matrix lists every path and method of the schema; a test checks that it stays complete.
 """
 
 import pytest
 import yaml
+from django.contrib.auth.models import Permission
 
 from tests.factories import make_campaign, make_category, make_contact, make_device, make_message
 
@@ -107,6 +109,21 @@ def test_a_read_only_user_reads_and_is_refused_every_write(reader, rows, method,
 def test_staff_may_do_everything(staff, rows, method, path, body, staff_status):
     response = _call(staff, method, path, body, rows)
     assert response.status_code == staff_status, getattr(response, "data", response.content)
+
+
+@pytest.mark.parametrize(("method", "path", "body", "staff_status"), MATRIX)
+def test_staff_without_the_model_permission_reads_and_is_refused_every_write(
+    staff_without_permissions, rows, method, path, body, staff_status
+):
+    response = _call(staff_without_permissions, method, path, body, rows)
+    assert response.status_code == (403 if method in WRITES else staff_status)
+
+
+def test_launching_needs_the_change_permission_as_in_the_admin(staff_without_permissions, rows):
+    user, path = staff_without_permissions.user, f"/api/campaigns/{rows['campaign'].pk}/launch/"
+    assert staff_without_permissions.post(path).status_code == 403
+    user.user_permissions.add(Permission.objects.get(codename="change_campaign"))
+    assert staff_without_permissions.post(path).status_code == 200
 
 
 def test_the_matrix_covers_every_path_and_method_of_the_schema(staff):
