@@ -26,7 +26,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils.translation import gettext as _
 
-from campaigns.models import Category
+from campaigns.models import Category, Contact
 from campaigns.phones import phone_normalize
 from config import clock
 
@@ -37,6 +37,7 @@ HEADER_ALIASES = {
     **dict.fromkeys(("prenom", "first_name", "firstname"), "first_name"),
 }
 BUILTIN_COLUMNS = ("phone", "name", "first_name")
+NAME_MAX_LENGTH = Contact._meta.get_field("name").max_length  # first_name has the same
 DETAIL_LIMIT = 1000  # invalid and duplicate rows listed; the counts stay exact beyond it
 SAMPLE_ROWS = 10
 
@@ -198,9 +199,13 @@ def header_normalize(header: str) -> str:
 def _header_keys(headers: list[str], report: ImportReport) -> list[str | None]:
     """Where each column goes: a built-in attribute (first such column wins), a field, or nowhere."""
     keys: list[str | None] = []
-    for header in headers:
+    for number, header in enumerate(headers, start=1):
         alias = HEADER_ALIASES.get(header_normalize(header))
         key = alias if alias and alias not in keys else (header.strip() or None)
+        if key in keys:
+            # A second phone, name… column (or a repeated header) is kept as a field of its
+            # own: never merged into the first, whose values would be overwritten.
+            key = f"{key}_{number}"
         keys.append(key)
         if key:
             report.columns[header.strip()] = key if key in BUILTIN_COLUMNS else "fields"
@@ -241,11 +246,25 @@ def _parsed(line: int, values: dict, report: ImportReport, *, region: str) -> Pa
     except ValidationError as error:
         report.add_invalid(InvalidRow(line, raw, str(error.params["reason"])))
         return None
+    if problem := _unstorable(values):
+        report.add_invalid(InvalidRow(line, raw, problem))
+        return None
     extra = {key: value for key, value in values.items() if key not in BUILTIN_COLUMNS and value}
     row = ParsedRow(line, phone, values.get("name", ""), values.get("first_name", ""), extra)
     if len(report.sample) < SAMPLE_ROWS:
         report.sample.append(row)
     return row
+
+
+def _unstorable(values: dict) -> str:
+    """Why a row's other cells cannot be stored as they are, or "" (they can)."""
+    if len(values.get("name", "")) > NAME_MAX_LENGTH:
+        return _("name longer than %(limit)d characters") % {"limit": NAME_MAX_LENGTH}
+    if len(values.get("first_name", "")) > NAME_MAX_LENGTH:
+        return _("first name longer than %(limit)d characters") % {"limit": NAME_MAX_LENGTH}
+    if any("\x00" in value for value in values.values()):
+        return _("a cell holds a NUL character")
+    return ""
 
 
 def _merged(earlier: ParsedRow | None, later: ParsedRow) -> ParsedRow:

@@ -67,9 +67,9 @@ def contact_list(request):
         contacts = contacts.filter(
             Q(phone__icontains=query) | Q(name__icontains=query) | Q(first_name__icontains=query)
         )
-    category = request.GET.get("category", "")
-    if category.isdigit():
-        contacts = contacts.filter(categories=int(category))
+    category = _id_or_none(request.GET.get("category", ""))
+    if category is not None:
+        contacts = contacts.filter(categories=category)
     totals = Contact.objects.aggregate(
         total=Count("id"),
         opted_out=Count("id", filter=Q(opted_out_at__isnull=False)),
@@ -79,11 +79,16 @@ def contact_list(request):
         "section": "contacts",
         "page": _page(request, contacts),
         "query": query,
-        "category": int(category) if category.isdigit() else None,
+        "category": category,
         "categories": Category.objects.annotate(contact_count=Count("contacts")).order_by("name"),
         "totals": totals,
     }
     return render(request, "operator/contact_list.html", context)
+
+
+def _id_or_none(text: str) -> int | None:
+    # Not str.isdigit(): "²" is a digit to it, and int() refuses it.
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
 # --- One campaign -----------------------------------------------------------------------------

@@ -345,7 +345,7 @@ class _Handler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(split.query).items()}
         length = self.headers.get("Content-Length", "0").strip()
-        length = int(length) if length.isdigit() else 0
+        length = int(length) if length.isascii() and length.isdigit() else 0
         if length > MAX_BODY_BYTES:
             return error_reply(413, "Request body too large", "error:payload_too_large")
         raw = self.rfile.read(length) if length > 0 else b""

@@ -83,6 +83,33 @@ def test_a_messy_file_gives_counts_and_line_numbered_errors():
     assert [(row.line, row.merged_into) for row in report.duplicates] == [(5, 2)]
 
 
+def test_a_name_too_long_or_a_nul_byte_is_a_line_numbered_error_and_the_other_rows_import():
+    text = (
+        "phone;nom;prénom;ville\n"
+        "0612345678;Durand;Ana;Lyon\n"  # 2
+        f"0612345679;{'x' * 201};Bob;\n"  # 3
+        f"0612345680;Roy;{'y' * 201};\n"  # 4
+        "0612345681;Roy;Dee;Pa\x00ris\n"  # 5
+    )
+    report = run_import(text)
+
+    assert [(row.line, row.value, row.reason) for row in report.invalid] == [
+        (3, "0612345679", "name longer than 200 characters"),
+        (4, "0612345680", "first name longer than 200 characters"),
+        (5, "0612345681", "a cell holds a NUL character"),
+    ]
+    assert report.new == 1 and list(Contact.objects.values_list("phone", flat=True)) == ["+33612345678"]
+
+
+def test_a_second_phone_column_is_kept_as_a_field_and_the_first_one_is_the_phone():
+    report = run_import("mobile,phone,nom\n0612345678,,Ana\n0612345679,0145454545,Bob\n")
+
+    assert report.invalid_count == 0 and report.new == 2
+    assert report.columns == {"mobile": "phone", "phone": "fields", "nom": "name"}
+    assert contact("+33612345678").name == "Ana"
+    assert contact("+33612345679").fields == {"phone_2": "0145454545"}
+
+
 def test_a_quoted_field_spanning_lines_keeps_later_line_numbers_right():
     report = run_import('phone,note\n0612345678,"two\nlines"\nnope,x\n')
     assert [row.line for row in report.invalid] == [4]

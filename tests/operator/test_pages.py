@@ -179,3 +179,11 @@ def test_contact_list_searches_and_counts(viewer):
     assert [c.first_name for c in response.context["page"]] == ["Zoé"]
     assert response.context["totals"] == {"total": 2, "opted_out": 1, "invalid": 0}
     assert "Salon (1)" in response.content.decode()
+
+
+@pytest.mark.parametrize("given", ["²", "١", "99999999999999999999", "abc", ""])
+def test_a_category_filter_that_is_not_an_id_lists_every_contact(viewer, given):
+    make_contact(first_name="Zoé", categories=[make_category("Salon")])
+    response = viewer.get(reverse("contact-list"), {"category": given})
+    assert response.status_code == 200
+    assert [c.first_name for c in response.context["page"]] == ([] if given.startswith("9") else ["Zoé"])
