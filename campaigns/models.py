@@ -1,10 +1,29 @@
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 from campaigns.phones import E164_REGEX, E164PhoneField
 from config import clock
+
+
+# JSON the admin's text boxes accept must have the shape the rest of Relance reads (the API's
+# serializers check the same): a list where it asks for an object crashes the launch page.
+def json_object(value) -> None:
+    if not isinstance(value, dict):
+        raise ValidationError(_('Expected an object, e.g. {"city": "Lyon"}.'), code="not_an_object")
+
+
+def json_object_of_texts(value) -> None:
+    json_object(value)
+    if not all(isinstance(text, str) for text in value.values()):
+        raise ValidationError(_('Every value must be a text, e.g. {"first_name": "there"}.'), code="not_text")
+
+
+def json_list_or_object(value) -> None:
+    if not isinstance(value, list | dict):
+        raise ValidationError(_("Expected a list or an object."), code="not_a_list_or_object")
 
 
 class Category(models.Model):
@@ -32,7 +51,11 @@ class Contact(models.Model):
     name = models.CharField(_("name"), max_length=200, blank=True)
     first_name = models.CharField(_("first name"), max_length=200, blank=True)
     fields = models.JSONField(
-        _("other fields"), default=dict, blank=True, help_text=_("Free-form, used in messages.")
+        _("other fields"),
+        default=dict,
+        blank=True,
+        validators=[json_object],
+        help_text=_("Free-form, used in messages."),
     )
     categories = models.ManyToManyField(Category, related_name="contacts", blank=True)
     opted_out_at = models.DateTimeField(_("opted out at"), null=True, blank=True)
@@ -102,12 +125,15 @@ class Campaign(models.Model):
         help_text=_("Instead of text: an approved template (WhatsApp Business numbers only)."),
     )
     message_1_template_language = models.CharField(_("template language"), max_length=20, blank=True)
-    message_1_template_variables = models.JSONField(_("template variables"), default=list, blank=True)
+    message_1_template_variables = models.JSONField(
+        _("template variables"), default=list, blank=True, validators=[json_list_or_object]
+    )
     message_2_text = models.TextField(_("Message 2 (follow-up)"))
     variable_fallbacks = models.JSONField(
         _("fallbacks for missing variables"),
         default=dict,
         blank=True,
+        validators=[json_object_of_texts],
         help_text=_('Used when a contact lacks a variable, e.g. {"first_name": "there"}.'),
     )
     starts_at = models.DateTimeField(_("start at"), null=True, blank=True)

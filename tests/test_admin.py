@@ -75,3 +75,41 @@ def test_an_unusable_phone_is_refused_with_the_value_and_the_reason(operator):
 def test_a_campaign_form_opens_for_a_new_campaign(operator):
     make_campaign()
     assert operator.get(reverse("admin:campaigns_campaign_add")).status_code == 200
+
+
+def test_a_contact_whose_fields_are_not_an_object_is_refused(operator):
+    response = operator.post(
+        reverse("admin:campaigns_contact_add"),
+        {"phone": "06 12 34 56 78", "fields": "[1]", "whatsapp_status": "unknown"},
+    )
+    assert response.status_code == 200
+    assert "Expected an object" in response.content.decode()
+    assert not Contact.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        ("variable_fallbacks", '["first_name"]', "Expected an object"),
+        ("variable_fallbacks", '{"first_name": 5}', "Every value must be a text"),
+        ("message_1_template_variables", "5", "Expected a list or an object"),
+    ],
+)
+def test_a_campaign_with_json_of_the_wrong_shape_is_refused_and_its_launch_page_still_opens(
+    operator, field, value, error
+):
+    campaign = make_campaign(categories=[make_category()])
+    form = {
+        "name": campaign.name,
+        "device": campaign.device_id,
+        "categories": [c.pk for c in campaign.categories.all()],
+        "message_1_text": campaign.message_1_text,
+        "message_2_text": campaign.message_2_text,
+        "message_1_template_variables": "[]",
+        "variable_fallbacks": "{}",
+    }
+    change = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
+    response = operator.post(change, {**form, field: value})
+    assert response.status_code == 200 and error in response.content.decode()
+    assert operator.post(change, form).status_code == 302  # the same form, the right shape
+    assert operator.get(reverse("admin:campaigns_campaign_launch", args=[campaign.pk])).status_code == 200
