@@ -63,7 +63,8 @@ class Claim:
 
     message_id: int
     kind: str
-    attempts: int
+    attempts: int  # the attempts that count against the retry limit, this one included
+    attempt_number: int  # this attempt's record: every try is kept, a refunded one too
     reference: str
     content: str
     campaign_id: int
@@ -110,12 +111,16 @@ next AS (
   WHERE id = %(device)s AND EXISTS (SELECT 1 FROM taken)
 ), opened AS (
   INSERT INTO messaging_messageattempt (message_id, number, started_at, outcome, error)
-  SELECT id, attempts, %(now)s, 'in_flight', '' FROM claimed
+  SELECT id,
+    COALESCE((SELECT max(a.number) FROM messaging_messageattempt a WHERE a.message_id = claimed.id), 0) + 1,
+    %(now)s, 'in_flight', ''
+  FROM claimed
+  RETURNING number
 )
 """
 _CLAIMED_ROW = """
-SELECT claimed.id, claimed.kind, claimed.attempts, claimed.reference, claimed.content,
-       claimed.campaign_id, claimed.contact_id, ct.phone, cp.message_1_template_name,
+SELECT claimed.id, claimed.kind, claimed.attempts, (SELECT number FROM opened), claimed.reference,
+       claimed.content, claimed.campaign_id, claimed.contact_id, ct.phone, cp.message_1_template_name,
        cp.message_1_template_language, cp.message_1_template_variables,
        (SELECT count(*) FROM next) AS found
 FROM (SELECT 1) AS always_one_row
@@ -188,6 +193,7 @@ def _claim_from_row(row, device: Device, now: datetime) -> Claim:
         message_id,
         kind,
         attempts,
+        attempt_number,
         reference,
         content,
         campaign_id,
@@ -204,6 +210,7 @@ def _claim_from_row(row, device: Device, now: datetime) -> Claim:
         message_id,
         kind,
         attempts,
+        attempt_number,
         str(reference),
         content,
         campaign_id,
@@ -332,7 +339,7 @@ def _outcome_params(claim: Claim, outcome: str, changes: dict, http_status: int 
         "refund": 0,
         **changes,
         "message": claim.message_id,
-        "number": claim.attempts,
+        "number": claim.attempt_number,
         "outcome": outcome,
         "http_status": http_status,
         "now": now,

@@ -7,11 +7,12 @@ to do next (see `_status_error` and `_network_error` for the rules):
 - `InvalidNumber`   400/422 whose Wassenger error names the phone/number: never retry.
 - `AuthError`       401, 402, 403: stop sending from this device until a human looks.
 - `Rejected`        any other 4xx (and unexpected 1xx/3xx): permanent, retrying won't fix it.
-- `Transient`       5xx other than 503, 408, refused/timed-out connection, DNS, TLS:
-                    the request surely did not go through; retrying is safe.
-- `OutcomeUnknown`  read timeout, connection dropped after the request was sent, or a 2xx
-                    we cannot parse: the message may have gone out; reconcile, never
-                    blindly re-send.
+- `Transient`       5xx other than 502, 503 and 504; 408; refused/timed-out connection,
+                    DNS, TLS: the request surely did not go through; retrying is safe.
+- `OutcomeUnknown`  read timeout, connection dropped after the request was sent, a 502 or
+                    504 (a gateway that may have passed the request on before it gave up),
+                    or a 2xx we cannot parse: the message may have gone out; reconcile,
+                    never blindly re-send.
 
 Settings are read at call time so that tests (and a device switch) can change them.
 """
@@ -305,6 +306,10 @@ def _never_connected(exc: requests.RequestException) -> bool:
     return isinstance(reason, ConnectTimeoutError)
 
 
+# A proxy in front of Wassenger answered for it: the request may have reached it.
+GATEWAY_GAVE_UP = (502, 504)
+
+
 def _status_error(response: requests.Response) -> WassengerError:
     """The one error for a non-2xx answer (rules in the module docstring)."""
     status = response.status_code
@@ -315,6 +320,8 @@ def _status_error(response: requests.Response) -> WassengerError:
         return RateLimited(detail, retry_after=_retry_after(response.headers.get("Retry-After")), **kwargs)
     if status in (401, 402, 403):
         return AuthError(detail, **kwargs)
+    if status in GATEWAY_GAVE_UP:
+        return OutcomeUnknown(detail or f"HTTP {status} from a gateway", **kwargs)
     # 408: the server gave up waiting for our request, so it did not act on it.
     if status >= 500 or status == 408:
         return Transient(detail, **kwargs)

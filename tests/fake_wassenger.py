@@ -3,7 +3,8 @@
 It accepts sends and records them (phone, reference, time on the test clock), answers
 lookups by id and by reference, and plays a script of faults for the next requests:
 "500", "429", "429:<seconds>", "invalid", "401", "timeout_accepted" (the message was
-taken but the answer is lost) and "timeout_lost" (nothing was taken, no answer).
+taken but the answer is lost), "timeout_lost" (nothing was taken, no answer) and
+"504_accepted" (taken, then a gateway timed out and answered 504).
 """
 
 import json
@@ -41,10 +42,12 @@ class FakeWassenger:
         self.requests_seen += 1
         body = json.loads(request.body)
         fault = self.script.pop(0) if self.script else "ok"
-        if fault in ("ok", "timeout_accepted"):
+        if fault in ("ok", "timeout_accepted", "504_accepted"):
             record = self._accept(body)
             if fault == "timeout_accepted":
                 raise requests.exceptions.ReadTimeout("read timed out")
+            if fault == "504_accepted":
+                return 504, {}, "<html>504 Gateway Time-out</html>"
             return 201, {}, json.dumps(_message_json(record))
         return _fault_response(fault)
 

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from campaigns.models import Campaign, CampaignStatus, Contact, WhatsAppStatus
 from messaging import wassenger
 from messaging.claims import device_snapshot, message_claim
+from messaging.devices import device_resume
 from messaging.dispatch import OPTED_OUT, ORPHANED_ATTEMPT, dispatch_run
 from messaging.models import (
     AttemptOutcome,
@@ -204,6 +205,19 @@ def test_an_auth_error_halts_the_device_and_keeps_the_message(fake_clock, api, d
     assert dispatch_run()["senders_started"] == 0
 
 
+def test_after_an_auth_error_is_fixed_and_the_device_resumed_the_message_goes_out(fake_clock, api, device):
+    campaign = sending_campaign(device)
+    api.script = ["401"]
+    assert sender_run(device_id=device.pk) == SenderExit.HALTED
+    assert device_resume(device=Device.objects.get(pk=device.pk))
+    fake_clock.advance(60)
+    sender_run(device_id=device.pk)
+    message = only_message(campaign)
+    assert (message.status, message.attempts, len(api.accepted)) == (MessageStatus.SENT, 1, 1)
+    attempts = MessageAttempt.objects.filter(message=message).values_list("number", "outcome")
+    assert list(attempts) == [(1, "auth_error"), (2, "accepted")]
+
+
 def test_an_unknown_outcome_is_reconciled_not_resent(fake_clock, api, device, settings):
     campaign = sending_campaign(device)
     api.script = ["timeout_accepted"]
@@ -214,6 +228,21 @@ def test_an_unknown_outcome_is_reconciled_not_resent(fake_clock, api, device, se
     message = only_message(campaign)
     assert (message.status, message.wassenger_id) == (MessageStatus.SENT, api.accepted[0].wassenger_id)
     assert len(api.accepted) == 1 and api.requests_seen == 1
+
+
+def test_a_gateway_timeout_after_wassenger_took_the_message_is_reconciled_not_resent(
+    fake_clock, api, device, settings
+):
+    campaign = sending_campaign(device)
+    api.script = ["504_accepted"]
+    sender_run(device_id=device.pk)
+    assert only_message(campaign).status == MessageStatus.UNKNOWN
+    fake_clock.advance(settings.RECONCILE_AFTER_SECONDS)
+    dispatch_run()
+    fake_clock.advance(3600)
+    sender_run(device_id=device.pk)
+    assert only_message(campaign).status == MessageStatus.SENT
+    assert len(api.accepted) == 1
 
 
 def test_a_lost_send_is_retried_only_after_wassenger_says_it_never_arrived(fake_clock, api, device, settings):

@@ -223,8 +223,8 @@ STATUS_TABLE = [
     (503, "<html>Service Unavailable</html>", RateLimited),
     (500, error_body(500, "Internal error"), Transient),
     (501, "", Transient),
-    (502, "<html>Bad Gateway</html>", Transient),
-    (504, "", Transient),
+    (502, "<html>Bad Gateway</html>", OutcomeUnknown),
+    (504, "", OutcomeUnknown),
 ]
 
 
@@ -248,7 +248,7 @@ def test_the_error_carries_wassengers_error_code_and_message(api):
 
 
 def test_a_long_body_is_truncated_in_the_error(api):
-    api.post(f"{API}/messages", body="<html>" + "x" * 5000, status=502)
+    api.post(f"{API}/messages", body="<html>" + "x" * 5000, status=500)
     with pytest.raises(Transient) as caught:
         send()
     assert len(str(caught.value)) < 300
@@ -376,6 +376,8 @@ def expected_errors(status: int) -> tuple[type[WassengerError], ...]:
         return (RateLimited,)
     if status in (401, 402, 403):
         return (AuthError,)
+    if status in (502, 504):
+        return (OutcomeUnknown,)
     if status >= 500 or status == 408:
         return (Transient,)
     return (InvalidNumber, Rejected) if status in (400, 422) else (Rejected,)
