@@ -30,7 +30,7 @@ from config import clock
 from messaging import pacing
 from messaging.claims import device_policy, device_snapshot, device_state
 from messaging.dispatch import sender_enqueue
-from messaging.models import Message, MessageKind, MessageStatus
+from messaging.models import CANCELLED_WITH_CAMPAIGN, Message, MessageKind, MessageStatus
 
 logger = logging.getLogger(__name__)
 
@@ -611,8 +611,8 @@ def campaign_cancel(*, campaign: Campaign, by=None) -> int:
     live = set(CampaignStatus) - {CampaignStatus.COMPLETED, CampaignStatus.CANCELLED}
     campaign = _campaign_move(campaign, CampaignStatus.CANCELLED, allowed_from=live, by=by)
     pending = Message.objects.filter(campaign=campaign, status=MessageStatus.PENDING)
-    reason = "cancelled with the campaign"
-    return pending.update(status=MessageStatus.CANCELLED, last_error=reason, updated_at=clock.now())
+    changes = {"status": MessageStatus.CANCELLED, "last_error": CANCELLED_WITH_CAMPAIGN}
+    return pending.update(**changes, updated_at=clock.now())
 
 
 def _campaign_move(campaign: Campaign, status: str, *, allowed_from: set, by) -> Campaign:

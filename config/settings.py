@@ -257,6 +257,9 @@ SENDER_LEASE_SECONDS = env.float("SENDER_LEASE_SECONDS", default=120.0)
 RECONCILE_AFTER_SECONDS = env.float("RECONCILE_AFTER_SECONDS", default=30.0)
 # Hours after Message 1 during which a reply triggers Message 2 [legacy 7.1].
 REPLY_WINDOW_HOURS = env.float("REPLY_WINDOW_HOURS", default=24.0)
+# A campaign stays `sending` this long after its last reply window closed, so that a reply
+# written in time but delivered late (Wassenger retrying, our cluster down) gets Message 2.
+CAMPAIGN_COMPLETION_GRACE_SECONDS = env.float("CAMPAIGN_COMPLETION_GRACE_SECONDS", default=3600.0)
 
 # >>> launch: knobs of campaign launch (campaigns/launch.py)
 # <<< launch

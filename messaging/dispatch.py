@@ -16,7 +16,16 @@ from campaigns.models import Campaign, CampaignStatus
 from config import clock
 from messaging import pacing
 from messaging.claims import devices_with_sending_facts
-from messaging.models import AttemptOutcome, Device, Message, MessageAttempt, MessageKind, MessageStatus
+from messaging.models import (
+    CANCELLED_OPTED_OUT,
+    CANCELLED_WITH_CAMPAIGN,
+    AttemptOutcome,
+    Device,
+    Message,
+    MessageAttempt,
+    MessageKind,
+    MessageStatus,
+)
 from messaging.sending import leases_release_expired, message_reconcile, sender_plan
 
 logger = logging.getLogger(__name__)
@@ -46,7 +55,7 @@ def dispatch_run() -> dict:
         "leases_released": leases_release_expired(),
         "orphans": messages_orphaned_to_unknown(),
         "reconciled": messages_reconcile_due(),
-        "opted_out_cancelled": messages_of_opted_out_cancelled(),
+        "no_longer_wanted": messages_no_longer_wanted_cancelled(),
         "campaigns_started": campaigns_start_due(),
         "campaigns_completed": campaigns_complete_finished(),
     }
@@ -57,19 +66,26 @@ def dispatch_run() -> dict:
 
 
 ORPHANED_ATTEMPT = "the sender stopped mid-send (its worker died)"
-OPTED_OUT = "cancelled: the contact opted out"  # last_error of what an opt-out cancelled
 
 
-def messages_of_opted_out_cancelled() -> int:
-    """Pending messages of contacts who opted out: cancelled.
+def messages_no_longer_wanted_cancelled() -> int:
+    """Pending messages of contacts who opted out, or of cancelled campaigns: cancelled.
 
-    Opting out cancels what is pending at that moment; this catches a message that was in
-    flight then and came back to `pending` (a retry, or a send Wassenger never received),
-    and a contact marked opted out in the admin. The sender never claims them meanwhile.
+    Opting out and cancelling cancel what is pending at that moment; this catches a
+    message that was in flight then and came back to `pending` afterwards (a retry, or a
+    send Wassenger never received), and a contact marked opted out in the admin. The
+    sender never claims them meanwhile (it only sends for sending campaigns and contacts
+    who did not opt out).
     """
     now = clock.now()
-    waiting = Message.objects.filter(status=MessageStatus.PENDING, contact__opted_out_at__isnull=False)
-    return waiting.update(status=MessageStatus.CANCELLED, last_error=OPTED_OUT, updated_at=now)
+    pending = Message.objects.filter(status=MessageStatus.PENDING)
+    opted_out = pending.filter(contact__opted_out_at__isnull=False).update(
+        status=MessageStatus.CANCELLED, last_error=CANCELLED_OPTED_OUT, updated_at=now
+    )
+    cancelled = pending.filter(campaign__status=CampaignStatus.CANCELLED).update(
+        status=MessageStatus.CANCELLED, last_error=CANCELLED_WITH_CAMPAIGN, updated_at=now
+    )
+    return opted_out + cancelled
 
 
 @transaction.atomic
@@ -119,9 +135,11 @@ def campaigns_start_due() -> int:
 
 
 def campaigns_complete_finished() -> int:
-    """Sending campaigns with nothing left to send and every reply window closed."""
+    """Sending campaigns with nothing left to send and every reply window closed (for
+    CAMPAIGN_COMPLETION_GRACE_SECONDS: replies only get Message 2 while it is sending)."""
     now = clock.now()
-    window_start = now - timedelta(hours=settings.REPLY_WINDOW_HOURS)
+    window = timedelta(hours=settings.REPLY_WINDOW_HOURS, seconds=settings.CAMPAIGN_COMPLETION_GRACE_SECONDS)
+    window_start = now - window
     still_open = Message.objects.filter(campaign=OuterRef("pk")).filter(
         Q(status__in=OPEN_STATUSES) | Q(kind=MessageKind.MESSAGE_1, sent_at__gt=window_start)
     )

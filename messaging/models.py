@@ -128,6 +128,10 @@ class MessageStatus(models.TextChoices):
     UNKNOWN = "unknown", _("outcome unknown")
 
 
+# Why a message was cancelled without being sent (its last_error).
+CANCELLED_WITH_CAMPAIGN = "cancelled with the campaign"
+CANCELLED_OPTED_OUT = "cancelled: the contact opted out"
+
 # Wassenger accepted these: sent_at must be known [legacy 4.2].
 ACCEPTED_STATUSES = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ)
 

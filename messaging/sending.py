@@ -37,7 +37,14 @@ from messaging.claims import (
     quota_give_back,
     quota_take_again,
 )
-from messaging.models import Device, Message, MessageAttempt, MessageKind, MessageStatus
+from messaging.models import (
+    CANCELLED_WITH_CAMPAIGN,
+    Device,
+    Message,
+    MessageAttempt,
+    MessageKind,
+    MessageStatus,
+)
 from messaging.retries import attempts_left, next_step, retry_delay
 
 logger = logging.getLogger(__name__)
@@ -287,7 +294,7 @@ def _settle_unknown(message: Message, remote) -> str:
         changes.update(whatsapp_id=remote.whatsapp_id or "", last_error="")
     elif message.campaign.status == CampaignStatus.CANCELLED:
         # Never sent, and its campaign is gone: it joins the other cancelled messages.
-        changes = {"status": MessageStatus.CANCELLED, "last_error": "cancelled with the campaign"}
+        changes = {"status": MessageStatus.CANCELLED, "last_error": CANCELLED_WITH_CAMPAIGN}
     elif attempts_left(message.attempts):
         changes = {"status": MessageStatus.PENDING, "next_attempt_at": now + retry_delay(message.attempts)}
     else:

@@ -18,8 +18,8 @@ from campaigns.models import CampaignStatus, Contact
 from campaigns.phones import phone_mask, phone_normalize
 from campaigns.rendering import render_for_contact
 from config import clock
-from messaging.dispatch import OPTED_OUT, sender_enqueue
-from messaging.models import ACCEPTED_STATUSES, Message, MessageKind, MessageStatus
+from messaging.dispatch import sender_enqueue
+from messaging.models import ACCEPTED_STATUSES, CANCELLED_OPTED_OUT, Message, MessageKind, MessageStatus
 from webhooks.ingest import dig, first_text, text_of
 
 logger = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ def contact_opt_out(*, contact: Contact) -> str:
         contact.opted_out_at = now
         contact.save(update_fields=["opted_out_at", "updated_at"])
     cancelled = Message.objects.filter(contact=contact, status=MessageStatus.PENDING).update(
-        status=MessageStatus.CANCELLED, last_error=OPTED_OUT, updated_at=now
+        status=MessageStatus.CANCELLED, last_error=CANCELLED_OPTED_OUT, updated_at=now
     )
     logger.info(
         "contact %s opted out (%s); %d message(s) cancelled", contact.pk, phone_mask(contact.phone), cancelled

@@ -51,6 +51,7 @@ def launched_campaign() -> Campaign:
 def test_three_sigkills_during_a_600_message_campaign_lose_nothing_and_double_nothing(sandbox, settings):
     env = settings_shrink(settings)
     settings.REPLY_WINDOW_HOURS = 1 / 3600  # the campaign completes once its windows close
+    settings.CAMPAIGN_COMPLETION_GRACE_SECONDS = 0
     campaign = launched_campaign()
     cluster = SenderCluster(sandbox.url, **env)
     cluster.start()

@@ -13,12 +13,15 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from campaigns.launch import campaign_cancel
 from campaigns.models import Campaign, CampaignStatus, Contact, WhatsAppStatus
 from messaging import wassenger
 from messaging.claims import device_snapshot, message_claim
 from messaging.devices import device_resume
-from messaging.dispatch import OPTED_OUT, ORPHANED_ATTEMPT, dispatch_run
+from messaging.dispatch import ORPHANED_ATTEMPT, dispatch_run
 from messaging.models import (
+    CANCELLED_OPTED_OUT,
+    CANCELLED_WITH_CAMPAIGN,
     AttemptOutcome,
     Device,
     DeviceDay,
@@ -266,12 +269,27 @@ def test_opting_out_while_a_send_is_in_doubt_means_it_is_never_sent(fake_clock, 
     assert "0 pending message(s) cancelled" in contact_opt_out(contact=only_message(campaign).contact)
     fake_clock.advance(settings.RECONCILE_AFTER_SECONDS)
     report = dispatch_run()  # Wassenger never got it: due again, then cancelled as opted out
-    assert report["reconciled"] == 1 and report["opted_out_cancelled"] == 1
+    assert report["reconciled"] == 1 and report["no_longer_wanted"] == 1
     message = only_message(campaign)
-    assert (message.status, message.last_error) == (MessageStatus.CANCELLED, OPTED_OUT)
+    assert (message.status, message.last_error) == (MessageStatus.CANCELLED, CANCELLED_OPTED_OUT)
     fake_clock.advance(3600)
     sender_run(device_id=device.pk)
     assert api.accepted == []
+
+
+def test_a_send_in_flight_when_its_campaign_is_cancelled_is_not_retried_after_a_failure(
+    fake_clock, api, device
+):
+    campaign = sending_campaign(device)
+    now = fake_clock.now()
+    claim = message_claim(device=device_snapshot(device.pk, now), kinds=(MessageKind.MESSAGE_1,), now=now)
+    campaign_cancel(campaign=campaign)  # while the send is in flight: nothing pending to cancel
+    failure = wassenger.Transient("Internal error", status=500)
+    message_record_outcome(claim=claim, result=None, error=failure)  # back to pending, for a retry
+    assert only_message(campaign).status == MessageStatus.PENDING
+    assert dispatch_run()["no_longer_wanted"] == 1
+    message = only_message(campaign)
+    assert (message.status, message.last_error) == (MessageStatus.CANCELLED, CANCELLED_WITH_CAMPAIGN)
 
 
 def test_the_sender_never_claims_a_message_to_a_contact_who_opted_out(fake_clock, api, device):
@@ -328,6 +346,8 @@ def test_a_campaign_completes_once_everything_is_final_and_the_reply_window_clos
     sender_run(device_id=device.pk)
     assert dispatch_run()["campaigns_completed"] == 0
     fake_clock.advance(settings.REPLY_WINDOW_HOURS * 3600 + 1)
+    assert dispatch_run()["campaigns_completed"] == 0  # late-delivered replies may still come
+    fake_clock.advance(settings.CAMPAIGN_COMPLETION_GRACE_SECONDS)
     assert dispatch_run()["campaigns_completed"] == 1
     campaign.refresh_from_db()
     assert campaign.status == CampaignStatus.COMPLETED
