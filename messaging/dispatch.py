@@ -92,16 +92,20 @@ def messages_no_longer_wanted_cancelled() -> int:
 def messages_orphaned_to_unknown() -> int:
     """`sending` rows whose sender died: their outcome is unknown until Wassenger tells.
 
-    Their attempt, which the dead sender never closed, is closed as unknown too: an attempt
-    of an `unknown` message can only still be in flight if its sender died.
+    A sender died if its device has no live lease, or if its claim is older than a lease:
+    a send lasts at most the client's timeouts (35 s by default), and a successor may hold
+    the device's lease by now and keep it for as long as it has work. Their attempt, which
+    the dead sender never closed, is closed as unknown too: an attempt of an `unknown`
+    message can only still be in flight if its sender died.
     """
     now = clock.now()
     live_lease = Device.objects.filter(pk=OuterRef("device_id"), lease_expires_at__gte=now).exclude(
         lease_owner=""
     )
+    claimed_before = now - timedelta(seconds=settings.SENDER_LEASE_SECONDS)
     orphaned = (
         Message.objects.filter(status=MessageStatus.SENDING)
-        .exclude(Exists(live_lease))
+        .filter(~Exists(live_lease) | Q(updated_at__lt=claimed_before))
         .update(status=MessageStatus.UNKNOWN, next_attempt_at=now, updated_at=now)
     )
     if orphaned:

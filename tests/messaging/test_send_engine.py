@@ -316,6 +316,24 @@ def test_a_sender_killed_after_its_claim_never_causes_a_second_send(fake_clock, 
     assert len(api.accepted) == 1
 
 
+def test_a_send_cut_short_by_a_dead_worker_is_settled_even_while_a_successor_holds_the_lease(
+    fake_clock, api, device, settings
+):
+    campaign = sending_campaign(device, contacts=2)
+    assert lease_acquire(device_id=device.pk, owner="doomed")
+    now = fake_clock.now()
+    orphan = message_claim(device=device_snapshot(device.pk, now), kinds=(MessageKind.MESSAGE_1,), now=now)
+    fake_clock.advance(settings.SENDER_LEASE_SECONDS + 1)
+    assert lease_acquire(device_id=device.pk, owner="successor")  # woken by a reply, busy sending
+    report = dispatch_run()
+    assert (report["orphans"], report["reconciled"]) == (1, 1)
+    (attempt,) = MessageAttempt.objects.filter(message_id=orphan.message_id)
+    assert (attempt.outcome, attempt.error) == (AttemptOutcome.UNKNOWN, ORPHANED_ATTEMPT)
+    # Wassenger never got it: due again, for the successor to send.
+    assert Message.objects.get(pk=orphan.message_id).status == MessageStatus.PENDING
+    assert not Message.objects.filter(campaign=campaign, status=MessageStatus.SENDING).exists()
+
+
 def test_a_send_cut_short_by_a_dead_worker_is_closed_as_unknown_not_left_in_flight(
     fake_clock, api, device, settings
 ):
