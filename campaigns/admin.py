@@ -25,6 +25,7 @@ from campaigns.launch import (
     campaign_resume,
     format_time,
     launch_preview,
+    launched_message,
 )
 from campaigns.models import Campaign, CampaignStatus, Category, Contact, VerificationJob
 from campaigns.verification import verification_start
@@ -331,7 +332,7 @@ class CampaignAdmin(admin.ModelAdmin):
         except CampaignRefused as refusal:
             self.message_user(request, refusal.message, messages.ERROR)
             return redirect(self._url("launch", campaign.pk))
-        self.message_user(request, _launched_message(result), messages.SUCCESS)
+        self.message_user(request, launched_message(result), messages.SUCCESS)
         return redirect(self._url("change", campaign.pk))
 
     def status_view(self, request, object_id, move):
@@ -392,21 +393,3 @@ def _move_allowed(campaign: Campaign, move: str) -> bool:
         "resume": campaign.status == CampaignStatus.PAUSED,
         "cancel": not campaign.is_final,
     }[move]
-
-
-def _launched_message(result) -> str:
-    facts = {
-        "name": result.campaign.name,
-        "count": result.messages_created,
-        "start": format_time(result.pace.start),
-        "finish": format_time(result.pace.estimated_finish),
-    }
-    if result.campaign.status == CampaignStatus.SCHEDULED:
-        return (
-            _(
-                "Campaign “%(name)s” scheduled for %(start)s: %(count)d Message 1 queued, "
-                "estimated finish %(finish)s."
-            )
-            % facts
-        )
-    return _("Campaign “%(name)s” launched: %(count)d Message 1 queued, estimated finish %(finish)s.") % facts

@@ -276,6 +276,25 @@ class LaunchResult:
     pace: Pace
 
 
+def launched_message(result: LaunchResult) -> str:
+    """What the operator is told once a launch went through (admin and operator pages)."""
+    facts = {
+        "name": result.campaign.name,
+        "count": result.messages_created,
+        "start": format_time(result.pace.start),
+        "finish": format_time(result.pace.estimated_finish),
+    }
+    if result.campaign.status == CampaignStatus.SCHEDULED:
+        return (
+            _(
+                "Campaign “%(name)s” scheduled for %(start)s: %(count)d Message 1 queued, "
+                "estimated finish %(finish)s."
+            )
+            % facts
+        )
+    return _("Campaign “%(name)s” launched: %(count)d Message 1 queued, estimated finish %(finish)s.") % facts
+
+
 @transaction.atomic
 def campaign_launch(*, campaign: Campaign, by=None, allow_multi_day: bool = False) -> LaunchResult:
     """Launch a draft: one Message 1 per eligible contact, then sending or scheduled.

@@ -68,6 +68,8 @@ class Contact(models.Model):
 
     class Meta:
         ordering = ["name", "first_name", "phone"]
+        verbose_name = _("contact")
+        verbose_name_plural = _("contacts")
         constraints = [
             models.CheckConstraint(condition=Q(phone__regex=E164_REGEX), name="contact_phone_e164"),
             models.CheckConstraint(
@@ -164,6 +166,8 @@ class Campaign(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name = _("campaign")
+        verbose_name_plural = _("campaigns")
         constraints = [
             models.CheckConstraint(
                 condition=Q(status__in=CampaignStatus.values), name="campaign_status_valid"

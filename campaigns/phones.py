@@ -8,23 +8,25 @@ import phonenumbers
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 from phonenumbers import NumberParseException, ValidationResult
 
 # A database-level guard: whatever path writes a phone, the column only holds E.164.
 E164_REGEX = r"^\+[1-9][0-9]{6,14}$"
 
+# Lazy: shown in the operator's language (the import preview, the admin, the API).
 _PARSE_REASONS = {
-    NumberParseException.INVALID_COUNTRY_CODE: "unknown country code (start with + and the code)",
-    NumberParseException.NOT_A_NUMBER: "not a phone number",
-    NumberParseException.TOO_SHORT_AFTER_IDD: "too short after the international prefix",
-    NumberParseException.TOO_SHORT_NSN: "too short",
-    NumberParseException.TOO_LONG: "too long",
+    NumberParseException.INVALID_COUNTRY_CODE: _("unknown country code (start with + and the code)"),
+    NumberParseException.NOT_A_NUMBER: _("not a phone number"),
+    NumberParseException.TOO_SHORT_AFTER_IDD: _("too short after the international prefix"),
+    NumberParseException.TOO_SHORT_NSN: _("too short"),
+    NumberParseException.TOO_LONG: _("too long"),
 }
 _POSSIBILITY_REASONS = {
-    ValidationResult.INVALID_COUNTRY_CODE: "unknown country code",
-    ValidationResult.TOO_SHORT: "too short",
-    ValidationResult.TOO_LONG: "too long",
-    ValidationResult.INVALID_LENGTH: "wrong number of digits",
+    ValidationResult.INVALID_COUNTRY_CODE: _("unknown country code"),
+    ValidationResult.TOO_SHORT: _("too short"),
+    ValidationResult.TOO_LONG: _("too long"),
+    ValidationResult.INVALID_LENGTH: _("wrong number of digits"),
 }
 
 
@@ -36,17 +38,17 @@ def phone_normalize(raw: object, *, region: str | None = None) -> str:
     text = str(raw if raw is not None else "").strip()
     region = region or settings.PHONE_DEFAULT_REGION
     if not text:
-        raise _invalid(text, "empty")
+        raise _invalid(text, _("empty"))
     try:
         number = phonenumbers.parse(text, region)
     except NumberParseException as error:
         raise _invalid(text, _PARSE_REASONS.get(error.error_type, str(error))) from None
     possible = phonenumbers.is_possible_number_with_reason(number)
     if possible not in (ValidationResult.IS_POSSIBLE, ValidationResult.IS_POSSIBLE_LOCAL_ONLY):
-        raise _invalid(text, _POSSIBILITY_REASONS.get(possible, "not a possible number"))
+        raise _invalid(text, _POSSIBILITY_REASONS.get(possible, _("not a possible number")))
     if not phonenumbers.is_valid_number(number):
         where = phonenumbers.region_code_for_number(number) or region
-        raise _invalid(text, f"not a valid number in {where}")
+        raise _invalid(text, _("not a valid number in %(region)s") % {"region": where})
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
@@ -59,7 +61,7 @@ def phone_mask(phone: str) -> str:
 
 def _invalid(value: str, reason: str) -> ValidationError:
     return ValidationError(
-        "%(value)r is not a usable phone number: %(reason)s.",
+        _("%(value)r is not a usable phone number: %(reason)s."),
         code="invalid_phone",
         params={"value": value, "reason": reason},
     )

@@ -19,13 +19,19 @@ from django.core.paginator import Paginator
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
 from campaigns.admin import STATUS_MOVES
-from campaigns.launch import CampaignRefused, QuotaExceeded, campaign_launch, format_time, launch_preview
+from campaigns.launch import (
+    CampaignRefused,
+    QuotaExceeded,
+    campaign_launch,
+    format_time,
+    launch_preview,
+    launched_message,
+)
 from campaigns.models import Campaign, CampaignStatus, Category, Contact, WhatsAppStatus
 from config import clock
 from messaging.models import Message, MessageKind, MessageStatus
@@ -249,13 +255,7 @@ def campaign_launch_view(request, pk: int):
         except CampaignRefused as refusal:
             messages.error(request, refusal.message)
             return redirect("campaign-launch", pk=campaign.pk)
-        facts = {"name": campaign.name, "count": result.messages_created}
-        facts["finish"] = format_time(result.pace.estimated_finish)
-        messages.success(
-            request,
-            _("Campaign “%(name)s” launched: %(count)d Message 1 queued, estimated finish %(finish)s.")
-            % facts,
-        )
+        messages.success(request, launched_message(result))
         return redirect("campaign-detail", pk=campaign.pk)
     preview = launch_preview(campaign=campaign)
     pace = preview.pace

@@ -1,10 +1,11 @@
 from django.apps import AppConfig
 from django.db.models.signals import post_migrate
+from django.utils.translation import gettext_lazy as _
 
 
 class MessagingConfig(AppConfig):
     name = "messaging"
-    verbose_name = "Messaging"
+    verbose_name = _("Messaging")
 
     def ready(self) -> None:
         post_migrate.connect(_after_migrate, sender=self)

@@ -65,6 +65,8 @@ class Device(models.Model):
 
     class Meta:
         ordering = ["label"]
+        verbose_name = _("device")
+        verbose_name_plural = _("devices")
         constraints = [
             models.UniqueConstraint(
                 fields=["wassenger_id"], condition=~Q(wassenger_id=""), name="device_wassenger_id_unique"
@@ -100,6 +102,8 @@ class DeviceDay(models.Model):
 
     class Meta:
         ordering = ["-day", "device"]
+        verbose_name = _("device day")
+        verbose_name_plural = _("device days")
         constraints = [
             models.UniqueConstraint(fields=["device", "day"], name="device_day_unique"),
         ]
@@ -191,6 +195,8 @@ class Message(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name = _("message")
+        verbose_name_plural = _("messages")
         constraints = [
             # Contact first: it also serves "this contact's messages" (replies, opt-outs), so
             # launch writes one index fewer; the (campaign, status) index serves the campaign.
@@ -246,6 +252,8 @@ class MessageAttempt(models.Model):
 
     class Meta:
         ordering = ["message", "number"]
+        verbose_name = _("message attempt")
+        verbose_name_plural = _("message attempts")
         constraints = [
             models.UniqueConstraint(fields=["message", "number"], name="attempt_number_unique"),
         ]

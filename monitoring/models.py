@@ -11,6 +11,10 @@ class Heartbeat(models.Model):
     beat_at = models.DateTimeField()
     details = models.JSONField(default=dict, blank=True)
 
+    class Meta:
+        verbose_name = _("heartbeat")
+        verbose_name_plural = _("heartbeats")
+
     def __str__(self) -> str:
         return f"{self.name} @ {self.beat_at:%Y-%m-%d %H:%M:%S}"
 
@@ -30,6 +34,8 @@ class Incident(models.Model):
 
     class Meta:
         ordering = ["-opened_at"]
+        verbose_name = _("incident")
+        verbose_name_plural = _("incidents")
         constraints = [
             models.UniqueConstraint(
                 fields=["kind", "key"], condition=Q(closed_at__isnull=True), name="incident_one_open_per_key"
@@ -49,6 +55,8 @@ class DailyReport(models.Model):
 
     class Meta:
         ordering = ["-day"]
+        verbose_name = _("daily report")
+        verbose_name_plural = _("daily reports")
 
     def __str__(self) -> str:
         return str(self.day)

@@ -5,7 +5,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from config.admin_base import ReadOnlyAdmin
-from webhooks.models import WebhookEvent
+from webhooks.models import EventStatus, WebhookEvent
 from webhooks.processing import events_reprocess
 
 
@@ -44,5 +44,6 @@ class WebhookEventAdmin(ReadOnlyAdmin):
     @admin.action(description=_("Reprocess the selected events"))
     def reprocess(self, request, queryset):
         outcome = events_reprocess(event_ids=list(queryset.values_list("pk", flat=True)))
-        summary = ", ".join(f"{count} {status}" for status, count in sorted(outcome.items())) or "nothing"
+        counts = [f"{count} {EventStatus(status).label}" for status, count in sorted(outcome.items())]
+        summary = ", ".join(counts) or _("nothing")
         self.message_user(request, _("Reprocessed: %(summary)s.") % {"summary": summary}, messages.SUCCESS)

@@ -42,6 +42,7 @@ class WebhookEvent(models.Model):
     class Meta:
         ordering = ["-received_at", "-id"]
         verbose_name = _("webhook event")
+        verbose_name_plural = _("webhook events")
         constraints = [
             models.UniqueConstraint(fields=["dedup_key"], name="webhookevent_dedup_key_unique"),
             models.CheckConstraint(

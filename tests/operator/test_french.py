@@ -58,3 +58,20 @@ def test_every_string_of_the_templates_has_a_compiled_french_translation():
         (str(path), text) for path, text in strings if text not in catalogue and (text, 0) not in catalogue
     ]
     assert missing == []
+
+
+def test_the_admin_names_its_sections_and_models_in_french(operator):
+    page = operator.get(reverse("admin:index"), HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    for name in ("Campagnes", "Messagerie", "Supervision", "Appareils", "Événements webhook", "Incidents"):
+        assert name in page, name
+    for english in ("Messaging", "Monitoring", "Devices", "Daily reports"):
+        assert f">{english}<" not in page, english
+
+
+def test_an_unusable_phone_is_explained_in_french(operator):
+    response = operator.post(
+        reverse("admin:campaigns_contact_add"),
+        {"phone": "06 12", "fields": "{}", "whatsapp_status": "unknown"},
+        HTTP_ACCEPT_LANGUAGE="fr",
+    )
+    assert "n’est pas un numéro de téléphone utilisable : trop court." in response.content.decode()
