@@ -72,22 +72,37 @@ def alerts_for_device(row: DeviceFigures) -> None:
     )
 
 
+# Incidents that belong to one UTC day (their key holds it): they end with it.
+DAY_INCIDENTS = ("quota_level", "failure_rate")
+
+
 def daily_rollover_run() -> bool:
-    """At 00:00 UTC: close yesterday (its quota incidents end with it) and email its report, once."""
+    """Once the UTC day is over: email its report and close its incidents, once.
+
+    Scheduled every few minutes rather than daily: each run reports the day just ended
+    unless that is done, so a cluster down at 00:00 UTC, a mail server failing (the report
+    is kept only once it went out, and tried again next run) or django-q shifting daily
+    schedules with a local TIME_ZONE's summer time never loses a day.
+    """
     yesterday = clock.now().date() - timedelta(days=1)
+    if DailyReport.objects.filter(day=yesterday).exists():
+        return False
     figures = [row.as_dict() for row in daily_figures(yesterday)]
     try:
         with transaction.atomic():
             DailyReport.objects.create(day=yesterday, figures=figures, sent_at=clock.now())
-    except IntegrityError:  # already reported (a second cluster, a late catch-up)
+            mail_admins(f"Daily report {yesterday}", daily_report_text(yesterday, figures))
+    except IntegrityError:  # reported meanwhile (a second cluster)
+        return False
+    except Exception:
+        logger.exception("daily report %s: could not be emailed, will try again", yesterday)
         return False
     for incident in Incident.objects.filter(
-        kind="quota_level", key__contains=f":{yesterday}:", closed_at=None
+        kind__in=DAY_INCIDENTS, key__contains=f":{yesterday}", closed_at=None
     ):
         incident_close(
             kind=incident.kind, key=incident.key, summary=f"New UTC day: {incident.summary} (closed)"
         )
-    mail_admins(f"Daily report {yesterday}", daily_report_text(yesterday, figures), fail_silently=True)
     return True
 
 

@@ -58,15 +58,19 @@ def cluster_reports_itself() -> bool:
 
 
 def workers_check() -> dict:
-    """Stale heartbeat: unhealthy. Stale heartbeat and no cluster status either: workers
-    down, which opens (and later closes) the "workers down" incident."""
+    """Stale heartbeat: unhealthy, and workers down, which opens (and later closes) the
+    "workers down" incident. The one exception is a first start: no heartbeat written yet
+    while a cluster already reports itself, whose health check is about to run.
+
+    A cluster reporting itself is no proof that the default one (which writes the
+    heartbeat) is alive: the senders' and the number checks' clusters report themselves
+    under the same name.
+    """
     age = heartbeat_age_seconds()
     stale = age is None or age > settings.HEALTH_HEARTBEAT_MAX_AGE_SECONDS
     published = cluster_reports_itself()
-    down = stale and not published
-    summary = "Workers down: " + (
-        "no heartbeat yet" if age is None else f"last heartbeat {age:.0f} s ago, no cluster status"
-    )
+    down = stale and (age is not None or not published)
+    summary = "Workers down: " + ("no heartbeat yet" if age is None else f"last heartbeat {age:.0f} s ago")
     incident_sync(kind="workers_down", key=HEARTBEAT_NAME, active=down, summary=summary)
     return {
         "ok": not stale,

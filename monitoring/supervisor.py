@@ -81,11 +81,20 @@ class Supervisor:
             logger.warning(
                 "%s exited with %s; restarting in %ss", child.name, child.process.returncode, delay
             )
-            time.sleep(delay)
-            if self.stopping:
+            # What it forked may outlive it (a SIGKILLed qcluster leaves its workers taking
+            # tasks): they go with it, or two clusters would share the queue.
+            child.signal_group(signal.SIGKILL)
+            if not self._wait(delay):
                 return
             child.restarts += 1
             child.start()
+
+    def _wait(self, seconds: float) -> bool:
+        """Sleep, but wake for Ctrl-C; False when a stop was asked meanwhile."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < deadline:
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+        return not self.stopping
 
     def stop_all(self) -> None:
         """SIGTERM each main process, wait, then SIGKILL whatever is left of its group.

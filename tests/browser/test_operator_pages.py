@@ -13,6 +13,7 @@ import time
 
 import pytest
 from django.contrib.auth import get_user_model
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -81,7 +82,8 @@ def test_an_operator_launches_and_follows_a_campaign_in_the_browser(
     settings.OPERATOR_REFRESH_SECONDS = 1
     get_user_model().objects.create_superuser("operator", "op@example.com", PASSWORD)
     campaign = a_draft_campaign()
-    wait = WebDriverWait(browser, 20, poll_frequency=0.1)
+    # A page being replaced (a link, the language switch) makes the old one's elements stale.
+    wait = WebDriverWait(browser, 20, poll_frequency=0.1, ignored_exceptions=[StaleElementReferenceException])
 
     # Log in: the dashboard sends an anonymous visitor to the login page first.
     browser.get(live_server.url + "/")
@@ -126,7 +128,7 @@ def test_an_operator_launches_and_follows_a_campaign_in_the_browser(
 
     # In French, from the switch in the header.
     browser.find_element(By.ID, "language-fr").click()
-    wait.until(lambda b: b.find_element(By.TAG_NAME, "html").get_attribute("lang") == "fr")
+    wait.until(lambda b: b.execute_script("return document.documentElement.lang;") == "fr")
     assert "Entonnoir" in browser.page_source and "Télécharger le CSV" in browser.page_source
     screenshot("06-campaign-fr")
 

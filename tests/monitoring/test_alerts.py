@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 
 from campaigns.models import Contact
 from messaging.models import Device, DeviceDay, MessageStatus
+from monitoring import checks
 from monitoring.checks import daily_rollover_run, health_check_run
 from monitoring.figures import LEVEL_ORDER, AlertLevel, alert_level, daily_figures
-from monitoring.models import Incident
+from monitoring.models import DailyReport, Incident
 from tests.factories import make_campaign, make_contact, make_device, make_message
 
 
@@ -146,3 +147,36 @@ def test_opt_outs_of_the_day_count_under_each_device_that_wrote_to_the_contact(
         figures = {row.device: row.opt_outs for row in daily_figures(now.date())}
 
     assert figures == {"Paris": 2, "Lyon": 1, "Idle 0": 0, "Idle 1": 0, "Idle 2": 0, "Default": 0}
+
+
+@pytest.mark.django_db
+def test_a_failure_rate_incident_of_a_closed_day_is_closed_at_rollover(
+    fake_clock, admins, wassenger_up, settings
+):
+    settings.ALERT_FAILURE_MIN_ATTEMPTS = 2
+    device = make_device(label="Brest")
+    for _ in range(2):
+        make_message(device=device, status=MessageStatus.FAILED, failed_at=fake_clock.now())
+    health_check_run()
+    assert Incident.objects.filter(kind="failure_rate", closed_at=None).count() == 1
+    fake_clock.current = fake_clock.current.replace(hour=0, minute=3) + timedelta(days=1)
+    daily_rollover_run()
+    assert not Incident.objects.filter(closed_at=None).exists()
+    assert mail.outbox[-1].subject.endswith("(closed)")
+
+
+@pytest.mark.django_db
+def test_a_daily_report_the_mail_server_refused_is_sent_at_the_next_run(fake_clock, admins, monkeypatch):
+    fake_clock.current = datetime(2026, 3, 30, 0, 0, 5, tzinfo=UTC)
+    real_mail_admins = checks.mail_admins
+
+    def refused(*args, **kwargs):
+        raise ConnectionRefusedError("smtp down")
+
+    monkeypatch.setattr(checks, "mail_admins", refused)
+    assert daily_rollover_run() is False
+    assert not DailyReport.objects.exists()
+    monkeypatch.setattr(checks, "mail_admins", real_mail_admins)
+    fake_clock.advance(300)
+    assert daily_rollover_run() is True
+    assert [m.subject for m in mail.outbox] == ["[Relance] Daily report 2026-03-29"]

@@ -10,10 +10,12 @@ from datetime import timedelta
 import pytest
 import requests
 from django.conf import settings
+from django.core import mail
 from django.core.management import call_command
 
 from messaging.models import Device
 from monitoring.health import heartbeat_write
+from monitoring.models import Incident
 from tests.clusters import qcluster_kill, qcluster_start
 from tests.factories import make_device
 
@@ -130,3 +132,19 @@ def _get_when_listening(url: str, timeout: float = 20.0) -> requests.Response:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+def test_workers_down_is_raised_when_the_default_cluster_stops_though_the_others_still_run(
+    client, fake_clock, monkeypatch, settings
+):
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    # The senders' and the number checks' clusters still report themselves (same name).
+    monkeypatch.setattr("monitoring.health.cluster_reports_itself", lambda: True)
+    assert client.get("/health/").status_code == 503  # first start: no heartbeat yet, no alarm
+    assert not Incident.objects.exists()
+    heartbeat_write()
+    fake_clock.advance(301)  # then the default cluster dies
+    assert client.get("/health/").status_code == 503
+    assert Incident.objects.get(closed_at=None).kind == "workers_down"
+    assert [m.subject for m in mail.outbox] == ["[Relance] Workers down: last heartbeat 301 s ago"]

@@ -55,6 +55,28 @@ def test_a_child_that_dies_is_restarted(monkeypatch):
     assert not child.running()
 
 
+def test_what_a_dead_child_forked_is_killed_before_it_is_restarted(monkeypatch):
+    """A qcluster main process killed on its own leaves its workers: they must not live on."""
+    monkeypatch.setattr("monitoring.supervisor.RESTART_BACKOFF_SECONDS", (0,))
+    sleeper = "import time; time.sleep(60)"
+    forks = (
+        f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', {sleeper!r}])\ntime.sleep(60)"
+    )
+    child = Child("forker", [sys.executable, "-c", forks])
+    supervisor = Supervisor([child])
+    child.start()
+    first = child.process.pid
+    wait_for(lambda: len(group_members(first)) == 2, timeout=10, interval=0.1)
+    os.kill(first, signal.SIGKILL)
+    child.process.wait()
+    supervisor._restart_dead_children()
+    try:
+        wait_for(lambda: group_members(first) == [], timeout=5, interval=0.1)
+        assert child.running() and child.process.pid != first
+    finally:
+        supervisor.stop_all()
+
+
 @pytest.mark.django_db
 def test_setup_schedules_is_idempotent():
     call_command("setup_schedules", verbosity=0)
