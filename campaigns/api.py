@@ -184,7 +184,9 @@ class ContactSerializer(serializers.ModelSerializer):
         help_text="Any format; stored as E.164. National numbers are read in the default region.",
     )
     fields = serializers.DictField(
-        required=False, help_text="Free-form fields, used as message variables ({{ city }})."
+        child=serializers.CharField(allow_blank=True),  # a number is kept as its text
+        required=False,
+        help_text="Free-form fields, used as message variables ({{ city }}); values are texts.",
     )
     categories = serializers.PrimaryKeyRelatedField(
         many=True, required=False, queryset=Category.objects.all()

@@ -54,7 +54,9 @@ class Contact(models.Model):
         _("other fields"),
         default=dict,
         blank=True,
-        validators=[json_object],
+        # Texts only: Message 1 is rendered in SQL and Message 2 in Python, and only a text
+        # reads the same in both (true / True, 1e-05 / 0.00001).
+        validators=[json_object_of_texts],
         help_text=_("Free-form, used in messages."),
     )
     categories = models.ManyToManyField(Category, related_name="contacts", blank=True)

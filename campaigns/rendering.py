@@ -7,7 +7,9 @@ one it is reported before launch (see `missing_variables`), never sent as a blan
 
 import re
 
-VARIABLE = re.compile(r"{{\s*([A-Za-z_][\w-]*)\s*}}")
+# Any name without braces: a contact's own fields are named after the columns of the file
+# they came from ("Code postal", "Âge"), and such a name must never go out as written.
+VARIABLE = re.compile(r"{{\s*([^{}]*?[^{}\s])\s*}}")
 BUILTIN_VARIABLES = ("first_name", "name", "phone")
 
 

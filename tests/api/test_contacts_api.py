@@ -60,11 +60,18 @@ def test_bulk_refuses_anything_but_a_list_of_1_to_1000(staff, body):
     assert (response.status_code, response.json()["code"]) == (400, "invalid_items")
 
 
-def test_json_fields_refuse_what_postgresql_cannot_store(staff):
-    for fields in ({"a": "nul\u0000"}, {"a": 2**64}, {"a": [[[[[[["deep"]]]]]]]}):
+def test_json_fields_refuse_what_postgresql_cannot_store_or_a_message_cannot_print(staff):
+    for fields in ({"a": "nul\u0000"}, {"a": True}, {"a": [[[[[[["deep"]]]]]]]}, {"a": {"b": "c"}}):
         response = staff.post("/api/contacts/", {"phone": "0612345678", "fields": fields}, format="json")
         assert response.status_code == 400, fields
     assert Contact.objects.count() == 0
+
+
+def test_a_number_in_the_fields_is_kept_as_its_text(staff):
+    fields = {"age": 42, "big": 2**64}
+    response = staff.post("/api/contacts/", {"phone": "0612345678", "fields": fields}, format="json")
+    assert response.status_code == 201
+    assert Contact.objects.get().fields == {"age": "42", "big": "18446744073709551616"}
 
 
 def test_opt_out_marks_the_contact_and_cancels_its_pending_messages(staff, fake_clock):

@@ -191,11 +191,12 @@ TEXT = st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_cha
 def test_the_database_renders_exactly_as_the_python_renderer(
     fake_clock, before, first_name, name, own_first_name, ville, fallback, after
 ):
-    text = f"{before}{{{{ first_name }}}} {{{{name}}}}{{{{ ville }}}} {{{{ phone }}}}{after}"
-    fallbacks = {"first_name": fallback, "name": fallback, "ville": fallback}
+    variables = "{{ first_name }} {{name}}{{ ville }} {{ phone }}{{Code postal}}"
+    text = f"{before}{variables}{after}"
+    fallbacks = {"first_name": fallback, "name": fallback, "ville": fallback, "Code postal": fallback}
     with transaction.atomic():
         category = make_category()
-        fields = {"first_name": own_first_name, "ville": ville, "other": "x"}
+        fields = {"first_name": own_first_name, "ville": ville, "other": "x", "Code postal": ville}
         contacts = [
             make_contact(first_name=first_name, name=name, fields=fields, categories=[category]),
             make_contact(first_name="Léa", name="Martin", fields={"ville": "Lyon"}, categories=[category]),

@@ -22,6 +22,13 @@ def test_a_missing_variable_takes_the_fallback_else_is_an_error_naming_it():
         render("Bonjour {{ first_name }}", {"first_name": ""})
 
 
+def test_a_field_named_after_a_column_with_spaces_or_accents_is_a_variable():
+    contact = Contact(phone="+33612345678", fields={"Code postal": "69001", "Âge": "42"})
+    text = "CP {{ Code postal }}, {{Âge}} ans"
+    assert variables_in(text) == ["Code postal", "Âge"]
+    assert render_for_contact(text, contact) == "CP 69001, 42 ans"
+
+
 @given(text=st.text(alphabet=st.characters(blacklist_characters="{}"), max_size=50))
 def test_text_without_variables_is_sent_as_written(text):
     assert render(text, {}) == text
