@@ -202,14 +202,34 @@ def _stamp_times(message: Message, rank: int, data: dict, occurred: datetime | N
     return stamped
 
 
+def _event_ids(data: dict) -> tuple[str, str]:
+    """(Wassenger's 24-hex id, WhatsApp's id) the event gives, each "" when absent."""
+    ids = [first_text(data.get("id")), first_text(data.get("waId"))]
+    wassenger_id = next((i for i in ids if _WASSENGER_ID.match(i)), "")
+    whatsapp_id = next((i for i in ids if i and not _WASSENGER_ID.match(i)), "")
+    return wassenger_id, whatsapp_id
+
+
+def _other_copy(message: Message, data: dict) -> str:
+    """The event's id when it names another copy than the one recorded, else "".
+
+    A send whose answer was lost, and that reconciliation could not find, goes out again
+    under the same reference: the first copy's failure must not fail the second.
+    """
+    wassenger_id, whatsapp_id = _event_ids(data)
+    if wassenger_id and message.wassenger_id and wassenger_id != message.wassenger_id:
+        return wassenger_id
+    if whatsapp_id and message.whatsapp_id and whatsapp_id != message.whatsapp_id:
+        return whatsapp_id
+    return ""
+
+
 def _link_ids(message: Message, data: dict) -> set[str]:
     """Remember Wassenger's and WhatsApp's ids when the send's own answer was lost.
 
     Format B's data.id is Wassenger's 24-hex id; Format A's is the WhatsApp id.
     """
-    ids = [first_text(data.get("id")), first_text(data.get("waId"))]
-    wassenger_id = next((i for i in ids if _WASSENGER_ID.match(i)), "")
-    whatsapp_id = next((i for i in ids if i and not _WASSENGER_ID.match(i)), "")
+    wassenger_id, whatsapp_id = _event_ids(data)
     whatsapp_id = whatsapp_id if len(whatsapp_id) <= MAX_ID else ""  # the column's width
     linked = set()
     if wassenger_id and not message.wassenger_id:
@@ -237,6 +257,8 @@ def _record_failure(message: Message, data: dict, described: Described) -> str:
         )
     if message.status in (MessageStatus.DELIVERED, MessageStatus.READ, *_FINAL):
         return f"message {message.pk} is {message.status}: failure ignored" + (", contact invalid" * invalid)
+    if other := _other_copy(message, data):
+        return f"failure of another copy ({other}) of message {message.pk}, which went out again: ignored"
     before = message.status
     message.status, message.failed_at = MessageStatus.FAILED, described.occurred_at or clock.now()
     message.last_error = f"{_REPORTED_FAILURE}{reason}"[:500]

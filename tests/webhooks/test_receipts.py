@@ -114,6 +114,18 @@ def test_only_a_number_not_found_failure_marks_the_contact_invalid(post, reason,
     assert (message.contact.whatsapp_status == WhatsAppStatus.INVALID) is invalid
 
 
+def test_the_failure_of_an_earlier_copy_does_not_fail_the_copy_that_went_out(post):
+    """A send whose answer was lost and that reconciliation missed goes out again, under
+    the same reference: Wassenger may then report the first copy failed."""
+    message = sent_message_1()
+    first_copy = failed_event(message, "max retries exceeded")
+    first_copy[0]["data"].update(id=hex_id(), waId=wa_id())
+    post(first_copy)
+    message.refresh_from_db()
+    assert message.status == MessageStatus.SENT
+    assert "another copy" in WebhookEvent.objects.get().reason
+
+
 def test_a_failure_after_delivery_is_ignored(post):
     message = sent_message_1()
     post(ack_event(message, "delivered"))
