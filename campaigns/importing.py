@@ -199,10 +199,11 @@ def header_normalize(header: str) -> str:
 def _header_keys(headers: list[str], report: ImportReport) -> list[str | None]:
     """Where each column goes: a built-in attribute (first such column wins), a field, or nowhere."""
     keys: list[str | None] = []
-    for number, header in enumerate(headers, start=1):
+    for number, given in enumerate(headers, start=1):
+        header = given.replace("\x00", "")  # a field's name is a JSON key: no NUL in it
         alias = HEADER_ALIASES.get(header_normalize(header))
         key = alias if alias and alias not in keys else (header.strip() or None)
-        if key in keys:
+        if key is not None and key in keys:
             # A second phone, name… column (or a repeated header) is kept as a field of its
             # own: never merged into the first, whose values would be overwritten.
             key = f"{key}_{number}"

@@ -7,9 +7,11 @@ one it is reported before launch (see `missing_variables`), never sent as a blan
 
 import re
 
-# Any name without braces: a contact's own fields are named after the columns of the file
-# they came from ("Code postal", "Âge"), and such a name must never go out as written.
-VARIABLE = re.compile(r"{{\s*([^{}]*?[^{}\s])\s*}}")
+# A name starts with a letter (any alphabet) or _, and may hold words separated by single
+# spaces, digits, dots, hyphens and apostrophes: a contact's own fields are named after
+# the columns of the file they came from ("Code postal", "Âge"), and such a name must never
+# go out as written. "{{1}}" or "{{ 50 % off }}" stay text, as before.
+VARIABLE = re.compile(r"{{\s*([^\W\d][\w.'’-]*(?: [\w.'’-]+)*)\s*}}")
 BUILTIN_VARIABLES = ("first_name", "name", "phone")
 
 

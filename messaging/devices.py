@@ -13,7 +13,7 @@ def device_ensure_default() -> Device:
     A default device without a Wassenger id (made while trying Relance on the sandbox)
     takes WASSENGER_DEVICE_ID once it is set: switching to the real Wassenger is then a
     matter of settings. An id already stored, say one an operator typed in the admin, is
-    never replaced.
+    never replaced, nor is the id taken from a device that already has it.
     """
     default = Device.objects.filter(is_default=True).first()
     if default is None:
@@ -22,8 +22,13 @@ def device_ensure_default() -> Device:
         )
         default.is_default = True
         default.save(update_fields=["is_default"])
-    if not default.wassenger_id and settings.WASSENGER_DEVICE_ID:
-        default.wassenger_id = settings.WASSENGER_DEVICE_ID
+    configured = settings.WASSENGER_DEVICE_ID
+    if (
+        not default.wassenger_id
+        and configured
+        and not Device.objects.filter(wassenger_id=configured).exists()
+    ):
+        default.wassenger_id = configured
         default.save(update_fields=["wassenger_id"])
     return default
 

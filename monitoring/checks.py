@@ -1,7 +1,7 @@
 """The periodic health check and the daily rollover: what runs with nobody looking."""
 
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from django.conf import settings
 from django.core.mail import mail_admins
@@ -76,33 +76,59 @@ def alerts_for_device(row: DeviceFigures) -> None:
 DAY_INCIDENTS = ("quota_level", "failure_rate")
 
 
-def daily_rollover_run() -> bool:
-    """Once the UTC day is over: email its report and close its incidents, once.
+REPORT_CATCH_UP_DAYS = 7  # how far back an unreported day is still reported
 
-    Scheduled every few minutes rather than daily: each run reports the day just ended
-    unless that is done, so a cluster down at 00:00 UTC, a mail server failing (the report
-    is kept only once it went out, and tried again next run) or django-q shifting daily
-    schedules with a local TIME_ZONE's summer time never loses a day.
+
+def daily_rollover_run() -> bool:
+    """Once a UTC day is over: close its incidents, and email its report, once.
+
+    Scheduled every few minutes rather than daily, so that a cluster down at 00:00 UTC, a
+    mail server refusing the report (kept only once it went out) or django-q shifting
+    daily schedules with a local TIME_ZONE's summer time never loses a day: each run
+    reports every day since the last report (a week back at most) that is not reported
+    yet. True when it reported one.
     """
-    yesterday = clock.now().date() - timedelta(days=1)
-    if DailyReport.objects.filter(day=yesterday).exists():
-        return False
-    figures = [row.as_dict() for row in daily_figures(yesterday)]
-    try:
-        with transaction.atomic():
-            DailyReport.objects.create(day=yesterday, figures=figures, sent_at=clock.now())
-            mail_admins(f"Daily report {yesterday}", daily_report_text(yesterday, figures))
-    except IntegrityError:  # reported meanwhile (a second cluster)
-        return False
-    except Exception:
-        logger.exception("daily report %s: could not be emailed, will try again", yesterday)
-        return False
-    for incident in Incident.objects.filter(
-        kind__in=DAY_INCIDENTS, key__contains=f":{yesterday}", closed_at=None
-    ):
+    today = clock.now().date()
+    _day_incidents_close(before=today)
+    reported = False
+    for day in _days_unreported(today):
+        outcome = _day_report(day)
+        if outcome is None:  # the mail server refused: the next run tries again
+            break
+        reported |= outcome
+    return reported
+
+
+def _day_incidents_close(*, before) -> None:
+    """Incidents of a finished UTC day end with it, whatever becomes of its report."""
+    midnight = datetime.combine(before, time.min, tzinfo=UTC)
+    for incident in Incident.objects.filter(kind__in=DAY_INCIDENTS, closed_at=None, opened_at__lt=midnight):
         incident_close(
             kind=incident.kind, key=incident.key, summary=f"New UTC day: {incident.summary} (closed)"
         )
+
+
+def _days_unreported(today) -> list:
+    yesterday = today - timedelta(days=1)
+    last = DailyReport.objects.order_by("-day").values_list("day", flat=True).first()
+    if last is None:  # a first start: nothing before yesterday to report
+        return [yesterday]
+    first = max(last + timedelta(days=1), yesterday - timedelta(days=REPORT_CATCH_UP_DAYS - 1))
+    return [first + timedelta(days=n) for n in range((yesterday - first).days + 1)]
+
+
+def _day_report(day) -> bool | None:
+    """Report `day`: True if sent now, False if it already was, None if the mail failed."""
+    figures = [row.as_dict() for row in daily_figures(day)]
+    try:
+        with transaction.atomic():
+            DailyReport.objects.create(day=day, figures=figures, sent_at=clock.now())
+            mail_admins(f"Daily report {day}", daily_report_text(day, figures))
+    except IntegrityError:  # reported meanwhile (a second cluster)
+        return False
+    except Exception:
+        logger.exception("daily report %s: could not be emailed, will try again", day)
+        return None
     return True
 
 

@@ -11,6 +11,22 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        # Values written before fields were texts (the API took any JSON) become the text
+        # Message 1 printed for them (jsonb's); a non-object is kept as one text field.
+        migrations.RunSQL(
+            """
+            UPDATE campaigns_contact SET fields = jsonb_build_object('fields', fields #>> '{}')
+            WHERE jsonb_typeof(fields) <> 'object';
+            UPDATE campaigns_contact SET fields = (
+              SELECT jsonb_object_agg(key, CASE jsonb_typeof(value)
+                WHEN 'string' THEN value
+                WHEN 'null' THEN '""'::jsonb
+                ELSE to_jsonb(value #>> '{}') END)
+              FROM jsonb_each(fields))
+            WHERE EXISTS (SELECT 1 FROM jsonb_each(fields) WHERE jsonb_typeof(value) <> 'string');
+            """,
+            migrations.RunSQL.noop,
+        ),
         migrations.AlterField(
             model_name='contact',
             name='fields',

@@ -265,3 +265,9 @@ def test_any_rows_leave_one_contact_per_distinct_valid_phone_in_the_category(row
     assert report.invalid_count == sum(1 for e164, _raw in rows if e164 is None)
     assert report.new + report.updated + report.duplicate_count + report.invalid_count == len(rows)
     assert report.updated == len(expected & set(existing))
+
+
+def test_columns_without_a_header_are_left_out_and_a_nul_in_a_header_is_dropped():
+    report = run_import("phone,nom,,,vil\x00le\n0612345678,Ana,x,y,Lyon\n")
+    assert report.new == 1 and report.invalid_count == 0
+    assert contact("+33612345678").fields == {"ville": "Lyon"}

@@ -1,4 +1,6 @@
 import itertools
+import json
+from importlib import import_module
 
 import pytest
 from django.db import IntegrityError, connection, transaction
@@ -89,3 +91,28 @@ def test_final_statuses_allow_no_move():
     assert CAMPAIGN_TRANSITIONS[CampaignStatus.COMPLETED] == set()
     assert CAMPAIGN_TRANSITIONS[CampaignStatus.CANCELLED] == set()
     assert connection.vendor == "postgresql"
+
+
+def test_the_migration_to_text_fields_keeps_what_message_1_printed_for_older_values():
+    """0009: values the API once took as any JSON become the text Message 1 rendered."""
+    migration = import_module("campaigns.migrations.0009_contact_fields_are_texts").Migration
+    convert = migration.operations[0].sql
+    older = {"age": 42, "vip": True, "ratio": 1e-05, "none": None, "city": "Lyon", "tags": {"a": 1}}
+    kept, listed = make_contact(fields={"city": "Lyon"}), make_contact()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE campaigns_contact SET fields = %s::jsonb WHERE id = %s", [json.dumps(older), kept.pk]
+        )
+        cursor.execute("UPDATE campaigns_contact SET fields = '[1, 2]'::jsonb WHERE id = %s", [listed.pk])
+        cursor.execute(convert)
+    kept.refresh_from_db()
+    listed.refresh_from_db()
+    assert kept.fields == {
+        "age": "42",
+        "vip": "true",
+        "ratio": "0.00001",
+        "none": "",
+        "city": "Lyon",
+        "tags": '{"a": 1}',
+    }
+    assert listed.fields == {"fields": "[1, 2]"}

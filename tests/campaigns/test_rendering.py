@@ -29,6 +29,11 @@ def test_a_field_named_after_a_column_with_spaces_or_accents_is_a_variable():
     assert render_for_contact(text, contact) == "CP 69001, 42 ans"
 
 
+@pytest.mark.parametrize("text", ["{{1}}", "{{ 50 % de remise }}", "{{ a\nb }}", "{{ }}"])
+def test_braces_around_what_cannot_be_a_name_stay_text(text):
+    assert variables_in(text) == [] and render(text, {}) == text
+
+
 @given(text=st.text(alphabet=st.characters(blacklist_characters="{}"), max_size=50))
 def test_text_without_variables_is_sent_as_written(text):
     assert render(text, {}) == text

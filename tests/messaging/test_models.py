@@ -114,3 +114,12 @@ def test_the_due_message_query_of_a_device_is_an_index_scan_in_claim_order():
         )
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "message_due_by_device" in plan and "Sort" not in plan, plan
+
+
+def test_the_configured_id_is_not_copied_onto_the_default_device_when_another_device_has_it(settings):
+    settings.WASSENGER_DEVICE_ID = ""
+    default = device_ensure_default()
+    Device.objects.filter(pk=default.pk).update(wassenger_id="")
+    make_device(label="Mine", wassenger_id="5f0c0ffee0ddba11ab1e5eed")  # added in the admin
+    settings.WASSENGER_DEVICE_ID = "5f0c0ffee0ddba11ab1e5eed"
+    assert device_ensure_default().wassenger_id == ""  # and no IntegrityError: migrate runs this

@@ -162,7 +162,9 @@ def test_a_failure_rate_incident_of_a_closed_day_is_closed_at_rollover(
     fake_clock.current = fake_clock.current.replace(hour=0, minute=3) + timedelta(days=1)
     daily_rollover_run()
     assert not Incident.objects.filter(closed_at=None).exists()
-    assert mail.outbox[-1].subject.endswith("(closed)")
+    assert [m.subject for m in mail.outbox if m.subject.endswith("(closed)")] == [
+        "[Relance] New UTC day: Device Brest: 2 of 2 messages failed today (closed)"
+    ]
 
 
 @pytest.mark.django_db
@@ -180,3 +182,31 @@ def test_a_daily_report_the_mail_server_refused_is_sent_at_the_next_run(fake_clo
     fake_clock.advance(300)
     assert daily_rollover_run() is True
     assert [m.subject for m in mail.outbox] == ["[Relance] Daily report 2026-03-29"]
+
+
+@pytest.mark.django_db
+def test_a_mail_server_down_for_two_days_loses_no_report_and_closes_the_days_incidents(
+    fake_clock, admins, wassenger_up, monkeypatch
+):
+    device = make_device(label="Lille")
+    fake_clock.current = datetime(2026, 3, 28, 0, 1, tzinfo=UTC)
+    daily_rollover_run()  # 2026-03-27 reported: the mail server still works
+    DeviceDay.objects.create(device=device, day=fake_clock.now().date(), message_1_count=800)
+    health_check_run()  # a quota incident on 03-28
+    real_mail_admins = checks.mail_admins
+
+    def refused(subject, *args, **kwargs):
+        if subject.startswith("Daily report"):
+            raise ConnectionRefusedError("smtp down")
+        return real_mail_admins(subject, *args, **kwargs)
+
+    monkeypatch.setattr(checks, "mail_admins", refused)
+    for day in (29, 30):
+        fake_clock.current = datetime(2026, 3, day, 0, 1, tzinfo=UTC)
+        assert daily_rollover_run() is False
+    assert not Incident.objects.filter(closed_at=None).exists()  # 03-28's ended with it
+    monkeypatch.setattr(checks, "mail_admins", real_mail_admins)
+    fake_clock.advance(300)
+    assert daily_rollover_run() is True
+    reports = [m.subject for m in mail.outbox if "Daily report" in m.subject]
+    assert reports == [f"[Relance] Daily report 2026-03-{day}" for day in (27, 28, 29)]
