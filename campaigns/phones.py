@@ -1,7 +1,8 @@
 """Phone numbers: every number Relance stores is E.164 (`+33612345678`).
 
 Operators type numbers in every national format; `phonenumbers` (Google's libphonenumber)
-knows each country's numbering plan far better than a regex of ours could.
+knows each country's numbering plan far better than a regex of ours could. Masking a
+number for a log line is log redaction's job (`config.logging.phone_mask`).
 """
 
 import phonenumbers
@@ -50,13 +51,6 @@ def phone_normalize(raw: object, *, region: str | None = None) -> str:
         where = phonenumbers.region_code_for_number(number) or region
         raise _invalid(text, _("not a valid number in %(region)s") % {"region": where})
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-def phone_mask(phone: str) -> str:
-    """`+33612345678` → `+336•••••678`: enough to tell numbers apart in logs, no more."""
-    if len(phone) <= 7:
-        return "•" * len(phone)
-    return f"{phone[:4]}{'•' * (len(phone) - 7)}{phone[-3:]}"
 
 
 def _invalid(value: str, reason: str) -> ValidationError:

@@ -30,8 +30,8 @@ from campaigns.models import (
     VerificationStatus,
     WhatsAppStatus,
 )
-from campaigns.phones import phone_mask
 from config import clock
+from config.logging import phone_mask
 from messaging.wassenger import AuthError, InvalidNumber, RateLimited, WassengerError, check_number
 
 logger = logging.getLogger(__name__)

@@ -1,7 +1,9 @@
-"""Logging helpers: no secret reaches a log line.
+"""Logging helpers: no secret and no whole phone number reaches a log line.
 
 Wassenger calls the webhook with the secret in the query string, and the development
-server logs every request line; this filter blanks it (and any `token=`) wherever it appears.
+server logs every request line; a filter blanks it (and any `token=`) wherever it appears.
+A contact's phone is logged only through `phone_mask`, which every app's log lines use
+(the Wassenger client, the sender, replies, number verification).
 """
 
 import logging
@@ -12,6 +14,13 @@ _SECRET_IN_URL = re.compile(r"((?:secret|token)=)[^&\s\"']+", re.IGNORECASE)
 
 def redact(text: str) -> str:
     return _SECRET_IN_URL.sub(r"\1[redacted]", text)
+
+
+def phone_mask(phone: str) -> str:
+    """`+33612345678` → `+336•••••678`: enough to tell numbers apart in logs, no more."""
+    if len(phone) <= 7:
+        return "•" * len(phone)
+    return f"{phone[:4]}{'•' * (len(phone) - 7)}{phone[-3:]}"
 
 
 class SkipDeliberateUnavailable(logging.Filter):

@@ -23,8 +23,8 @@ from django.db import transaction
 from django.db.models import Q
 
 from campaigns.models import CampaignStatus, Contact, WhatsAppStatus
-from campaigns.phones import phone_mask
 from config import clock
+from config.logging import phone_mask
 from messaging import pacing, wassenger
 from messaging.claims import (
     Claim,

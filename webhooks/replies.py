@@ -15,9 +15,10 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from campaigns.models import CampaignStatus, Contact
-from campaigns.phones import phone_mask, phone_normalize
+from campaigns.phones import phone_normalize
 from campaigns.rendering import render_for_contact
 from config import clock
+from config.logging import phone_mask
 from messaging.dispatch import sender_enqueue
 from messaging.models import ACCEPTED_STATUSES, CANCELLED_OPTED_OUT, Message, MessageKind, MessageStatus
 from webhooks.ingest import dig, first_text, text_of

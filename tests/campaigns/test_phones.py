@@ -4,7 +4,8 @@ from django.core.exceptions import ValidationError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from campaigns.phones import phone_mask, phone_normalize
+from campaigns.phones import phone_normalize
+from config.logging import phone_mask
 
 
 @pytest.mark.parametrize(

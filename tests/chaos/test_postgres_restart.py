@@ -25,7 +25,7 @@ from campaigns.launch import campaign_launch
 from config.embedded_pg import url_for
 from messaging.dispatch import dispatch_run
 from messaging.models import Message
-from messaging.sandbox_state import sandbox_fate
+from messaging.wassenger.sandbox.state import sandbox_fate
 from tests.chaos.conftest import (
     accepted_by_phone,
     assert_counters_match_accepted_sends,

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import requests
 
-from messaging.sandbox_state import EXCLUSIVE_FAULTS
+from messaging.wassenger.sandbox.state import EXCLUSIVE_FAULTS
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 # Distinctive, so that a leak into a log line or an error message cannot go unnoticed.

@@ -12,7 +12,7 @@ import requests
 from django.core.management import CommandError, call_command
 
 from messaging import wassenger
-from messaging.sandbox_state import (
+from messaging.wassenger.sandbox.state import (
     REPLIES,
     SANDBOX_DEVICE_ID,
     SANDBOX_DEVICE_PHONE,
@@ -22,7 +22,7 @@ from messaging.sandbox_state import (
     Store,
     sandbox_fate,
 )
-from messaging.sandbox_webhooks import Scheduler, WebhookPoster
+from messaging.wassenger.sandbox.webhooks import Scheduler, WebhookPoster
 from messaging.wassenger import AuthError, InvalidNumber, OutcomeUnknown, RateLimited, Transient
 from tests.messaging.conftest import SANDBOX_TOKEN, WEBHOOK_SEED, WEBHOOK_SHARES, wait_for
 

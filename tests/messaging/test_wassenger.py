@@ -31,6 +31,7 @@ from messaging.wassenger import (
     Rejected,
     Transient,
     WassengerError,
+    client,
 )
 
 API = "https://api.wassenger.test/v1"
@@ -462,10 +463,10 @@ def test_the_token_never_appears_in_errors_or_logs(api, caplog, answer):
 
 
 def test_one_session_per_process_recreated_after_a_fork(monkeypatch):
-    first = wassenger._session()
-    assert wassenger._session() is first
-    monkeypatch.setattr(wassenger.os, "getpid", lambda: -1)  # as seen from a forked child
-    assert wassenger._session() is not first
+    first = client._session()
+    assert client._session() is first
+    monkeypatch.setattr(client.os, "getpid", lambda: -1)  # as seen from a forked child
+    assert client._session() is not first
 
 
 def test_settings_are_read_at_call_time(api, settings):

@@ -2,7 +2,7 @@ import signal
 
 from django.core.management.base import BaseCommand, CommandError
 
-from messaging.sandbox import Faults, Sandbox, sandbox_config
+from messaging.wassenger.sandbox.server import Faults, Sandbox, sandbox_config
 
 # flag → (Faults field, help)
 FAULT_FLAGS = {

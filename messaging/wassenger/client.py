@@ -1,7 +1,7 @@
 """The Wassenger client: the one module that talks HTTP to Wassenger.
 
-Every failure becomes exactly one `WassengerError` subclass that tells the sender what
-to do next (see `_status_error` and `_network_error` for the rules):
+Every failure becomes exactly one `WassengerError` subclass (errors.py) that tells the
+sender what to do next (see `_status_error` and `_network_error` for the rules):
 
 - `RateLimited`     429 and 503: wait (`retry_after` when the server said), then retry.
 - `InvalidNumber`   400/422 whose Wassenger error names the phone/number: never retry.
@@ -38,13 +38,22 @@ from django.conf import settings
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError
 
-from campaigns.phones import phone_mask
 from config import clock
+from config.logging import phone_mask
+from messaging.wassenger.errors import (
+    QUOTE_LIMIT,
+    AuthError,
+    InvalidNumber,
+    OutcomeUnknown,
+    RateLimited,
+    Rejected,
+    Transient,
+    WassengerError,
+)
 
 logger = logging.getLogger("messaging.wassenger")
 
 USER_AGENT = "Relance/1.0 (+WhatsApp campaigns)"
-QUOTE_LIMIT = 200  # characters of a response body quoted in an error
 PRIORITIES = ("low", "normal", "high", "urgent")
 
 T = TypeVar("T")
@@ -76,54 +85,6 @@ class RemoteMessage:
     delivery_status: str
     reference: str
     raw: dict
-
-
-# --- Errors -------------------------------------------------------------------------
-
-
-class WassengerError(Exception):
-    """A failed Wassenger call. `status` is None when no HTTP answer came back."""
-
-    def __init__(self, detail: str = "", *, status: int | None = None, error_code: str = ""):
-        self.status = status
-        self.error_code = _redact(error_code)
-        self.detail = _redact(detail)
-        super().__init__(self._describe())
-
-    def _describe(self) -> str:
-        parts = [f"HTTP {self.status}" if self.status is not None else "no HTTP answer"]
-        parts += [p for p in (self.error_code, self.detail) if p]
-        return ": ".join(parts)
-
-
-class RateLimited(WassengerError):
-    def __init__(self, detail: str = "", *, retry_after: float | None = None, **kwargs: Any):
-        self.retry_after = retry_after
-        super().__init__(detail, **kwargs)
-
-    def _describe(self) -> str:
-        wait = f" (retry after {self.retry_after:g} s)" if self.retry_after is not None else ""
-        return super()._describe() + wait
-
-
-class InvalidNumber(WassengerError):
-    """The request can never succeed for this phone: mark the contact invalid."""
-
-
-class AuthError(WassengerError):
-    """Bad token, missing permission or a plan/payment problem: stop this device."""
-
-
-class Rejected(WassengerError):
-    """A permanent refusal of this request; retrying the same request won't help."""
-
-
-class Transient(WassengerError):
-    """The request surely did not reach Wassenger (or it failed before acting): retry."""
-
-
-class OutcomeUnknown(WassengerError):
-    """The request may have been acted on: reconcile before any retry."""
 
 
 # --- Public calls -------------------------------------------------------------------
@@ -489,10 +450,3 @@ def _quote(content: bytes) -> str:
     text = content[: QUOTE_LIMIT * 4].decode("utf-8", errors="replace")
     text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
     return text[:QUOTE_LIMIT] + ("…" if len(text) > QUOTE_LIMIT else "")
-
-
-def _redact(text: str) -> str:
-    """Error text never carries the token, even when a server echoes it back."""
-    token = getattr(settings, "WASSENGER_API_TOKEN", "")
-    text = text.replace(token, "[token]") if token else text
-    return text if len(text) <= QUOTE_LIMIT * 2 else text[: QUOTE_LIMIT * 2] + "…"

@@ -3,7 +3,7 @@
 It answers the /v1 calls Relance makes the way Wassenger does (message objects, error
 bodies, a `Token` header), keeps a record of every message it accepted (/sandbox/…),
 injects faults on POST /v1/messages on demand, and calls Relance's webhook back
-(sandbox_webhooks.py). Faults that lose the answer (slow, dropped after read) still record
+(webhooks.py). Faults that lose the answer (slow, dropped after read) still record
 the message, drop_before_accept does not: "was it really sent?" stays answerable through
 /sandbox/messages.
 
@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, urlsplit
 
-from messaging.sandbox_state import (
+from messaging.wassenger.sandbox.state import (
     SANDBOX_DEVICE_ID,
     Faults,
     SandboxConfig,
@@ -42,7 +42,7 @@ from messaging.sandbox_state import (
     public,
     sandbox_fate,
 )
-from messaging.sandbox_webhooks import Lifecycle, Scheduler, WebhookPoster
+from messaging.wassenger.sandbox.webhooks import Lifecycle, Scheduler, WebhookPoster
 
 logger = logging.getLogger("messaging.sandbox")
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
-from messaging.sandbox_state import SandboxConfig, Store, now_iso, public, sandbox_reply_text
+from messaging.wassenger.sandbox.state import SandboxConfig, Store, now_iso, public, sandbox_reply_text
 
 logger = logging.getLogger("messaging.sandbox")
 

@@ -1,0 +1,54 @@
+"""Wassenger, the one seam between Relance and the WhatsApp gateway.
+
+Everything that knows Wassenger's wire lives in this package, and nothing outside it
+reads a raw Wassenger field by hand:
+
+    client.py     the HTTP calls (send, look up, check a number, list devices)
+    errors.py     the typed errors every failed call becomes
+    payloads.py   readers of the webhook payloads Wassenger posts (event names,
+                  Format A/B, ids, acks, texts, times, session states)
+    sandbox/      a local stand-in for the API that also posts webhooks back
+                  (`manage.py wassenger_sandbox`)
+
+Callers use this module's names (`from messaging import wassenger`,
+`wassenger.send_message(...)`, `wassenger.RateLimited`); tests fake the seam at the
+HTTP boundary (tests/fake_wassenger.py) or run the sandbox.
+"""
+
+from messaging.wassenger.client import (
+    NumberCheck,
+    RemoteMessage,
+    SendResult,
+    check_number,
+    find_message_by_reference,
+    get_message,
+    list_devices,
+    send_message,
+)
+from messaging.wassenger.errors import (
+    AuthError,
+    InvalidNumber,
+    OutcomeUnknown,
+    RateLimited,
+    Rejected,
+    Transient,
+    WassengerError,
+)
+
+__all__ = [
+    "AuthError",
+    "InvalidNumber",
+    "NumberCheck",
+    "OutcomeUnknown",
+    "RateLimited",
+    "Rejected",
+    "RemoteMessage",
+    "SendResult",
+    "Transient",
+    "WassengerError",
+    "check_number",
+    "find_message_by_reference",
+    "get_message",
+    "list_devices",
+    "send_message",
+]
