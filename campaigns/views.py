@@ -24,6 +24,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
 from campaigns.admin import STATUS_MOVES
+from campaigns.figures import campaign_counts, campaign_progress, failures_by_reason
 from campaigns.launch import (
     CampaignRefused,
     QuotaExceeded,
@@ -35,7 +36,6 @@ from campaigns.launch import (
 from campaigns.models import Campaign, CampaignStatus, Category, Contact, WhatsAppStatus
 from config import clock
 from messaging.models import Message, MessageKind, MessageStatus
-from monitoring.dashboard import campaign_counts, campaigns_in_progress, failures_by_reason
 
 # --- Lists ------------------------------------------------------------------------------------
 
@@ -106,15 +106,10 @@ def _campaign(pk: int) -> Campaign:
 
 def _live_context(campaign: Campaign) -> dict:
     """The figures that move while the campaign sends: counts, funnel, estimated finish."""
-    progress = None
-    if campaign.status in (CampaignStatus.SENDING, CampaignStatus.PAUSED, CampaignStatus.SCHEDULED):
-        progress = next(
-            (p for p in campaigns_in_progress(now=clock.now()) if p.campaign.pk == campaign.pk), None
-        )
     return {
         "campaign": campaign,
         "counts": campaign_counts([campaign.pk])[campaign.pk],
-        "progress": progress,
+        "progress": campaign_progress(campaign, now=clock.now()),
         "failures": failures_by_reason(campaign),
     }
 

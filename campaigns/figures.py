@@ -1,0 +1,176 @@
+"""A campaign's own figures: its funnel, failures by reason, and progress with an estimated finish.
+
+They belong to the campaign: its pages read them here, and the operator dashboard reads them
+here too (for every campaign in progress). Each figure costs a fixed number of queries:
+per-campaign counts are one GROUP BY over the messages of the campaigns asked for, and
+estimated finishes come from one snapshot of the devices fed to the pacing module's own
+estimate (the one launch uses), queue order included.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Count, Q
+
+from campaigns.models import Campaign, CampaignStatus
+from messaging import pacing
+from messaging.claims import device_policy, device_state, devices_with_sending_facts
+from messaging.models import Device, Message, MessageKind, MessageStatus
+
+# Campaigns in progress: launched and not finished.
+IN_PROGRESS = (CampaignStatus.SENDING, CampaignStatus.PAUSED, CampaignStatus.SCHEDULED)
+# Message 1 still to be settled: waiting, being sent, or sent with an outcome to reconcile.
+OPEN_STATUSES = (MessageStatus.PENDING, MessageStatus.SENDING, MessageStatus.UNKNOWN)
+
+
+# --- Per-campaign counts ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CampaignCounts:
+    """The funnel of one campaign (recipients → … → Message 2 sent) and what is left.
+
+    Each stage counts Message 1s that reached it or a later one: a read message was delivered.
+    """
+
+    recipients: int = 0
+    sent: int = 0
+    delivered: int = 0
+    read: int = 0
+    replied: int = 0
+    message_2_sent: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    open: int = 0  # not settled yet: pending, sending, or an unknown outcome
+
+    @property
+    def settled(self) -> int:
+        return self.sent + self.failed + self.cancelled
+
+    def share(self, count: int) -> float:
+        """`count` as a percentage of the recipients, for bars and the funnel."""
+        return round(100 * count / self.recipients, 1) if self.recipients else 0.0
+
+    @property
+    def progress(self) -> float:
+        return self.share(self.settled)
+
+    @property
+    def share_sent(self) -> float:
+        return self.share(self.sent)
+
+    @property
+    def share_failed(self) -> float:
+        return self.share(self.failed + self.cancelled)
+
+    @property
+    def funnel(self) -> list[tuple[str, int, float]]:
+        stages = ("recipients", "sent", "delivered", "read", "replied", "message_2_sent")
+        return [(stage, getattr(self, stage), self.share(getattr(self, stage))) for stage in stages]
+
+
+def _stage(condition: Q) -> Count:
+    return Count("id", filter=Q(kind=MessageKind.MESSAGE_1) & condition)
+
+
+_COUNTS = {
+    "recipients": _stage(Q()),
+    "sent": _stage(Q(sent_at__isnull=False)),
+    "delivered": _stage(Q(delivered_at__isnull=False) | Q(read_at__isnull=False)),
+    "read": _stage(Q(read_at__isnull=False)),
+    "replied": _stage(Q(replied_at__isnull=False)),
+    "message_2_sent": Count("id", filter=Q(kind=MessageKind.MESSAGE_2, sent_at__isnull=False)),
+    "failed": _stage(Q(status=MessageStatus.FAILED)),
+    "cancelled": _stage(Q(status=MessageStatus.CANCELLED)),
+    "open": _stage(Q(status__in=OPEN_STATUSES)),
+}
+
+
+def campaign_counts(campaign_ids: Iterable[int]) -> dict[int, CampaignCounts]:
+    """Counts of each campaign, in one query; a campaign with no message gets zeros."""
+    ids = list(campaign_ids)
+    rows = Message.objects.filter(campaign_id__in=ids).values("campaign_id").annotate(**_COUNTS)
+    found = {row.pop("campaign_id"): CampaignCounts(**row) for row in rows}
+    return {pk: found.get(pk, CampaignCounts()) for pk in ids}
+
+
+def failures_by_reason(campaign: Campaign, *, limit: int = 10) -> list[dict]:
+    """The commonest reasons messages of the campaign failed: [{"reason", "count"}]."""
+    failed = Message.objects.filter(campaign=campaign, status=MessageStatus.FAILED)
+    rows = failed.values("last_error").annotate(count=Count("id")).order_by("-count", "last_error")
+    return [{"reason": row["last_error"], "count": row["count"]} for row in rows[:limit]]
+
+
+# --- Campaigns in progress -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CampaignProgress:
+    campaign: Campaign
+    counts: CampaignCounts
+    estimated_finish: datetime | None  # None: nothing left, paused, halted device, or no room at all
+    note: str  # why there is no estimate: "all_sent", "paused", "halted", "no_allowance", or ""
+
+
+def campaigns_in_progress(*, now: datetime) -> list[CampaignProgress]:
+    campaigns = list(Campaign.objects.filter(status__in=IN_PROGRESS).select_related("device").order_by("pk"))
+    counts = campaign_counts(c.pk for c in campaigns)
+    finishes = _estimated_finishes(campaigns, counts, now=now)
+    return [CampaignProgress(c, counts[c.pk], *finishes[c.pk]) for c in campaigns]
+
+
+def _estimated_finishes(campaigns, counts, *, now) -> dict[int, tuple[datetime | None, str]]:
+    """Per device, campaigns are served in id order (the sender claims the oldest Message 1),
+    after every waiting Message 2: each campaign ends once the ones before it have."""
+    device_ids = sorted({c.device_id for c in campaigns})
+    devices = {d.pk: d for d in devices_with_sending_facts(device_ids, now)} if device_ids else {}
+    message_2 = _pending_message_2(device_ids)
+    ahead: dict[int, int] = defaultdict(int)
+    result = {}
+    for campaign in campaigns:
+        device = devices[campaign.device_id]
+        if campaign.status == CampaignStatus.PAUSED:
+            result[campaign.pk] = (None, "paused")
+            continue
+        if not counts[campaign.pk].open:
+            result[campaign.pk] = (None, "all_sent")
+            continue
+        ahead[device.pk] += counts[campaign.pk].open
+        result[campaign.pk] = _finish(campaign, device, ahead[device.pk], message_2.get(device.pk, 0), now)
+    return result
+
+
+def _finish(campaign: Campaign, device: Device, message_1: int, message_2: int, now: datetime):
+    if device.halted_at is not None:
+        return None, "halted"
+    start = max(campaign.starts_at or now, now)
+    try:
+        finish = pacing.pacing_estimate_finish(
+            policy=device_policy(device),
+            state=device_state(device, now),
+            now=start,
+            message_1=message_1,
+            message_2=message_2,
+        )
+    except ValueError:  # the device allows no Message 1 at all (a limit of zero)
+        return None, "no_allowance"
+    return finish, ""
+
+
+def _pending_message_2(device_ids: list[int]) -> dict[int, int]:
+    pending = Message.objects.filter(
+        device_id__in=device_ids, kind=MessageKind.MESSAGE_2, status=MessageStatus.PENDING
+    )
+    return dict(pending.values_list("device_id").annotate(count=Count("id")))
+
+
+def campaign_progress(campaign: Campaign, *, now: datetime) -> CampaignProgress | None:
+    """One campaign's progress; None unless it is in progress. Its finish depends on the
+    campaigns queued before it on its device, so every campaign in progress is estimated."""
+    if campaign.status not in IN_PROGRESS:
+        return None
+    return next((p for p in campaigns_in_progress(now=now) if p.campaign.pk == campaign.pk), None)
