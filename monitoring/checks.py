@@ -1,4 +1,9 @@
-"""The periodic health check and the daily rollover: what runs with nobody looking."""
+"""The periodic health check and the daily rollover: what runs with nobody looking.
+
+Incidents come from here only: the 2-minute check and `check_workers` turn the findings of
+monitoring/health.py and the day's figures into incidents (monitoring/alerts.py mails them).
+`/health/` and the dashboard read the same findings and change nothing.
+"""
 
 import logging
 from datetime import UTC, datetime, time, timedelta
@@ -12,7 +17,7 @@ from messaging import wassenger
 from messaging.models import Device
 from monitoring.alerts import incident_close, incident_open, incident_sync
 from monitoring.figures import LEVEL_ORDER, AlertLevel, DeviceFigures, daily_figures
-from monitoring.health import heartbeat_write, messages_check
+from monitoring.health import HEARTBEAT_NAME, Workers, heartbeat_write, messages_check, workers_state
 from monitoring.models import DailyReport, Incident
 
 logger = logging.getLogger(__name__)
@@ -22,10 +27,16 @@ def health_check_run() -> dict:
     """Every 2 minutes: heartbeat, Wassenger reachable, and the alerts that follow [8.4]."""
     report = {"wassenger": wassenger_check(), "messages": messages_check()}
     heartbeat_write(report)
+    workers_incident_sync(workers_state())  # the heartbeat is fresh again: an outage is over
     today = daily_figures(clock.now().date())
     for row in today:
         alerts_for_device(row)
     return report
+
+
+def workers_incident_sync(workers: Workers) -> None:
+    """Open the "workers down" incident while they are, close it once they are back."""
+    incident_sync(kind="workers_down", key=HEARTBEAT_NAME, active=workers.down, summary=workers.summary)
 
 
 def wassenger_check() -> dict:

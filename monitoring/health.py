@@ -1,18 +1,22 @@
-"""Is Relance healthy? One report for `/health/`, the dashboard and `check_workers`.
+"""Is Relance healthy? Findings for `/health/`, the dashboard, the 2-minute check and `check_workers`.
 
 Healthy means: the database answers, the cluster's heartbeat is fresh, and no device is
 halted. Workers are judged down from the outside (a stale heartbeat and no cluster
 status in the shared cache), because dead workers cannot report themselves.
+
+Everything here only reads and returns findings: a GET of `/health/` or of the dashboard
+changes nothing. Incidents (and their emails) are opened and closed from these findings by
+the 2-minute check and `check_workers` (monitoring/checks.py).
 """
 
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, connection
 
 from config import clock
-from monitoring.alerts import incident_sync
 
 logger = logging.getLogger(__name__)
 
@@ -57,26 +61,50 @@ def cluster_reports_itself() -> bool:
         return False
 
 
-def workers_check() -> dict:
-    """Stale heartbeat: unhealthy, and workers down, which opens (and later closes) the
-    "workers down" incident. The one exception is a first start: no heartbeat written yet
-    while a cluster already reports itself, whose health check is about to run.
+@dataclass(frozen=True)
+class Workers:
+    """What the heartbeat and the shared cache say of the workers."""
 
-    A cluster reporting itself is no proof that the default one (which writes the
-    heartbeat) is alive: the senders' and the number checks' clusters report themselves
-    under the same name.
-    """
-    age = heartbeat_age_seconds()
-    stale = age is None or age > settings.HEALTH_HEARTBEAT_MAX_AGE_SECONDS
-    published = cluster_reports_itself()
-    down = stale and (age is not None or not published)
-    summary = "Workers down: " + ("no heartbeat yet" if age is None else f"last heartbeat {age:.0f} s ago")
-    incident_sync(kind="workers_down", key=HEARTBEAT_NAME, active=down, summary=summary)
-    return {
-        "ok": not stale,
-        "heartbeat_age_seconds": None if age is None else round(age, 1),
-        "cluster_status_published": published,
-    }
+    heartbeat_age_seconds: float | None  # None: no heartbeat written yet
+    cluster_status_published: bool
+
+    @property
+    def stale(self) -> bool:
+        age = self.heartbeat_age_seconds
+        return age is None or age > settings.HEALTH_HEARTBEAT_MAX_AGE_SECONDS
+
+    @property
+    def down(self) -> bool:
+        """Stale, except on a first start: no heartbeat written yet while a cluster already
+        reports itself, whose health check is about to run.
+
+        A cluster reporting itself is no proof that the default one (which writes the
+        heartbeat) is alive: the senders' and the number checks' clusters report themselves
+        under the same name.
+        """
+        return self.stale and (self.heartbeat_age_seconds is not None or not self.cluster_status_published)
+
+    @property
+    def summary(self) -> str:
+        age = self.heartbeat_age_seconds
+        return "Workers down: " + ("no heartbeat yet" if age is None else f"last heartbeat {age:.0f} s ago")
+
+    def as_check(self) -> dict:
+        age = self.heartbeat_age_seconds
+        return {
+            "ok": not self.stale,
+            "heartbeat_age_seconds": None if age is None else round(age, 1),
+            "cluster_status_published": self.cluster_status_published,
+        }
+
+
+def workers_state() -> Workers:
+    return Workers(heartbeat_age_seconds(), cluster_reports_itself())
+
+
+def workers_check() -> dict:
+    """Stale heartbeat: unhealthy. Whether that makes an incident is the checks' call."""
+    return workers_state().as_check()
 
 
 def database_check() -> dict:

@@ -12,8 +12,10 @@ import requests
 from django.conf import settings
 from django.core import mail
 from django.core.management import call_command
+from django.urls import reverse
 
 from messaging.models import Device
+from monitoring.checks import health_check_run
 from monitoring.health import heartbeat_write
 from monitoring.models import Incident
 from tests.clusters import qcluster_kill, qcluster_start
@@ -142,9 +144,44 @@ def test_workers_down_is_raised_when_the_default_cluster_stops_though_the_others
     # The senders' and the number checks' clusters still report themselves (same name).
     monkeypatch.setattr("monitoring.health.cluster_reports_itself", lambda: True)
     assert client.get("/health/").status_code == 503  # first start: no heartbeat yet, no alarm
+    with pytest.raises(SystemExit):
+        call_command("check_workers")
     assert not Incident.objects.exists()
     heartbeat_write()
     fake_clock.advance(301)  # then the default cluster dies
     assert client.get("/health/").status_code == 503
+    with pytest.raises(SystemExit):
+        call_command("check_workers")
     assert Incident.objects.get(closed_at=None).kind == "workers_down"
     assert [m.subject for m in mail.outbox] == ["[Relance] Workers down: last heartbeat 301 s ago"]
+
+
+def test_reading_health_and_the_dashboard_with_a_stale_heartbeat_opens_no_incident_the_checks_do(
+    client, django_user_model, fake_clock, monkeypatch, settings
+):
+    """GET requests only read: incidents and their emails come from the 2-minute check and
+    check_workers, never from /health/ or the dashboard's live part."""
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    monkeypatch.setattr("monitoring.checks.wassenger_check", lambda: {"ok": True})
+    device = make_device(label="Main")
+    Device.objects.filter(pk=device.pk).update(halted_at=fake_clock.now(), halted_reason="logged out")
+    heartbeat_write()
+    fake_clock.advance(301)
+    client.force_login(django_user_model.objects.create_user("viewer", password="x"))
+    assert client.get("/health/").status_code == 503
+    assert client.get(reverse("dashboard-live")).status_code == 200
+    assert client.get(reverse("dashboard")).status_code == 200
+    assert not Incident.objects.exists() and not mail.outbox
+
+    with pytest.raises(SystemExit):
+        call_command("check_workers")
+    assert list(Incident.objects.filter(closed_at=None).values_list("kind", flat=True)) == ["workers_down"]
+    health_check_run()  # the cluster is back: its check closes the outage and raises the halt
+    open_now = Incident.objects.filter(closed_at=None).values_list("kind", flat=True)
+    assert list(open_now) == ["device_halted"]
+    assert [m.subject for m in mail.outbox] == [
+        "[Relance] Workers down: last heartbeat 301 s ago",
+        "[Relance] Resolved: Workers down: last heartbeat 301 s ago",
+        "[Relance] Device Main halted: logged out",
+    ]

@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand
 
-from monitoring.health import workers_check
+from monitoring.checks import workers_incident_sync
+from monitoring.health import workers_state
 
 
 class Command(BaseCommand):
@@ -13,10 +14,12 @@ class Command(BaseCommand):
         from django.db import DatabaseError
 
         try:
-            result = workers_check()
+            workers = workers_state()
+            workers_incident_sync(workers)
         except DatabaseError as error:
             self.stderr.write(f"database unreachable: {error}")
             raise SystemExit(2) from None
+        result = workers.as_check()
         age = result["heartbeat_age_seconds"]
         if result["ok"]:
             self.stdout.write(f"workers alive: heartbeat {age:.0f} s ago")
