@@ -1,8 +1,9 @@
-"""Every periodic job Relance runs, declared in one place.
+"""Every periodic job of every app, declared in one place.
 
-`setup_schedules` (run after every migrate and by the run command) makes the database
-match this list: it creates or updates each schedule by name and never duplicates one.
-Later work adds entries here.
+`manage.py setup_schedules` (messaging's command, run by `runall`, by messaging's
+post-migrate hook and by each release's start script) makes the database match this list:
+it creates or updates each schedule by name and never duplicates one. A new periodic job,
+whichever app's task it runs, is one more entry here.
 """
 
 from dataclasses import dataclass

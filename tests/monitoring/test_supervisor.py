@@ -13,7 +13,7 @@ from django.db import connection
 from django_q.models import Schedule
 
 from config.embedded_pg import url_for
-from messaging.schedules import SCHEDULES
+from config.schedules import SCHEDULES
 from monitoring.supervisor import Child, Supervisor, manage_py
 from tests.messaging.conftest import BASE_DIR, wait_for
 

@@ -1,10 +1,10 @@
 from django.core.management.base import BaseCommand
 
-from messaging.schedules import schedules_sync
+from config.schedules import schedules_sync
 
 
 class Command(BaseCommand):
-    help = "Create or update Relance's periodic jobs (idempotent)."
+    help = "Create or update the periodic jobs declared in config/schedules.py (idempotent)."
 
     def handle(self, *args, **options):
         names = schedules_sync()
