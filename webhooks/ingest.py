@@ -7,7 +7,8 @@ cluster; the sweeper in processing.py catches anything left waiting).
 
 Both real formats arrive here (wassenger-api.md): Format A, one event object, and
 Format B, an array of up to 25 gateway events; each array item is stored as its own event.
-Parsing is lenient: only what processing needs is required, the rest is kept raw.
+Parsing is lenient: only what processing needs is required, the rest is kept raw. Every
+field is read through messaging/wassenger/payloads.py; the task rows come from config/queue.py.
 """
 
 from __future__ import annotations
@@ -17,34 +18,24 @@ import json
 import logging
 import math
 import re
-import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.utils import timezone
-from django_q.conf import Conf
-from django_q.models import OrmQ
-from django_q.signing import SignedPackage
 from django_q.tasks import async_task
 
-from config import clock
+from config import clock, queue
 from config.prepared import prepared_cursor
-from webhooks.models import EventStatus
+from messaging.wassenger import payloads
+from webhooks.models import EventStatus, WebhookEvent
 
 logger = logging.getLogger(__name__)
 
-OUTBOUND_EVENTS = frozenset({"message:out:ack", "message:out:new", "message:out:sent", "message:out:failed"})
-INBOUND_EVENT = "message:in:new"
-SESSION_EVENT = "number:session"
-HANDLED_EVENTS = OUTBOUND_EVENTS | {INBOUND_EVENT, SESSION_EVENT}
 # Column widths of WebhookEvent: a longer value is refused rather than cut (a cut id
 # could make two different events look like one).
 MAX_EVENT, MAX_ID, MAX_ACK = 64, 128, 32
-# Timestamps outside these years are garbage, not times (epoch seconds from 2000 to 2100).
-_EPOCH_RANGE = (946_684_800, 4_102_444_800)
 _REPLACEMENT = "\ufffd"
 _UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 # How they can appear in the body's text: as escapes (a false alarm only costs a walk).
@@ -117,57 +108,42 @@ def event_describe(item: object) -> Described:
     """Describe one event (a Format A object or one Format B array item)."""
     if not isinstance(item, dict):
         return _rejected(item, f"not an event object but a JSON {_json_type(item)}")
-    event = text_of(item.get("event"))
+    event = payloads.event_name(item)
     if not event:
         return _rejected(item, "no event name")
-    if event not in HANDLED_EVENTS:
+    if event not in payloads.HANDLED_EVENTS:
         return _rejected(item, f"event {event[:MAX_EVENT]!r} is not one Relance processes")
-    data = item.get("data")
-    if not isinstance(data, dict):
+    data = payloads.event_data(item)
+    if data is None:
         return _rejected(item, f"{event}: no data object")
-    if event == SESSION_EVENT:
-        return _describe_session(item, data)
+    if event == payloads.SESSION_EVENT:
+        return _describe_session(item)
     return _describe_message(event, item, data)
 
 
 def _describe_message(event: str, item: dict, data: dict) -> Described:
-    message_id = first_text(data.get("id"), item.get("entityId"), item.get("id"), data.get("reference"))
-    ack = first_text(item.get("ack"), data.get("ack"), data.get("deliveryStatus"), data.get("status"))
+    message_id, ack = payloads.message_id(item), payloads.message_ack(item)
     if not message_id:
         return _rejected(item, f"{event}: no message id")
-    if event == INBOUND_EVENT:
-        if not first_text(data.get("fromNumber"), data.get("from")):
-            return _rejected(item, f"{event}: no sender number (data.fromNumber)")
-        # The inbound message's own id is unique; its ack changes nothing we act on.
-        key, occurred = f"{event}|{message_id}", _first_moment(data, item, inbound=True)
-    else:
-        key, occurred = f"{event}|{message_id}|{ack}", _first_moment(data, item, inbound=False)
+    inbound = event == payloads.INBOUND_EVENT
+    if inbound and not payloads.has_sender(data):
+        return _rejected(item, f"{event}: no sender number (data.fromNumber)")
+    # The inbound message's own id is unique; its ack changes nothing we act on.
+    key = f"{event}|{message_id}" if inbound else f"{event}|{message_id}|{ack}"
+    occurred = payloads.event_time(item, inbound=inbound)
     return _checked(Described(event, message_id, ack, key, occurred), item)
 
 
-def _describe_session(item: dict, data: dict) -> Described:
-    device = item.get("device") if isinstance(item.get("device"), dict) else {}
-    device_id = first_text(device.get("id"), dig(data, "device", "id"), data.get("device"), data.get("id"))
-    status = session_status(item)
+def _describe_session(item: dict) -> Described:
+    device_id, status = payloads.session_device_id(item), payloads.session_status(item)
     if not status:
-        return _rejected(item, f"{SESSION_EVENT}: no session status")
-    occurred = _first_moment(data, item, inbound=False)
+        return _rejected(item, f"{payloads.SESSION_EVENT}: no session status")
+    occurred = payloads.event_time(item, inbound=False)
     # A session goes offline and online again many times: its time (or, lacking one, its
     # whole content) tells one change from the next.
     when = occurred.isoformat() if occurred else _fingerprint(item)
-    key = f"{SESSION_EVENT}|{device_id}|{status}|{when}"
-    return _checked(Described(SESSION_EVENT, device_id, status, key, occurred), item)
-
-
-def session_status(item: dict) -> str:
-    data = item.get("data") if isinstance(item.get("data"), dict) else {}
-    return first_text(
-        dig(data, "session", "status"),
-        data.get("status"),
-        dig(data, "device", "session", "status"),
-        dig(item, "device", "session", "status"),
-        item.get("status"),
-    ).lower()
+    key = f"{payloads.SESSION_EVENT}|{device_id}|{status}|{when}"
+    return _checked(Described(payloads.SESSION_EVENT, device_id, status, key, occurred), item)
 
 
 def _checked(described: Described, item: dict) -> Described:
@@ -179,67 +155,15 @@ def _checked(described: Described, item: dict) -> Described:
 
 def _rejected(item: object, problem: str) -> Described:
     """A rejected event is still stored once: keyed by a hash of its whole content."""
-    as_dict = item if isinstance(item, dict) else {}
-    data = as_dict.get("data") if isinstance(as_dict.get("data"), dict) else {}
+    event, message_id, ack = payloads.event_summary(item)
     return Described(
-        event=text_of(as_dict.get("event"))[:MAX_EVENT],
-        message_id=first_text(data.get("id"), as_dict.get("id"))[:MAX_ID],
-        ack=first_text(as_dict.get("ack"), data.get("ack"), data.get("status"))[:MAX_ACK],
+        event=event[:MAX_EVENT],
+        message_id=message_id[:MAX_ID],
+        ack=ack[:MAX_ACK],
         dedup_key=f"rejected|{_fingerprint(item)}",
         occurred_at=None,
         problem=problem,
     )
-
-
-# --- Small readers -------------------------------------------------------------------------
-
-
-def text_of(value: object) -> str:
-    """A string or integer field as text; anything else (objects, booleans, null) as ""."""
-    if isinstance(value, str):
-        return value.strip()
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return ""
-
-
-def first_text(*values: object) -> str:
-    return next((text for text in map(text_of, values) if text), "")
-
-
-def dig(value: object, *keys: str) -> object:
-    for key in keys:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value
-
-
-def moment_of(value: object) -> datetime | None:
-    """An epoch (seconds or milliseconds) or ISO 8601 time as an aware datetime, else None."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        seconds = value / 1000 if value > _EPOCH_RANGE[1] else value
-        if _EPOCH_RANGE[0] <= seconds <= _EPOCH_RANGE[1]:
-            return datetime.fromtimestamp(seconds, UTC)
-        return None
-    if not isinstance(value, str) or not 10 <= len(value) <= 40:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return moment if 2000 <= moment.year <= 2100 else None
-
-
-def _first_moment(data: dict, item: dict, *, inbound: bool) -> datetime | None:
-    # A reply's own time is when the contact wrote; a receipt's is when the event was made.
-    own = (data.get("timestamp"), data.get("date"))
-    envelope = (item.get("created"), item.get("date"))
-    for value in (*own, *envelope) if inbound else (*envelope, *own):
-        if (moment := moment_of(value)) is not None:
-            return moment
-    return None
 
 
 def _fingerprint(item: object) -> str:
@@ -267,17 +191,18 @@ class Stored:
 
 # One statement per delivery, atomic on its own (no BEGIN/COMMIT round trips, one
 # commit): the events, and for each new one waiting for processing its django-q task, as
-# the ORM broker would write it (key, payload, lock). The task exists if and only if its
-# event was stored: an outbox. A redelivery, or a duplicate inside one array, hits the
-# unique key and gets neither; concurrent deliveries of one event wait for each other on
-# that index, so exactly one of them inserts. bench/webhook_ingest.py measures this path;
-# as two commits (the event, then async_task on commit) it took about 20% fewer events/s.
+# the ORM broker would write it (key, payload, lock; config/queue.py builds them). The
+# task exists if and only if its event was stored: an outbox. A redelivery, or a
+# duplicate inside one array, hits the unique key and gets neither; concurrent deliveries
+# of one event wait for each other on that index, so exactly one of them inserts.
+# bench/webhook_ingest.py measures this path; as two commits (the event, then
+# async_task on commit) it took about 20% fewer events/s.
 _STORE_SQL = """
 WITH given AS (
   SELECT DISTINCT ON (dedup_key) * FROM (VALUES {rows})
     AS v (event, message_id, ack, dedup_key, payload, status, reason, occurred_at, task)
 ), stored AS (
-  INSERT INTO webhooks_webhookevent
+  INSERT INTO {event_table}
     (event, message_id, ack, dedup_key, payload, status, reason, occurred_at, received_at, attempts)
   SELECT event, message_id, ack, dedup_key, payload::jsonb, status, reason, occurred_at, %s, 0 FROM given
   ON CONFLICT (dedup_key) DO NOTHING
@@ -295,21 +220,36 @@ PROCESS_TASK = "webhooks.tasks.process_event"
 
 def events_store(*, body: object) -> Stored:
     """Store every event of a parsed body once, with a processing task for each new one."""
-    items = body if isinstance(body, list) and body else [body]
+    items = payloads.body_events(body)
     described = [event_describe(item) for item in items]
     # With django-q's ORM broker each task is written in the same statement as its event.
     # Otherwise (another broker; or sync mode in tests, where a task runs the moment it
     # is made) tasks are made once their events are committed.
-    together = bool(Conf.ORM) and not Conf.SYNC
-    params = [value for item, d in zip(items, described, strict=True) for value in _row(item, d, together)]
-    now, queue = clock.now(), settings.Q_CLUSTER["name"]  # the default cluster, never the senders'
-    sql = _STORE_SQL.format(rows=", ".join([_ROW_SQL] * len(items)), queue_table=OrmQ._meta.db_table)
-    inserted = _run_store(sql, [*params, now, queue, timezone.now()])
+    together = queue.tasks_in_statement()
+    cluster = settings.Q_CLUSTER["name"]  # the default cluster, never the senders'
+    task_cluster = cluster if together else None
+    params = [
+        value for item, d in zip(items, described, strict=True) for value in _row(item, d, task_cluster)
+    ]
+    inserted = _run_store(_store_sql(len(items)), [*params, clock.now(), *_task_columns(cluster)])
     waiting = [pk for pk, status in inserted if status == EventStatus.RECEIVED]
     for pk in () if together else waiting:
-        transaction.on_commit(partial(async_task, PROCESS_TASK, pk, cluster=queue), robust=True)
+        transaction.on_commit(partial(async_task, PROCESS_TASK, pk, cluster=cluster), robust=True)
     rejected = len(inserted) - len(waiting)
     return Stored(stored=len(waiting), rejected=rejected, duplicates=len(items) - len(inserted))
+
+
+def _store_sql(rows: int) -> str:
+    return _STORE_SQL.format(
+        rows=", ".join([_ROW_SQL] * rows),
+        event_table=WebhookEvent._meta.db_table,
+        queue_table=queue.task_queue_table(),
+    )
+
+
+def _task_columns(cluster: str) -> tuple:
+    """The (key, lock) columns shared by every task row of the statement."""
+    return queue.task_queue_key(cluster=cluster), queue.task_ready_at()
 
 
 def _run_store(sql: str, params: list) -> list[tuple]:
@@ -336,9 +276,10 @@ def _execute(sql: str, params: list) -> list[tuple]:
         return cursor.fetchall()
 
 
-def _row(item: object, described: Described, with_task: bool) -> tuple:
+def _row(item: object, described: Described, task_cluster: str | None) -> tuple:
+    """The statement's values for one event; with its task's package when `task_cluster`."""
     status = EventStatus.REJECTED if described.problem else EventStatus.RECEIVED
-    task = _task_package(described) if with_task and not described.problem else None
+    task = _task_package(described, task_cluster) if task_cluster and not described.problem else None
     payload = json.dumps(item, ensure_ascii=False)
     return (
         described.event,
@@ -353,18 +294,10 @@ def _row(item: object, described: Described, with_task: bool) -> tuple:
     )
 
 
-def _task_package(described: Described) -> str:
-    """The signed django-q package of `process_event(dedup_key)`, the task async_task would
-    make (tests/webhooks check that the cluster runs it).
+def _task_package(described: Described, cluster: str) -> str:
+    """The signed django-q package of `process_event(dedup_key)` (config/queue.py).
 
-    Built here rather than through async_task, which adds a human-readable id, signals and
-    an "Enqueued" log line per event: half of the package's cost on the webhook's hot path.
     The event's id is not known before the statement runs; its key is, and is as unique.
     """
-    task = {"id": uuid.uuid4().hex, "name": f"webhook {described.event}", "func": PROCESS_TASK}
-    task.update(args=(described.dedup_key,), kwargs={}, started=timezone.now())
-    if Conf.ACK_FAILURES:
-        task["ack_failure"] = Conf.ACK_FAILURES
-    if Conf.CACHED:
-        task["cached"] = Conf.CACHED
-    return SignedPackage.dumps(task)
+    name = f"webhook {described.event}"
+    return queue.task_package(func=PROCESS_TASK, args=(described.dedup_key,), name=name, cluster=cluster)

@@ -11,7 +11,6 @@ reply's Message 2 is created at most once (the Message 1 row is locked, and the 
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -26,18 +25,10 @@ from config import clock
 from messaging.dispatch import sender_enqueue
 from messaging.models import Device, Message, MessageStatus
 from messaging.sending import message_counts_again
+from messaging.wassenger import payloads
+from messaging.wassenger.payloads import FAILED_EVENT, INBOUND_EVENT, SESSION_EVENT
 from webhooks import replies
-from webhooks.ingest import (
-    INBOUND_EVENT,
-    MAX_ID,
-    SESSION_EVENT,
-    Described,
-    dig,
-    event_describe,
-    first_text,
-    moment_of,
-    text_of,
-)
+from webhooks.ingest import MAX_ID, Described, event_describe
 from webhooks.models import EventStatus, WebhookEvent
 
 logger = logging.getLogger(__name__)
@@ -63,11 +54,6 @@ _FINAL = frozenset({MessageStatus.FAILED, MessageStatus.CANCELLED})
 # never went out), when Wassenger did not say so itself: a receipt proves they did.
 _GIVEN_UP = frozenset({MessageStatus.PENDING, *_FINAL})
 _REPORTED_FAILURE = "Wassenger: "  # last_error of a failure Wassenger reported
-_WASSENGER_ID = re.compile(r"^[0-9a-f]{24}$")
-# "Phone number does not exist on WhatsApp", "number not found"…: both parts must appear,
-# so that "invalid media" or "message not found" never marks a contact invalid.
-_NUMBER = re.compile(r"phone|number|wid\b|recipient|whatsapp account", re.IGNORECASE)
-_MISSING = re.compile(r"not exist|n't exist|not found|not registered|not on whatsapp|invalid", re.IGNORECASE)
 
 
 class NotYet(Exception):
@@ -125,11 +111,11 @@ def _apply(event: WebhookEvent) -> tuple[str, str]:
 
 
 def _outbound(item: dict, described: Described, event: WebhookEvent) -> str:
-    data = item["data"]
+    data = payloads.event_data(item)
     message = _our_message(item, data)
     if message is None:
         return "not a Relance message (its reference is not ours)"
-    failed = described.event == "message:out:failed" or described.ack.lower() in _FAILED_ACKS
+    failed = described.event == FAILED_EVENT or described.ack.lower() in _FAILED_ACKS
     if failed:
         return _record_failure(message, data, described)
     return _record_progress(message, _rank_of(described), data, described)
@@ -142,12 +128,11 @@ def _our_message(item: dict, data: dict) -> Message | None:
     and none matches yet (the send's answer, which records them, may still be on its way).
     """
     locked = Message.objects.select_for_update()
-    reference = _as_uuid(data.get("reference"))
+    reference = _as_uuid(payloads.message_reference(data))
     if reference is not None:
         return locked.filter(reference=reference).first()
-    ids = {first_text(v) for v in (data.get("id"), data.get("waId"), item.get("entityId"), item.get("id"))}
-    ids.discard("")
-    hex_ids = {i for i in ids if _WASSENGER_ID.match(i)}
+    ids = payloads.message_ids(item)
+    hex_ids = {i for i in ids if payloads.WASSENGER_ID.match(i)}
     message = locked.filter(Q(wassenger_id__in=hex_ids) | Q(whatsapp_id__in=ids)).order_by("pk").first()
     if message is None:
         raise NotYet(f"no Relance message has id {', '.join(sorted(ids))}")
@@ -196,18 +181,10 @@ def _stamp_times(message: Message, rank: int, data: dict, occurred: datetime | N
     stamped = set()
     for field, needed, key in _TIMES:
         if rank >= needed and getattr(message, field) is None:
-            moment = moment_of(dig(data, "events", key, "date")) or fallback
+            moment = payloads.status_time(data, status=key) or fallback
             setattr(message, field, moment)
             stamped.add(field)
     return stamped
-
-
-def _event_ids(data: dict) -> tuple[str, str]:
-    """(Wassenger's 24-hex id, WhatsApp's id) the event gives, each "" when absent."""
-    ids = [first_text(data.get("id")), first_text(data.get("waId"))]
-    wassenger_id = next((i for i in ids if _WASSENGER_ID.match(i)), "")
-    whatsapp_id = next((i for i in ids if i and not _WASSENGER_ID.match(i)), "")
-    return wassenger_id, whatsapp_id
 
 
 def _other_copy(message: Message, data: dict) -> str:
@@ -216,7 +193,7 @@ def _other_copy(message: Message, data: dict) -> str:
     A send whose answer was lost, and that reconciliation could not find, goes out again
     under the same reference: the first copy's failure must not fail the second.
     """
-    wassenger_id, whatsapp_id = _event_ids(data)
+    wassenger_id, whatsapp_id = payloads.message_event_ids(data)
     if wassenger_id and message.wassenger_id and wassenger_id != message.wassenger_id:
         return wassenger_id
     if whatsapp_id and message.whatsapp_id and whatsapp_id != message.whatsapp_id:
@@ -229,7 +206,7 @@ def _link_ids(message: Message, data: dict) -> set[str]:
 
     Format B's data.id is Wassenger's 24-hex id; Format A's is the WhatsApp id.
     """
-    wassenger_id, whatsapp_id = _event_ids(data)
+    wassenger_id, whatsapp_id = payloads.message_event_ids(data)
     whatsapp_id = whatsapp_id if len(whatsapp_id) <= MAX_ID else ""  # the column's width
     linked = set()
     if wassenger_id and not message.wassenger_id:
@@ -241,16 +218,16 @@ def _link_ids(message: Message, data: dict) -> set[str]:
     return linked
 
 
-def _as_uuid(value: object) -> uuid.UUID | None:
+def _as_uuid(value: str) -> uuid.UUID | None:
     try:
-        return uuid.UUID(text_of(value)) if text_of(value) else None
+        return uuid.UUID(value) if value else None
     except ValueError:
         return None
 
 
 def _record_failure(message: Message, data: dict, described: Described) -> str:
-    reason = first_text(data.get("failureReason"), data.get("error"), data.get("reason")) or "no reason given"
-    invalid = bool(_NUMBER.search(reason) and _MISSING.search(reason))
+    reason = payloads.failure_reason(data) or "no reason given"
+    invalid = payloads.failure_names_missing_number(reason)
     if invalid:
         Contact.objects.filter(pk=message.contact_id).update(
             whatsapp_status=WhatsAppStatus.INVALID, whatsapp_checked_at=clock.now()
@@ -270,14 +247,14 @@ def _record_failure(message: Message, data: dict, described: Described) -> str:
 
 
 def _inbound(item: dict, described: Described, event: WebhookEvent) -> str:
-    data = item["data"]
-    if replies.is_group(data):
+    data = payloads.event_data(item)
+    if payloads.is_group(data):
         return "group message: ignored"
     phone = replies.sender_phone(data)
     contact = Contact.objects.select_for_update().filter(phone=phone).first()
     if contact is None:
         return "no contact has this number: nothing to do"
-    if replies.is_stop_word(replies.reply_text(data)):
+    if replies.is_stop_word(payloads.reply_text(data)):
         return replies.contact_opt_out(contact=contact)
     # Until its last attempt, a reply waits for the outcome of a Message 1 still in flight;
     # then it is judged on what is known.
@@ -313,7 +290,7 @@ def _session(item: dict, described: Described, event: WebhookEvent) -> str:
 
 def _session_device(item: dict, wassenger_id: str) -> Device | None:
     devices = Device.objects.select_for_update()
-    phone = text_of(dig(item, "device", "phone"))
+    phone = payloads.session_device_phone(item)
     match = Q(wassenger_id=wassenger_id) if wassenger_id else Q(pk__in=[])
     device = devices.filter(match | Q(phone=phone) if phone else match).first()
     if device is None and Device.objects.count() == 1:

@@ -21,7 +21,7 @@ from config import clock
 from config.logging import phone_mask
 from messaging.dispatch import sender_enqueue
 from messaging.models import ACCEPTED_STATUSES, CANCELLED_OPTED_OUT, Message, MessageKind, MessageStatus
-from webhooks.ingest import dig, first_text, text_of
+from messaging.wassenger import payloads
 
 logger = logging.getLogger(__name__)
 
@@ -37,21 +37,11 @@ CLOCK_SKEW = timedelta(minutes=5)
 
 def sender_phone(data: dict) -> str:
     """The contact's number in E.164 (`fromNumber`, else the `from` WhatsApp id)."""
-    raw = first_text(data.get("fromNumber")) or "+" + first_text(data.get("from")).split("@")[0].lstrip("+")
+    raw = payloads.sender_number(data)
     try:
         return phone_normalize(raw)
     except ValidationError:
         return raw  # matches no contact (every stored phone is valid E.164)
-
-
-def is_group(data: dict) -> bool:
-    meta = data.get("meta") if isinstance(data.get("meta"), dict) else {}
-    return meta.get("isGroup") is True or text_of(data.get("from")).endswith("@g.us")
-
-
-def reply_text(data: dict) -> str:
-    """The text the contact wrote: the body, or a media message's caption."""
-    return first_text(data.get("body"), dig(data, "media", "caption"))
 
 
 def fold(text: str) -> str:

@@ -24,7 +24,6 @@ import json
 import logging
 import math
 import os
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from urllib3.exceptions import ConnectTimeoutError, MaxRetryError
 
 from config import clock
 from config.logging import phone_mask
+from messaging.wassenger import payloads
 from messaging.wassenger.errors import (
     QUOTE_LIMIT,
     AuthError,
@@ -298,9 +298,6 @@ def _error_fields(body: Any, response: requests.Response) -> tuple[str, str]:
     return "", _quote(response.content)
 
 
-_NUMBER_WORDS = re.compile(r"phone|number|wid\b|recipient|whatsapp account", re.IGNORECASE)
-
-
 def _names_the_number(body: Any) -> bool:
     """A Wassenger error about the recipient's phone (and not about our device).
 
@@ -314,7 +311,7 @@ def _names_the_number(body: Any) -> bool:
         [_text(body.get("errorCode")), _text(body.get("message"))]
         + [_text(v) for item in items if isinstance(item, dict) for v in item.values()]
     )
-    return bool(_NUMBER_WORDS.search(words)) and "device" not in words.lower()
+    return payloads.names_the_number(words) and "device" not in words.lower()
 
 
 def _retry_after(value: str | None) -> float | None:
