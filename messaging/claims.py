@@ -5,6 +5,9 @@ atomic on its own, prepared once per connection) a send costs two round trips in
 fourteen, and none of the ORM's compile time; one when the next send may follow at once,
 as an accepted send's outcome then carries the next claim. bench/send_pipeline.py
 measures the pipeline against a bare loop.
+
+Tables are named through their models' `_meta.db_table`, never spelled out: the statements
+are built once, at import, so a send costs nothing more for it.
 """
 
 from dataclasses import dataclass
@@ -12,9 +15,17 @@ from datetime import date, datetime
 
 from django.db import connection
 
+from campaigns.models import Campaign, Contact
 from config.prepared import prepared_cursor
 from messaging import pacing
-from messaging.models import Device, MessageKind
+from messaging.models import Device, DeviceDay, Message, MessageAttempt, MessageKind
+
+_MESSAGE = Message._meta.db_table
+_ATTEMPT = MessageAttempt._meta.db_table
+_DEVICE = Device._meta.db_table
+_DEVICE_DAY = DeviceDay._meta.db_table
+_CAMPAIGN = Campaign._meta.db_table
+_CONTACT = Contact._meta.db_table
 
 
 def quota_column(kind: str) -> str:
@@ -25,9 +36,9 @@ def quota_column(kind: str) -> str:
 
 # LIMIT 1 keeps each probe correlated (one index probe per device): with stale statistics
 # PostgreSQL may otherwise hash the whole subquery, reading every pending row.
-_DUE_SQL = """
-(SELECT 1 FROM messaging_message m JOIN campaigns_campaign c ON c.id = m.campaign_id
- WHERE m.device_id = d.id AND m.status = 'pending' AND m.kind = '{kind}'
+_DUE_SQL = f"""
+(SELECT 1 FROM {_MESSAGE} m JOIN {_CAMPAIGN} c ON c.id = m.campaign_id
+ WHERE m.device_id = d.id AND m.status = 'pending' AND m.kind = '{{kind}}'
    AND m.next_attempt_at <= %(now)s AND c.status = 'sending' LIMIT 1) IS NOT NULL
 """
 _SNAPSHOT_SQL = f"""
@@ -36,8 +47,8 @@ SELECT d.*,
   {_DUE_SQL.format(kind=MessageKind.MESSAGE_2)} AS message_2_due,
   COALESCE(dd.message_1_count, 0) AS message_1_today,
   COALESCE(dd.message_2_count, 0) AS message_2_today
-FROM messaging_device d
-LEFT JOIN messaging_deviceday dd ON dd.device_id = d.id AND dd.day = %(day)s
+FROM {_DEVICE} d
+LEFT JOIN {_DEVICE_DAY} dd ON dd.device_id = d.id AND dd.day = %(day)s
 WHERE d.id = ANY(%(ids)s)
 ORDER BY d.id
 """
@@ -82,18 +93,18 @@ class Claim:
 # "nothing due" from "quota spent, or the day's row does not exist yet". A contact who
 # opted out is never sent to, even by a message that was in flight when they did and came
 # back to `pending` afterwards (a retry); the dispatcher cancels such messages.
-_CLAIM_CTES = """
+_CLAIM_CTES = f"""
 next AS (
-  SELECT m.id, m.kind FROM messaging_message m
-  JOIN campaigns_campaign c ON c.id = m.campaign_id
-  JOIN campaigns_contact ct ON ct.id = m.contact_id
+  SELECT m.id, m.kind FROM {_MESSAGE} m
+  JOIN {_CAMPAIGN} c ON c.id = m.campaign_id
+  JOIN {_CONTACT} ct ON ct.id = m.contact_id
   WHERE m.device_id = %(device)s AND m.status = 'pending' AND m.kind = ANY(%(kinds)s)
     AND m.next_attempt_at <= %(now)s AND c.status = 'sending' AND ct.opted_out_at IS NULL
   ORDER BY m.kind DESC, m.id
   LIMIT 1
   FOR UPDATE OF m SKIP LOCKED
 ), taken AS (
-  UPDATE messaging_deviceday dd SET
+  UPDATE {_DEVICE_DAY} dd SET
     message_1_count = dd.message_1_count + (next.kind = 'message_1')::int,
     message_2_count = dd.message_2_count + (next.kind = 'message_2')::int
   FROM next
@@ -102,35 +113,35 @@ next AS (
     AND (next.kind = 'message_2' OR dd.message_1_count < %(message_1_allowance)s)
   RETURNING next.id
 ), claimed AS (
-  UPDATE messaging_message m SET status = 'sending', attempts = m.attempts + 1, updated_at = %(now)s
+  UPDATE {_MESSAGE} m SET status = 'sending', attempts = m.attempts + 1, updated_at = %(now)s
   FROM taken WHERE m.id = taken.id
   RETURNING m.id, m.kind, m.attempts, m.reference, m.content, m.campaign_id, m.contact_id
 ), paced AS (
-  UPDATE messaging_device
+  UPDATE {_DEVICE}
   SET last_sent_at = %(last_sent_at)s, sent_in_batch = %(sent_in_batch)s, paused_until = %(paused_until)s
   WHERE id = %(device)s AND EXISTS (SELECT 1 FROM taken)
 ), opened AS (
-  INSERT INTO messaging_messageattempt (message_id, number, started_at, outcome, error)
+  INSERT INTO {_ATTEMPT} (message_id, number, started_at, outcome, error)
   SELECT id,
-    COALESCE((SELECT max(a.number) FROM messaging_messageattempt a WHERE a.message_id = claimed.id), 0) + 1,
+    COALESCE((SELECT max(a.number) FROM {_ATTEMPT} a WHERE a.message_id = claimed.id), 0) + 1,
     %(now)s, 'in_flight', ''
   FROM claimed
   RETURNING number
 )
 """
-_CLAIMED_ROW = """
+_CLAIMED_ROW = f"""
 SELECT claimed.id, claimed.kind, claimed.attempts, (SELECT number FROM opened), claimed.reference,
        claimed.content, claimed.campaign_id, claimed.contact_id, ct.phone, cp.message_1_template_name,
        cp.message_1_template_language, cp.message_1_template_variables,
        (SELECT count(*) FROM next) AS found
 FROM (SELECT 1) AS always_one_row
 LEFT JOIN claimed ON true
-LEFT JOIN campaigns_contact ct ON ct.id = claimed.contact_id
-LEFT JOIN campaigns_campaign cp ON cp.id = claimed.campaign_id
+LEFT JOIN {_CONTACT} ct ON ct.id = claimed.contact_id
+LEFT JOIN {_CAMPAIGN} cp ON cp.id = claimed.campaign_id
 """
 _CLAIM_SQL = f"WITH {_CLAIM_CTES} {_CLAIMED_ROW}"
-_DAY_ROW_SQL = """
-INSERT INTO messaging_deviceday (device_id, day, message_1_count, message_2_count)
+_DAY_ROW_SQL = f"""
+INSERT INTO {_DEVICE_DAY} (device_id, day, message_1_count, message_2_count)
 VALUES (%s, %s, 0, 0) ON CONFLICT (device_id, day) DO NOTHING
 """
 
@@ -227,7 +238,7 @@ def quota_give_back(*, device_id: int, day: date, kind: str) -> None:
     column = quota_column(kind)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE messaging_deviceday SET {column} = {column} - 1"
+            f"UPDATE {_DEVICE_DAY} SET {column} = {column} - 1"
             f" WHERE device_id = %s AND day = %s AND {column} > 0",
             [device_id, day],
         )
@@ -241,9 +252,9 @@ def quota_take_again(*, device_id: int, day: date, kind: str) -> None:
     column, message_2 = quota_column(kind), int(kind == MessageKind.MESSAGE_2)
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO messaging_deviceday (device_id, day, message_1_count, message_2_count)"
+            f"INSERT INTO {_DEVICE_DAY} (device_id, day, message_1_count, message_2_count)"
             " VALUES (%s, %s, %s, %s) ON CONFLICT (device_id, day)"
-            f" DO UPDATE SET {column} = messaging_deviceday.{column} + 1",
+            f" DO UPDATE SET {column} = {_DEVICE_DAY}.{column} + 1",
             [device_id, day, 1 - message_2, message_2],
         )
 
@@ -276,9 +287,9 @@ def device_state(device: Device, now: datetime) -> pacing.DeviceState:
 
 # Only a row still in `sending` is ours to settle: a webhook may already have said it was
 # sent. The attempt record is closed in the same statement, which says whether it settled.
-_OUTCOME_CTES = """
+_OUTCOME_CTES = f"""
 settled AS (
-  UPDATE messaging_message SET
+  UPDATE {_MESSAGE} SET
     status = %(status)s, last_error = %(error)s, updated_at = %(now)s,
     next_attempt_at = COALESCE(%(next_attempt_at)s, next_attempt_at),
     sent_at = COALESCE(%(sent_at)s, sent_at), failed_at = COALESCE(%(failed_at)s, failed_at),
@@ -288,7 +299,7 @@ settled AS (
   WHERE id = %(message)s AND status = 'sending'
   RETURNING id
 ), closed AS (
-  UPDATE messaging_messageattempt
+  UPDATE {_ATTEMPT}
   SET outcome = %(outcome)s, finished_at = %(now)s, http_status = %(http_status)s, error = %(error)s
   WHERE message_id = %(message)s AND number = %(number)s
 )
