@@ -101,16 +101,6 @@ def _lease_end(now):
 # --- Planning -------------------------------------------------------------------------------
 
 
-def due_messages(device, now):
-    """Pending messages of this device that may go now (their campaign is sending)."""
-    return Message.objects.filter(
-        device=device,
-        status=MessageStatus.PENDING,
-        next_attempt_at__lte=now,
-        campaign__status=CampaignStatus.SENDING,
-    )
-
-
 @dataclass(frozen=True)
 class Plan:
     action: pacing.Action
