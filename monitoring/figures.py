@@ -1,7 +1,8 @@
 """Daily figures per device and UTC day, and the quota alert level [legacy 1.3, 2.5].
 
 Counted from the messages themselves (each event leaves a timestamp on its row), so
-there is nothing to synchronise: the database is the source.
+there is nothing to synchronise: the database is the source. A campaign's own figures
+(funnel, failures, progress) are the campaign's: campaigns/figures.py.
 """
 
 from dataclasses import asdict, dataclass

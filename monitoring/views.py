@@ -1,3 +1,10 @@
+"""The operator dashboard and `/health/`: GET only, and they only read.
+
+Their figures come from monitoring/dashboard.py and monitoring/health.py (a campaign's own
+figures from campaigns/figures.py); incidents and emails are the checks' business
+(monitoring/checks.py), never a page view's.
+"""
+
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import JsonResponse
