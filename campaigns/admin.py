@@ -1,6 +1,13 @@
+"""The admin of categories, contacts, number checks and campaigns.
+
+Actions and buttons only call behaviour functions and report with `message_user`: opt-out
+(campaigns/contacts.py), import (importing.py), number checks (verification.py), launch
+(launch.py) and the status moves and launch page shared with the operator pages
+(launch_page.py). What may be edited or deleted after launch is asked of the campaign
+itself (`Campaign.frozen_fields`, `Campaign.delete_refusal`), as the API does.
+"""
+
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from django import forms
@@ -15,21 +22,13 @@ from django.urls import path, reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
+from campaigns.contacts import contact_opt_out
 from campaigns.importing import ImportFailed, contacts_import
-from campaigns.launch import (
-    CampaignRefused,
-    QuotaExceeded,
-    campaign_cancel,
-    campaign_launch,
-    campaign_pause,
-    campaign_resume,
-    format_time,
-    launch_preview,
-    launched_message,
-)
-from campaigns.models import Campaign, CampaignStatus, Category, Contact, VerificationJob
+from campaigns.launch import campaign_launch, launched_message
+from campaigns.launch_page import STATUS_MOVES, launch_page_context, move_allowed, move_pending, move_run
+from campaigns.models import Campaign, Category, Contact, VerificationJob
+from campaigns.refusals import CampaignRefused
 from campaigns.verification import verification_start
-from messaging.models import Message, MessageStatus
 
 
 @admin.register(Category)
@@ -58,13 +57,29 @@ class ContactAdmin(admin.ModelAdmin):
     list_filter = ["whatsapp_status", ("opted_out_at", admin.EmptyFieldListFilter), "categories"]
     search_fields = ["phone", "name", "first_name"]
     filter_horizontal = ["categories"]
-    readonly_fields = ["whatsapp_checked_at", "created_at", "updated_at"]
+    # Opting out goes through the "Opt out" action, which cancels the pending messages at once.
+    readonly_fields = ["opted_out_at", "whatsapp_checked_at", "created_at", "updated_at"]
     change_list_template = "admin/campaigns/contact/change_list.html"
-    actions = ["verify_numbers"]
+    actions = ["verify_numbers", "opt_out"]
 
     @admin.action(description=gettext_lazy("Check whether the selected contacts are on WhatsApp"))
     def verify_numbers(self, request, queryset):
         _report_job(self, request, verification_start(contacts=queryset, by=request.user))
+
+    @admin.action(
+        description=gettext_lazy("Opt out the selected contacts (cancels their pending messages)"),
+        permissions=["change"],
+    )
+    def opt_out(self, request, queryset):
+        contacts = list(queryset)
+        cancelled = sum(contact_opt_out(contact=contact) for contact in contacts)
+        message = ngettext(
+            "%(count)d contact opted out, %(cancelled)d pending messages cancelled.",
+            "%(count)d contacts opted out, %(cancelled)d pending messages cancelled.",
+            len(contacts),
+        )
+        facts = {"count": len(contacts), "cancelled": cancelled}
+        self.message_user(request, message % facts, messages.SUCCESS)
 
     def get_urls(self):
         name = f"{self.opts.app_label}_{self.opts.model_name}_import"
@@ -206,42 +221,6 @@ class VerificationJobAdmin(admin.ModelAdmin):
         return False
 
 
-@dataclass(frozen=True)
-class StatusMove:
-    """A pause, resume or cancel button: its behaviour function and what the operator reads."""
-
-    function: Callable
-    title: str
-    explanation: str
-    done: str  # the success message, formatted with the campaign's name
-
-
-STATUS_MOVES = {
-    "pause": StatusMove(
-        campaign_pause,
-        gettext_lazy("Pause"),
-        gettext_lazy(
-            "No new message of this campaign is sent until you resume it; a message being sent completes."
-        ),
-        gettext_lazy("Campaign “%(name)s” paused."),
-    ),
-    "resume": StatusMove(
-        campaign_resume,
-        gettext_lazy("Resume"),
-        gettext_lazy("Sending carries on with the messages not sent yet; none is sent twice."),
-        gettext_lazy("Campaign “%(name)s” resumed."),
-    ),
-    "cancel": StatusMove(
-        campaign_cancel,
-        gettext_lazy("Cancel"),
-        gettext_lazy(
-            "Messages not sent yet, and follow-ups, are cancelled for good. Sent messages keep their state."
-        ),
-        gettext_lazy("Campaign “%(name)s” cancelled."),
-    ),
-}
-
-
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
     list_display = ["name", "status", "device", "starts_at", "launched_at", "finished_at", "created_at"]
@@ -260,22 +239,12 @@ class CampaignAdmin(admin.ModelAdmin):
     ]
     actions = ["launch_selected", "verify_recipients"]
 
-    # Launched messages were built from these: changing them afterwards would change nothing
-    # already queued (or, for the start time, disagree with it), so they freeze at launch.
-    frozen_after_launch = [
-        "device",
-        "categories",
-        "message_1_text",
-        "message_1_template_name",
-        "message_1_template_language",
-        "message_1_template_variables",
-        "starts_at",
-    ]
-
     def get_readonly_fields(self, request, obj=None):
-        if obj is None or obj.status == CampaignStatus.DRAFT:
-            return self.readonly_fields
-        return [*self.frozen_after_launch, *self.readonly_fields]
+        return [*(obj.frozen_fields() if obj else ()), *self.readonly_fields]
+
+    def has_delete_permission(self, request, obj=None):
+        allowed = super().has_delete_permission(request, obj)
+        return allowed and (obj is None or obj.delete_refusal() is None)
 
     def save_model(self, request, obj, form, change):
         if not change:
@@ -312,16 +281,9 @@ class CampaignAdmin(admin.ModelAdmin):
             return campaign
         if request.method == "POST":
             return self._launch(request, campaign)
-        preview = launch_preview(campaign=campaign)
-        quota = next((r for r in preview.refusals() if isinstance(r, QuotaExceeded)), None)
         context = {
             **self._context(request, campaign, _("Launch “%(name)s”") % {"name": campaign.name}),
-            "preview": preview,
-            "blocking": preview.refusals(allow_multi_day=True),
-            "quota": quota,
-            "pace": preview.pace,
-            "start": format_time(preview.pace.start),
-            "finish": format_time(preview.pace.estimated_finish) if preview.pace.estimated_finish else "",
+            **launch_page_context(campaign=campaign),
         }
         return TemplateResponse(request, "admin/campaigns/campaign/launch_confirmation.html", context)
 
@@ -343,26 +305,20 @@ class CampaignAdmin(admin.ModelAdmin):
         if request.method != "POST":
             return self._status_confirmation(request, campaign, move)
         try:
-            outcome = STATUS_MOVES[move].function(campaign=campaign, by=request.user)
+            done = move_run(campaign=campaign, move=move, by=request.user)
         except CampaignRefused as refusal:
             self.message_user(request, refusal.message, messages.ERROR)
             return redirect(self._url("change", campaign.pk))
-        done = STATUS_MOVES[move].done % {"name": campaign.name}
-        if move == "cancel":
-            done += " " + ngettext(
-                "%(count)d pending message cancelled.", "%(count)d pending messages cancelled.", outcome
-            ) % {"count": outcome}
         self.message_user(request, done, messages.SUCCESS)
         return redirect(self._url("change", campaign.pk))
 
     def _status_confirmation(self, request, campaign, move):
         title = _("%(action)s “%(name)s”") % {"action": STATUS_MOVES[move].title, "name": campaign.name}
-        pending = Message.objects.filter(campaign=campaign, status=MessageStatus.PENDING)
         context = {
             **self._context(request, campaign, title),
             "move": STATUS_MOVES[move],
-            "pending": pending.count() if move == "cancel" else None,
-            "allowed": _move_allowed(campaign, move),
+            "pending": move_pending(campaign=campaign, move=move),
+            "allowed": move_allowed(campaign=campaign, move=move),
         }
         return TemplateResponse(request, "admin/campaigns/campaign/status_confirmation.html", context)
 
@@ -385,11 +341,3 @@ class CampaignAdmin(admin.ModelAdmin):
 
     def _url(self, view: str, pk) -> str:
         return reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_{view}", args=[pk])
-
-
-def _move_allowed(campaign: Campaign, move: str) -> bool:
-    return {
-        "pause": campaign.status == CampaignStatus.SENDING,
-        "resume": campaign.status == CampaignStatus.PAUSED,
-        "cancel": not campaign.is_final,
-    }[move]

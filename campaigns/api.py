@@ -7,6 +7,8 @@ and body (`CampaignRefused.as_dict()`), never with a 500.
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Count
@@ -19,18 +21,13 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
-from campaigns.launch import (
-    CampaignRefused,
-    campaign_cancel,
-    campaign_launch,
-    campaign_pause,
-    campaign_resume,
-    launch_preview,
-)
+from campaigns.contacts import ContactRow, contact_opt_out, contacts_upsert
+from campaigns.launch import campaign_launch, launch_preview
+from campaigns.lifecycle import campaign_cancel, campaign_pause, campaign_resume
 from campaigns.models import Campaign, CampaignStatus, Category, Contact
 from campaigns.phones import phone_normalize
+from campaigns.refusals import CampaignRefused
 from messaging.models import MessageKind, MessageStatus
-from webhooks.replies import contact_opt_out
 
 # --- Shared policy (messaging/api.py and monitoring/api.py use it too) --------------------------
 
@@ -284,8 +281,10 @@ class ContactViewSet(
     @extend_schema(
         summary="Create or update many contacts, all or nothing",
         description=(
-            f"At most {_BULK_MAX} items. A phone that is already a contact updates it; categories "
-            "given are added to the contact's. If any item is invalid nothing is written and the "
+            f"At most {_BULK_MAX} items. A phone that is already a contact updates it, as the CSV "
+            "import does: a non-empty name, first name or field replaces the stored one, an empty "
+            "one never erases it, and fields not given are kept; categories given are added to "
+            "the contact's. If any item is invalid nothing is written and the "
             "400 lists each invalid item's errors by its index."
         ),
         request=ContactBulkItemSerializer(many=True),
@@ -347,15 +346,19 @@ def _bulk_validated(items: list) -> tuple[list[dict], list[dict]]:
 
 @transaction.atomic
 def _bulk_save(validated: list[dict]) -> tuple[list[Contact], int]:
-    contacts, created = [], 0
+    """The import's upsert (campaigns/contacts.py), once per distinct set of categories."""
+    groups = defaultdict(list)
     for data in validated:
-        data = dict(data)
-        categories = data.pop("categories", [])
-        contact, new = Contact.objects.update_or_create(phone=data.pop("phone"), defaults=data)
-        contact.categories.add(*categories)
-        contacts.append(contact)
-        created += new
-    return contacts, created
+        values = {key: data[key] for key in ("name", "first_name", "fields") if key in data}
+        row = ContactRow(data["phone"], **values)
+        groups[tuple(sorted({category.pk for category in data.get("categories", [])}))].append(row)
+    written = {}
+    for category_ids, rows in groups.items():
+        upserted = contacts_upsert(rows=rows, category_ids=category_ids)
+        written.update({phone: (pk, created) for pk, phone, created in upserted})
+    contacts = Contact.objects.prefetch_related("categories").in_bulk([pk for pk, _ in written.values()])
+    ordered = [contacts[written[data["phone"]][0]] for data in validated]
+    return ordered, sum(created for _, created in written.values())
 
 
 # --- Campaigns ----------------------------------------------------------------------------------
@@ -457,11 +460,34 @@ class CampaignStatsSerializer(serializers.Serializer):
 
 
 _NOT_DRAFT = OpenApiResponse(RefusalSerializer, description="The campaign is not a draft (code not_draft).")
+_FROZEN = OpenApiResponse(
+    RefusalSerializer,
+    description="Launched, and a field frozen at launch would change (code frozen_after_launch).",
+)
+
+
+def _conflict(code: str, detail: str) -> Response:
+    return Response({"code": code, "detail": detail}, status=status.HTTP_409_CONFLICT)
+
+
+def _changed_fields(campaign: Campaign, data: dict) -> list[str]:
+    """The fields of `data` whose value differs from the campaign's."""
+
+    def differs(name: str, value) -> bool:
+        if name == "categories":
+            return set(value) != set(campaign.categories.all())
+        return value != getattr(campaign, name)
+
+    return [name for name, value in data.items() if differs(name, value)]
+
+
 _REFUSED = OpenApiResponse(RefusalSerializer, description="The action is refused (code and human message).")
 
 
 class CampaignViewSet(ApiViewSetMixin, viewsets.ModelViewSet):
-    """Campaigns: edited and deleted only while draft; launched, paused, resumed, cancelled."""
+    """Campaigns: launched, paused, resumed, cancelled. After launch only the name, Message 2 and
+    the fallbacks may still change, and only a draft may be deleted (`Campaign.edit_refusal`,
+    `Campaign.delete_refusal`: the admin's rule too)."""
 
     serializer_class = CampaignSerializer
     filterset_class = CampaignFilter
@@ -471,26 +497,27 @@ class CampaignViewSet(ApiViewSetMixin, viewsets.ModelViewSet):
     def perform_create(self, serializer):
         serializer.save(created_by=self.request.user)
 
-    @extend_schema(responses={200: CampaignSerializer, 409: _NOT_DRAFT})
+    @extend_schema(responses={200: CampaignSerializer, 409: _FROZEN})
     def update(self, request, *args, **kwargs):
-        return self._if_draft(super().update, request, *args, **kwargs)
+        # partial_update calls this too. The rule is the campaign's own, as in the admin.
+        campaign = self.get_object()
+        serializer = self.get_serializer(campaign, data=request.data, partial=kwargs.get("partial", False))
+        if serializer.is_valid():  # an invalid body gets DRF's own 400 below
+            detail = campaign.edit_refusal(_changed_fields(campaign, serializer.validated_data))
+            if detail:
+                return _conflict("frozen_after_launch", detail)
+        return super().update(request, *args, **kwargs)
 
-    @extend_schema(responses={200: CampaignSerializer, 409: _NOT_DRAFT})
+    @extend_schema(responses={200: CampaignSerializer, 409: _FROZEN})
     def partial_update(self, request, *args, **kwargs):
-        return self._if_draft(super().partial_update, request, *args, **kwargs)
+        return super().partial_update(request, *args, **kwargs)
 
     @extend_schema(responses={204: None, 409: _NOT_DRAFT})
     def destroy(self, request, *args, **kwargs):
-        return self._if_draft(super().destroy, request, *args, **kwargs)
-
-    def _if_draft(self, method, request, *args, **kwargs):
-        campaign = self.get_object()
-        if campaign.status != CampaignStatus.DRAFT:
-            detail = (
-                f"Campaign “{campaign.name}” is {campaign.status}: only a draft can be edited or deleted."
-            )
-            return Response({"code": "not_draft", "detail": detail}, status=status.HTTP_409_CONFLICT)
-        return method(request, *args, **kwargs)
+        detail = self.get_object().delete_refusal()
+        if detail:
+            return _conflict("not_draft", detail)
+        return super().destroy(request, *args, **kwargs)
 
     @extend_schema(
         request=LaunchRequestSerializer,

@@ -3,15 +3,17 @@
 A sandbox device with demo pacing (clearly labelled: real devices keep 25 s / 25 / 300 s),
 three overlapping categories of about 300 contacts (a few opted out, a few known to be
 invalid, a few that the sandbox will reject at send time) and a ready, personalised
-campaign. Running it again changes nothing: every row is found by its natural key.
+campaign. Running it again changes nothing: every row is found by its natural key, and the
+contacts go through the one upsert of the import and the API (campaigns/contacts.py).
 """
 
+from collections import defaultdict
 from dataclasses import dataclass
 
 from django.db import transaction
 
+from campaigns.contacts import ContactRow, contact_mark_not_on_whatsapp, contact_opt_out, contacts_upsert
 from campaigns.models import Campaign, CampaignStatus, Category, Contact, WhatsAppStatus
-from config import clock
 from messaging.models import Device
 
 DEVICE_LABEL = "Demo sandbox (demo pacing: 2 s gap, 20 s pause)"
@@ -40,14 +42,15 @@ class DemoSummary:
 def demo_create() -> DemoSummary:
     device = _device()
     categories = [Category.objects.get_or_create(name=name)[0] for name in CATEGORY_NAMES]
-    contacts = [_contact(n, categories) for n in range(1, CONTACTS + 1)]
+    _contacts_upsert(categories)
     campaign = _campaign(device, categories)
+    contacts = Contact.objects.filter(phone__in=[_phone(n) for n in range(1, CONTACTS + 1)])
     return DemoSummary(
         device=device,
         campaign=campaign,
-        contacts=len(contacts),
-        opted_out=sum(c.opted_out_at is not None for c in contacts),
-        invalid=sum(c.whatsapp_status == WhatsAppStatus.INVALID for c in contacts),
+        contacts=contacts.count(),
+        opted_out=contacts.filter(opted_out_at__isnull=False).count(),
+        invalid=contacts.filter(whatsapp_status=WhatsAppStatus.INVALID).count(),
     )
 
 
@@ -59,23 +62,41 @@ def _device() -> Device:
     return device
 
 
-def _contact(n: int, categories: list[Category]) -> Contact:
+def _phone(n: int) -> str:
     # Numbers ending in 0000 do not exist in the sandbox: five of them, the last two not yet
     # known as invalid, so the demo also shows a failure coming back by webhook.
-    phone = f"+3361{n:03d}0000" if n % 60 == 0 else f"+33612{n:06d}"
-    contact, created = Contact.objects.get_or_create(
-        phone=phone,
-        defaults={
-            "first_name": FIRST_NAMES[n % len(FIRST_NAMES)],
-            "name": f"Demo {n}",
-            "fields": {"city": CITIES[n % len(CITIES)]},
-            "opted_out_at": clock.now() if n % 50 == 7 else None,
-            "whatsapp_status": WhatsAppStatus.INVALID if n % 60 == 0 and n <= 180 else WhatsAppStatus.UNKNOWN,
-        },
-    )
-    if created:  # overlapping memberships: most in one category, some in two or three
-        contact.categories.set([categories[i] for i in range(3) if (n + i) % (i + 2) == 0] or [categories[0]])
-    return contact
+    return f"+3361{n:03d}0000" if n % 60 == 0 else f"+33612{n:06d}"
+
+
+def _row(n: int) -> ContactRow:
+    first_name, city = FIRST_NAMES[n % len(FIRST_NAMES)], CITIES[n % len(CITIES)]
+    return ContactRow(_phone(n), name=f"Demo {n}", first_name=first_name, fields={"city": city})
+
+
+def _memberships(n: int) -> tuple[int, ...]:
+    """Overlapping memberships: most in one category, some in two or three."""
+    return tuple(i for i in range(3) if (n + i) % (i + 2) == 0) or (0,)
+
+
+def _contacts_upsert(categories: list[Category]) -> None:
+    """Upserted by groups of the same categories; a new contact then gets its demo state."""
+    groups = defaultdict(list)
+    for n in range(1, CONTACTS + 1):
+        groups[_memberships(n)].append(n)
+    for indexes, numbers in groups.items():
+        number_of = {_phone(n): n for n in numbers}
+        rows = [_row(n) for n in numbers]
+        written = contacts_upsert(rows=rows, category_ids=[categories[i].pk for i in indexes])
+        for contact_id, phone, created in written:
+            if created:
+                _demo_state(contact_id, number_of[phone])
+
+
+def _demo_state(contact_id: int, n: int) -> None:
+    if n % 50 == 7:
+        contact_opt_out(contact=Contact.objects.get(pk=contact_id))
+    if n % 60 == 0 and n <= 180:
+        contact_mark_not_on_whatsapp(contact_id=contact_id)
 
 
 def _campaign(device: Device, categories: list[Category]) -> Campaign:

@@ -2,8 +2,9 @@
 
 The file is read as a stream (UTF-8, with or without BOM; `,` or `;` sniffed from the
 header line) and handled `IMPORT_BATCH_SIZE` rows at a time: each chunk is merged by
-phone in Python, then written with one INSERT … ON CONFLICT (phone) DO UPDATE and one
-INSERT into the category table. The whole file runs in ONE transaction: an import that
+phone in Python, then written by `contacts.contacts_upsert` (one INSERT … ON CONFLICT
+(phone) DO UPDATE and one INSERT into the category table: the merge rule the API's bulk
+action and the demo share). The whole file runs in ONE transaction: an import that
 fails half-way (a byte that is not UTF-8 on line 80,000, a database error) writes
 nothing at all, and a dry run is the same work rolled back. Memory stays bounded: only
 the current chunk, the distinct phones seen so far (to report in-file duplicates) and a
@@ -15,7 +16,6 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import json
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -23,12 +23,12 @@ from typing import IO
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils.translation import gettext as _
 
+from campaigns.contacts import contacts_upsert
 from campaigns.models import Category, Contact
 from campaigns.phones import phone_normalize
-from config import clock
 
 # Normalised header → contact attribute; any other column goes to `fields`.
 HEADER_ALIASES = {
@@ -282,47 +282,13 @@ def _merged(earlier: ParsedRow | None, later: ParsedRow) -> ParsedRow:
 
 # --- Writing a chunk -------------------------------------------------------------------------
 
-# `xmax = 0` is true only for a row this statement inserted, not one it updated.
-_UPSERT_SQL = """
-INSERT INTO campaigns_contact
-  (phone, name, first_name, fields, whatsapp_status, created_at, updated_at)
-SELECT u.phone, u.name, u.first_name, u.fields::jsonb, 'unknown', %(now)s, %(now)s
-FROM unnest(%(phones)s::text[], %(names)s::text[], %(first_names)s::text[], %(fields)s::text[])
-  AS u(phone, name, first_name, fields)
-ON CONFLICT (phone) DO UPDATE SET
-  name = COALESCE(NULLIF(EXCLUDED.name, ''), campaigns_contact.name),
-  first_name = COALESCE(NULLIF(EXCLUDED.first_name, ''), campaigns_contact.first_name),
-  fields = campaigns_contact.fields || EXCLUDED.fields,
-  updated_at = EXCLUDED.updated_at
-RETURNING id, phone, (xmax = 0)
-"""
-_CATEGORY_SQL = """
-INSERT INTO campaigns_contact_categories (contact_id, category_id)
-SELECT unnest(%(ids)s::bigint[]), %(category)s
-ON CONFLICT DO NOTHING
-"""
-
 
 def _chunk_write(merged: dict[str, ParsedRow], report: ImportReport, *, category_id: int, seen) -> None:
     if not merged:
         return
-    rows = list(merged.values())
-    with connection.cursor() as cursor:
-        cursor.execute(_UPSERT_SQL, _upsert_params(rows))
-        written = cursor.fetchall()
-        cursor.execute(_CATEGORY_SQL, {"ids": [row[0] for row in written], "category": category_id})
+    written = contacts_upsert(rows=list(merged.values()), category_ids=[category_id])
     for _id, phone, inserted in written:
         # A phone first seen in an earlier chunk was already counted; here it is a duplicate.
         if seen[phone] == merged[phone].line:
             report.new += inserted
             report.updated += not inserted
-
-
-def _upsert_params(rows: list[ParsedRow]) -> dict:
-    return {
-        "now": clock.now(),
-        "phones": [row.phone for row in rows],
-        "names": [row.name for row in rows],
-        "first_names": [row.first_name for row in rows],
-        "fields": [json.dumps(row.fields, ensure_ascii=False) for row in rows],
-    }

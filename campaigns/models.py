@@ -109,6 +109,23 @@ for _status in set(CampaignStatus) - FINAL_CAMPAIGN_STATUSES:
     CAMPAIGN_TRANSITIONS[_status].add(CampaignStatus.CANCELLED)
 
 
+# What Message 1s are built from at launch: changing it afterwards would change nothing
+# already queued (or, for the start time, disagree with it), so it freezes at launch. Name,
+# Message 2 and the fallbacks stay editable: Message 2 is rendered when a reply creates it,
+# from the campaign as it is then, so fixing a typo in it while the campaign runs is useful.
+FROZEN_AFTER_LAUNCH = (
+    "device",
+    "categories",
+    "message_1_text",
+    "message_1_template_name",
+    "message_1_template_language",
+    "message_1_template_variables",
+    "starts_at",
+)
+# The one list of columns a status move writes (`Campaign.status_save`).
+STATUS_FIELDS = ["status", "launched_at", "launched_by", "finished_at", "updated_at"]
+
+
 class InvalidTransition(ValueError):
     """A campaign was asked to move to a status it cannot reach from where it is."""
 
@@ -214,6 +231,46 @@ class Campaign(models.Model):
         self.status = status
         if status in FINAL_CAMPAIGN_STATUSES:
             self.finished_at = clock.now()
+
+    def status_save(self, status: str, *, by=None) -> None:
+        """Move to `status` and save it with its timestamps: the only writer of a campaign's
+        status. `by`, on a launch, is recorded as who launched it. The caller holds the row's
+        lock (campaigns/lifecycle.py)."""
+        launching = self.status == CampaignStatus.DRAFT and status != CampaignStatus.CANCELLED
+        self.transition_to(status)
+        if launching:
+            self.launched_by = by if getattr(by, "pk", None) else None
+        self.save(update_fields=STATUS_FIELDS)
+
+    # --- What may change after launch (the admin and the API both ask these) ---
+
+    def frozen_fields(self) -> tuple[str, ...]:
+        """The fields that can no longer be edited: none while draft, then FROZEN_AFTER_LAUNCH."""
+        return () if self.status == CampaignStatus.DRAFT else FROZEN_AFTER_LAUNCH
+
+    def edit_refusal(self, fields) -> str | None:
+        """Why changing `fields` is refused, or None when it is allowed."""
+        frozen = [name for name in fields if name in self.frozen_fields()]
+        if not frozen:
+            return None
+        return _("Campaign “%(name)s” is %(status)s: %(fields)s can no longer be changed.") % {
+            "name": self.name,
+            "status": self.get_status_display(),
+            "fields": ", ".join(str(self._meta.get_field(name).verbose_name) for name in frozen),
+        }
+
+    def delete_refusal(self) -> str | None:
+        """Why deleting the campaign is refused, or None: only a draft has nothing to lose.
+
+        Deleting a launched campaign would delete its messages, the record of what was sent
+        to whom (and, while it sends, the rows the senders are working on): cancel it instead.
+        """
+        if self.status == CampaignStatus.DRAFT:
+            return None
+        return _("Campaign “%(name)s” is %(status)s: only a draft can be deleted; cancel it instead.") % {
+            "name": self.name,
+            "status": self.get_status_display(),
+        }
 
 
 class VerificationStatus(models.TextChoices):

@@ -22,13 +22,13 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django_q.tasks import async_task
 
+from campaigns.contacts import contact_whatsapp_record
 from campaigns.models import (
     Campaign,
     Category,
     Contact,
     VerificationJob,
     VerificationStatus,
-    WhatsAppStatus,
 )
 from config import clock
 from config.logging import phone_mask
@@ -53,12 +53,7 @@ def contact_check(*, contact: Contact) -> str:
         exists = check_number(contact.phone).exists
     except InvalidNumber:
         exists = False  # Wassenger refuses the number itself: nothing can ever reach it
-    status = WhatsAppStatus.VALID if exists else WhatsAppStatus.INVALID
-    now = clock.now()
-    Contact.objects.filter(pk=contact.pk).update(
-        whatsapp_status=status, whatsapp_checked_at=now, updated_at=now
-    )
-    return status
+    return contact_whatsapp_record(contact_id=contact.pk, on_whatsapp=exists)
 
 
 def contacts_due(contacts: QuerySet[Contact], *, now=None) -> QuerySet[Contact]:

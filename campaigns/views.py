@@ -2,7 +2,7 @@
 
 A campaign's page shows its funnel, failures by reason and a paginated per-recipient
 timeline, exports that timeline as CSV, and offers the launch / pause / resume / cancel
-buttons, which call the very functions the admin's buttons call (campaigns/launch.py).
+buttons, which call the very functions the admin's buttons call (campaigns/launch_page.py).
 """
 
 from __future__ import annotations
@@ -19,21 +19,14 @@ from django.core.paginator import Paginator
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from campaigns.admin import STATUS_MOVES
 from campaigns.figures import campaign_counts, campaign_progress, failures_by_reason
-from campaigns.launch import (
-    CampaignRefused,
-    QuotaExceeded,
-    campaign_launch,
-    format_time,
-    launch_preview,
-    launched_message,
-)
+from campaigns.launch import campaign_launch, launched_message
+from campaigns.launch_page import STATUS_MOVES, launch_page_context, move_pending, move_run
 from campaigns.models import Campaign, CampaignStatus, Category, Contact, WhatsAppStatus
+from campaigns.refusals import CampaignRefused
 from config import clock
 from messaging.models import Message, MessageKind, MessageStatus
 
@@ -252,18 +245,7 @@ def campaign_launch_view(request, pk: int):
             return redirect("campaign-launch", pk=campaign.pk)
         messages.success(request, launched_message(result))
         return redirect("campaign-detail", pk=campaign.pk)
-    preview = launch_preview(campaign=campaign)
-    pace = preview.pace
-    context = {
-        "section": "campaigns",
-        "original": campaign,
-        "preview": preview,
-        "blocking": preview.refusals(allow_multi_day=True),
-        "quota": next((r for r in preview.refusals() if isinstance(r, QuotaExceeded)), None),
-        "pace": pace,
-        "start": format_time(pace.start),
-        "finish": format_time(pace.estimated_finish) if pace.estimated_finish else "",
-    }
+    context = {"section": "campaigns", "original": campaign, **launch_page_context(campaign=campaign)}
     return render(request, "operator/campaign_launch.html", context)
 
 
@@ -275,19 +257,13 @@ def campaign_move(request, pk: int, move: str):
         raise Http404
     campaign, action = _acting(request, pk), STATUS_MOVES[move]
     if request.method == "GET":
-        pending = Message.objects.filter(campaign=campaign, status=MessageStatus.PENDING)
         context = {"section": "campaigns", "campaign": campaign, "move": move, "action": action}
-        context["pending"] = pending.count() if move == "cancel" else None
+        context["pending"] = move_pending(campaign=campaign, move=move)
         return render(request, "operator/campaign_move.html", context)
     try:
-        outcome = action.function(campaign=campaign, by=request.user)
+        done = move_run(campaign=campaign, move=move, by=request.user)
     except CampaignRefused as refusal:
         messages.error(request, refusal.message)
         return redirect("campaign-detail", pk=campaign.pk)
-    done = action.done % {"name": campaign.name}
-    if move == "cancel":
-        done += " " + ngettext(
-            "%(count)d pending message cancelled.", "%(count)d pending messages cancelled.", outcome
-        ) % {"count": outcome}
     messages.success(request, done)
     return redirect("campaign-detail", pk=campaign.pk)

@@ -1,7 +1,9 @@
 """The one-minute dispatcher: restarts what died and starts what is due [legacy 8.5].
 
 Every step is idempotent and cheap when there is nothing to do, so running it twice, late,
-or on two clusters at once changes nothing.
+or on two clusters at once changes nothing. Starting a scheduled campaign and completing a
+finished one are campaign lifecycle steps (campaigns/lifecycle.py), cancelling is
+messaging/messages.py: the dispatcher only calls them.
 """
 
 import logging
@@ -12,10 +14,12 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django_q.tasks import async_task
 
-from campaigns.models import Campaign, CampaignStatus
+from campaigns import lifecycle
+from campaigns.models import CampaignStatus
 from config import clock
 from messaging import pacing
 from messaging.claims import devices_with_sending_facts
+from messaging.messages import messages_cancel_pending
 from messaging.models import (
     CANCELLED_OPTED_OUT,
     CANCELLED_WITH_CAMPAIGN,
@@ -23,7 +27,6 @@ from messaging.models import (
     Device,
     Message,
     MessageAttempt,
-    MessageKind,
     MessageStatus,
 )
 from messaging.sending import leases_release_expired, message_reconcile, sender_plan
@@ -31,7 +34,6 @@ from messaging.sending import leases_release_expired, message_reconcile, sender_
 logger = logging.getLogger(__name__)
 
 RECONCILE_BATCH = 200
-OPEN_STATUSES = (MessageStatus.PENDING, MessageStatus.SENDING, MessageStatus.UNKNOWN)
 
 
 def sender_enqueue(device_id: int) -> None:
@@ -56,8 +58,8 @@ def dispatch_run() -> dict:
         "orphans": messages_orphaned_to_unknown(),
         "reconciled": messages_reconcile_due(),
         "no_longer_wanted": messages_no_longer_wanted_cancelled(),
-        "campaigns_started": campaigns_start_due(),
-        "campaigns_completed": campaigns_complete_finished(),
+        "campaigns_started": lifecycle.campaigns_start_due(),
+        "campaigns_completed": lifecycle.campaigns_complete_finished(),
     }
     report["senders_started"] = senders_start_needed()
     if any(report.values()):
@@ -73,18 +75,14 @@ def messages_no_longer_wanted_cancelled() -> int:
 
     Opting out and cancelling cancel what is pending at that moment; this catches a
     message that was in flight then and came back to `pending` afterwards (a retry, or a
-    send Wassenger never received), and a contact marked opted out in the admin. The
-    sender never claims them meanwhile (it only sends for sending campaigns and contacts
-    who did not opt out).
+    send Wassenger never received). The sender never claims them meanwhile (it only sends
+    for sending campaigns and contacts who did not opt out).
     """
     now = clock.now()
-    pending = Message.objects.filter(status=MessageStatus.PENDING)
-    opted_out = pending.filter(contact__opted_out_at__isnull=False).update(
-        status=MessageStatus.CANCELLED, last_error=CANCELLED_OPTED_OUT, updated_at=now
-    )
-    cancelled = pending.filter(campaign__status=CampaignStatus.CANCELLED).update(
-        status=MessageStatus.CANCELLED, last_error=CANCELLED_WITH_CAMPAIGN, updated_at=now
-    )
+    of_opted_out = Message.objects.filter(contact__opted_out_at__isnull=False)
+    of_cancelled = Message.objects.filter(campaign__status=CampaignStatus.CANCELLED)
+    opted_out = messages_cancel_pending(messages=of_opted_out, reason=CANCELLED_OPTED_OUT, now=now)
+    cancelled = messages_cancel_pending(messages=of_cancelled, reason=CANCELLED_WITH_CAMPAIGN, now=now)
     return opted_out + cancelled
 
 
@@ -121,39 +119,6 @@ def messages_reconcile_due() -> int:
         "device", "campaign"
     )[:RECONCILE_BATCH]
     return sum(1 for message in due if message_reconcile(message) is not None)
-
-
-def campaigns_start_due() -> int:
-    """Scheduled campaigns whose start time has come begin sending."""
-    started = 0
-    for campaign in Campaign.objects.filter(status=CampaignStatus.SCHEDULED, starts_at__lte=clock.now()):
-        with transaction.atomic():
-            campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
-            if campaign.status != CampaignStatus.SCHEDULED:
-                continue
-            campaign.transition_to(CampaignStatus.SENDING)
-            campaign.save(update_fields=["status", "launched_at", "updated_at"])
-            sender_enqueue(campaign.device_id)
-            started += 1
-    return started
-
-
-def campaigns_complete_finished() -> int:
-    """Sending campaigns with nothing left to send and every reply window closed (for
-    CAMPAIGN_COMPLETION_GRACE_SECONDS: replies only get Message 2 while it is sending)."""
-    now = clock.now()
-    window = timedelta(hours=settings.REPLY_WINDOW_HOURS, seconds=settings.CAMPAIGN_COMPLETION_GRACE_SECONDS)
-    window_start = now - window
-    still_open = Message.objects.filter(campaign=OuterRef("pk")).filter(
-        Q(status__in=OPEN_STATUSES) | Q(kind=MessageKind.MESSAGE_1, sent_at__gt=window_start)
-    )
-    done = Campaign.objects.filter(status=CampaignStatus.SENDING).exclude(Exists(still_open))
-    completed = 0
-    for campaign in done:
-        campaign.transition_to(CampaignStatus.COMPLETED)
-        campaign.save(update_fields=["status", "finished_at", "updated_at"])
-        completed += 1
-    return completed
 
 
 def senders_start_needed() -> int:

@@ -138,6 +138,8 @@ CANCELLED_OPTED_OUT = "cancelled: the contact opted out"
 
 # Wassenger accepted these: sent_at must be known [legacy 4.2].
 ACCEPTED_STATUSES = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ)
+# Not settled yet: still to send, being sent, or waiting for reconciliation.
+OPEN_STATUSES = (MessageStatus.PENDING, MessageStatus.SENDING, MessageStatus.UNKNOWN)
 
 
 class Message(models.Model):

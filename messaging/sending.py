@@ -22,7 +22,8 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
-from campaigns.models import CampaignStatus, Contact, WhatsAppStatus
+from campaigns.contacts import contact_mark_not_on_whatsapp
+from campaigns.models import CampaignStatus
 from config import clock
 from config.logging import phone_mask
 from messaging import pacing, wassenger
@@ -37,6 +38,7 @@ from messaging.claims import (
     quota_give_back,
     quota_take_again,
 )
+from messaging.devices import device_halt
 from messaging.models import (
     CANCELLED_WITH_CAMPAIGN,
     Device,
@@ -209,13 +211,9 @@ def _apply_side_effects(claim: Claim, step, error, now, *, settled: bool) -> Non
     if step.surely_not_sent and settled:
         quota_give_back(device_id=claim.device_id, day=claim.started_at.date(), kind=claim.kind)
     if step.contact_invalid:
-        Contact.objects.filter(pk=claim.contact_id).update(
-            whatsapp_status=WhatsAppStatus.INVALID, whatsapp_checked_at=now
-        )
+        contact_mark_not_on_whatsapp(contact_id=claim.contact_id, now=now)
     if step.halt_device:
-        Device.objects.filter(pk=claim.device_id, halted_at__isnull=True).update(
-            halted_at=now, halted_reason=_describe(error)
-        )
+        device_halt(device_id=claim.device_id, reason=_describe(error), now=now)
         logger.error("device %s halted: %s", claim.device_id, _describe(error))
     if step.device_wait_until is not None:
         Device.objects.filter(pk=claim.device_id).filter(

@@ -20,9 +20,10 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
-from campaigns.models import Contact, WhatsAppStatus
+from campaigns.contacts import contact_mark_not_on_whatsapp
+from campaigns.models import Contact
 from config import clock
-from messaging.dispatch import sender_enqueue
+from messaging.devices import device_halt, device_resume
 from messaging.models import Device, Message, MessageStatus
 from messaging.sending import message_counts_again
 from messaging.wassenger import payloads
@@ -229,9 +230,7 @@ def _record_failure(message: Message, data: dict, described: Described) -> str:
     reason = payloads.failure_reason(data) or "no reason given"
     invalid = payloads.failure_names_missing_number(reason)
     if invalid:
-        Contact.objects.filter(pk=message.contact_id).update(
-            whatsapp_status=WhatsAppStatus.INVALID, whatsapp_checked_at=clock.now()
-        )
+        contact_mark_not_on_whatsapp(contact_id=message.contact_id)
     if message.status in (MessageStatus.DELIVERED, MessageStatus.READ, *_FINAL):
         return f"message {message.pk} is {message.status}: failure ignored" + (", contact invalid" * invalid)
     if other := _other_copy(message, data):
@@ -255,7 +254,7 @@ def _inbound(item: dict, described: Described, event: WebhookEvent) -> str:
     if contact is None:
         return "no contact has this number: nothing to do"
     if replies.is_stop_word(payloads.reply_text(data)):
-        return replies.contact_opt_out(contact=contact)
+        return replies.opt_out_record(contact=contact)
     # Until its last attempt, a reply waits for the outcome of a Message 1 still in flight;
     # then it is judged on what is known.
     in_flight = replies.message_1_in_flight(contact)
@@ -311,21 +310,16 @@ def _newer_session_event_exists(event: WebhookEvent, described: Described) -> bo
 
 
 def _device_halt(device: Device, status: str) -> str:
-    if device.halted_at is not None:
+    if not device_halt(device_id=device.pk, reason=f"{SESSION_HALT_REASON} ({status})"):
         return f"device {device} already halted ({device.halted_reason})"
-    device.halted_at, device.halted_reason = clock.now(), f"{SESSION_HALT_REASON} ({status})"
-    device.save(update_fields=["halted_at", "halted_reason"])
     logger.error("device %s halted: WhatsApp session %s", device, status)
     return f"device {device} halted: session {status}"
 
 
 def _device_resume(device: Device) -> str:
     # Only our own halt is lifted: an auth error or an operator's halt stays.
-    if device.halted_at is None or not device.halted_reason.startswith(SESSION_HALT_REASON):
+    if not device_resume(device=device, halted_for=SESSION_HALT_REASON):
         return f"device {device} not halted by its session: nothing to resume"
-    device.halted_at, device.halted_reason = None, ""
-    device.save(update_fields=["halted_at", "halted_reason"])
-    sender_enqueue(device.pk)
     logger.warning("device %s resumed: WhatsApp session online", device)
     return f"device {device} resumed"
 

@@ -14,13 +14,13 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from campaigns.contacts import contact_opt_out
 from campaigns.models import CampaignStatus, Contact
 from campaigns.phones import phone_normalize
 from campaigns.rendering import render_for_contact
 from config import clock
-from config.logging import phone_mask
 from messaging.dispatch import sender_enqueue
-from messaging.models import ACCEPTED_STATUSES, CANCELLED_OPTED_OUT, Message, MessageKind, MessageStatus
+from messaging.models import ACCEPTED_STATUSES, Message, MessageKind, MessageStatus
 from messaging.wassenger import payloads
 
 logger = logging.getLogger(__name__)
@@ -79,18 +79,10 @@ def is_stop_word(text: str) -> bool:
 # --- Acting on it -------------------------------------------------------------------------------
 
 
-def contact_opt_out(*, contact: Contact) -> str:
-    """Opt the contact out and cancel every message still waiting for it, in any campaign."""
-    now = clock.now()
-    if contact.opted_out_at is None:
-        contact.opted_out_at = now
-        contact.save(update_fields=["opted_out_at", "updated_at"])
-    cancelled = Message.objects.filter(contact=contact, status=MessageStatus.PENDING).update(
-        status=MessageStatus.CANCELLED, last_error=CANCELLED_OPTED_OUT, updated_at=now
-    )
-    logger.info(
-        "contact %s opted out (%s); %d message(s) cancelled", contact.pk, phone_mask(contact.phone), cancelled
-    )
+def opt_out_record(*, contact: Contact) -> str:
+    """A stop word: the contact is opted out, its pending messages cancelled (the contact
+    rule, campaigns/contacts.py); returns what the event's reason says."""
+    cancelled = contact_opt_out(contact=contact)
     return f"stop word: contact {contact.pk} opted out, {cancelled} pending message(s) cancelled"
 
 

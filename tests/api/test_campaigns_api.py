@@ -90,17 +90,28 @@ def test_other_refusals_answer_their_status_with_a_code_and_a_message(staff):
     assert "cannot be paused" in response.json()["detail"]
 
 
-def test_a_launched_campaign_can_no_longer_be_edited_or_deleted(staff):
+def test_a_launched_campaign_keeps_what_its_messages_were_built_from_and_cannot_be_deleted(staff):
+    # The admin's answer, kept: name, Message 2 and fallbacks stay editable after launch
+    # (Message 2 is rendered when a reply creates it); the rest is frozen; only a draft is deleted.
     category = make_category()
     make_contact(categories=[category])
     campaign = make_campaign(categories=[category])
-    assert staff.post(f"/api/campaigns/{campaign.pk}/launch/", {}, format="json").status_code == 200
+    detail = f"/api/campaigns/{campaign.pk}/"
+    assert staff.post(f"{detail}launch/", {}, format="json").status_code == 200
 
-    again = staff.post(f"/api/campaigns/{campaign.pk}/launch/", {}, format="json")
+    again = staff.post(f"{detail}launch/", {}, format="json")
     assert (again.status_code, again.json()["code"]) == (409, "already_launched")
-    for method in ("patch", "put", "delete"):
-        response = getattr(staff, method)(f"/api/campaigns/{campaign.pk}/", {"name": "x"}, format="json")
-        assert (response.status_code, response.json()["code"]) == (409, "not_draft")
+    edited = staff.patch(detail, {"name": "x", "message_2_text": "Thanks {{ first_name }}!"}, format="json")
+    assert (edited.status_code, edited.json()["name"]) == (200, "x")
+    unchanged = staff.patch(detail, {"categories": [category.pk]}, format="json")
+    assert unchanged.status_code == 200  # a frozen field sent as it is changes nothing
+    other = make_category()
+    whole = {**staff.get(detail).json(), "categories": [other.pk]}
+    for method, body in (("patch", {"categories": [other.pk]}), ("put", whole)):
+        response = getattr(staff, method)(detail, body, format="json")
+        assert (response.status_code, response.json()["code"]) == (409, "frozen_after_launch")
+    deleted = staff.delete(detail)
+    assert (deleted.status_code, deleted.json()["code"]) == (409, "not_draft")
     paused = staff.post(f"/api/campaigns/{campaign.pk}/pause/")
     assert (paused.status_code, paused.json()["status"]) == (200, "paused")
     cancelled = staff.post(f"/api/campaigns/{campaign.pk}/cancel/")

@@ -9,7 +9,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from campaigns.launch import (
+from campaigns.launch import campaign_launch, launch_preview
+from campaigns.launch_sql import message_1_insert
+from campaigns.models import CampaignStatus, Category, Contact, WhatsAppStatus
+from campaigns.refusals import (
     AlreadyLaunched,
     DeviceCannotSend,
     MissingVariables,
@@ -17,11 +20,7 @@ from campaigns.launch import (
     QuotaExceeded,
     TemplateNotPersonalisable,
     UnknownVariables,
-    campaign_launch,
-    launch_preview,
-    message_1_insert,
 )
-from campaigns.models import CampaignStatus, Category, Contact, WhatsAppStatus
 from campaigns.rendering import render_for_contact
 from messaging import pacing
 from messaging.claims import device_policy, device_snapshot, device_state

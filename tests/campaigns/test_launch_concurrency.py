@@ -7,8 +7,9 @@ import pytest
 from django.db import connection
 
 from campaigns import launch
-from campaigns.launch import LaunchRefused, campaign_launch
+from campaigns.launch import campaign_launch
 from campaigns.models import CampaignStatus
+from campaigns.refusals import LaunchRefused
 from messaging.models import Message
 from tests.factories import make_campaign, make_category, make_contact
 

@@ -10,14 +10,10 @@ import pytest
 import responses
 from django.conf import settings
 
-from campaigns.launch import (
-    StatusRefused,
-    campaign_cancel,
-    campaign_launch,
-    campaign_pause,
-    campaign_resume,
-)
+from campaigns.launch import campaign_launch
+from campaigns.lifecycle import campaign_cancel, campaign_pause, campaign_resume
 from campaigns.models import CampaignStatus
+from campaigns.refusals import StatusRefused
 from messaging.dispatch import dispatch_run
 from messaging.models import Message, MessageKind, MessageStatus
 from messaging.sending import SenderExit, sender_run

@@ -8,15 +8,9 @@ today's quota is too small: run again with --allow-multi-day to spread it over d
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
-from campaigns.launch import (
-    CampaignRefused,
-    LaunchPreview,
-    QuotaExceeded,
-    campaign_launch,
-    format_time,
-    launch_preview,
-)
+from campaigns.launch import LaunchPreview, campaign_launch, format_time, launch_preview
 from campaigns.models import Campaign
+from campaigns.refusals import CampaignRefused, QuotaExceeded
 
 EXIT_NOT_FOUND = 1
 EXIT_REFUSED = 3

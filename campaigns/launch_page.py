@@ -1,0 +1,96 @@
+"""What the launch and status pages show and do, for the admin and the operator pages alike.
+
+Both sites have a launch confirmation page and pause / resume / cancel buttons with a
+confirmation; they differ only in layout. This module gives them one context for the launch
+page (`launch_page_context`), one table of status moves (`STATUS_MOVES`) with what the
+operator reads, and one way to run a move and word its outcome (`move_run`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.utils.translation import gettext_lazy, ngettext
+
+from campaigns.launch import format_time, launch_preview
+from campaigns.lifecycle import campaign_cancel, campaign_pause, campaign_resume
+from campaigns.models import Campaign, CampaignStatus
+from campaigns.refusals import QuotaExceeded
+from messaging.models import Message, MessageStatus
+
+
+def launch_page_context(*, campaign: Campaign) -> dict:
+    """What the launch confirmation page shows: the preview, what blocks it, the quota."""
+    preview = launch_preview(campaign=campaign)
+    pace = preview.pace
+    return {
+        "preview": preview,
+        "blocking": preview.refusals(allow_multi_day=True),
+        "quota": next((r for r in preview.refusals() if isinstance(r, QuotaExceeded)), None),
+        "pace": pace,
+        "start": format_time(pace.start),
+        "finish": format_time(pace.estimated_finish) if pace.estimated_finish else "",
+    }
+
+
+@dataclass(frozen=True)
+class StatusMove:
+    """A pause, resume or cancel button: its behaviour function and what the operator reads."""
+
+    function: Callable
+    title: str
+    explanation: str
+    done: str  # the success message, formatted with the campaign's name
+
+
+STATUS_MOVES = {
+    "pause": StatusMove(
+        campaign_pause,
+        gettext_lazy("Pause"),
+        gettext_lazy(
+            "No new message of this campaign is sent until you resume it; a message being sent completes."
+        ),
+        gettext_lazy("Campaign “%(name)s” paused."),
+    ),
+    "resume": StatusMove(
+        campaign_resume,
+        gettext_lazy("Resume"),
+        gettext_lazy("Sending carries on with the messages not sent yet; none is sent twice."),
+        gettext_lazy("Campaign “%(name)s” resumed."),
+    ),
+    "cancel": StatusMove(
+        campaign_cancel,
+        gettext_lazy("Cancel"),
+        gettext_lazy(
+            "Messages not sent yet, and follow-ups, are cancelled for good. Sent messages keep their state."
+        ),
+        gettext_lazy("Campaign “%(name)s” cancelled."),
+    ),
+}
+
+
+def move_allowed(*, campaign: Campaign, move: str) -> bool:
+    return {
+        "pause": campaign.status == CampaignStatus.SENDING,
+        "resume": campaign.status == CampaignStatus.PAUSED,
+        "cancel": not campaign.is_final,
+    }[move]
+
+
+def move_pending(*, campaign: Campaign, move: str) -> int | None:
+    """How many messages a cancel would cancel (shown on its confirmation), else None."""
+    if move != "cancel":
+        return None
+    return Message.objects.filter(campaign=campaign, status=MessageStatus.PENDING).count()
+
+
+def move_run(*, campaign: Campaign, move: str, by) -> str:
+    """Do the move and return what the operator is told; raises the move's CampaignRefused."""
+    outcome = STATUS_MOVES[move].function(campaign=campaign, by=by)
+    done = STATUS_MOVES[move].done % {"name": campaign.name}
+    if move == "cancel":
+        done += " " + ngettext(
+            "%(count)d pending message cancelled.", "%(count)d pending messages cancelled.", outcome
+        ) % {"count": outcome}
+    return done

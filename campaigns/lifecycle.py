@@ -1,0 +1,125 @@
+"""A campaign's life after launch: pause, resume, cancel, start when due, complete when done.
+
+The operator's moves (admin, operator pages, API) and the dispatcher's (messaging/dispatch.py,
+every minute) all lock the campaign row, check that the move is allowed from where it is now,
+and save it through `Campaign.status_save`, the one writer of a status and its timestamps.
+The launch itself (draft → sending or scheduled) is campaigns/launch.py.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from campaigns.models import Campaign, CampaignStatus
+from campaigns.refusals import StatusRefused
+from config import clock
+from messaging.messages import messages_cancel_pending
+from messaging.models import CANCELLED_WITH_CAMPAIGN, OPEN_STATUSES, Message, MessageKind
+
+logger = logging.getLogger(__name__)
+
+
+def campaign_locked(campaign_id: int) -> Campaign:
+    """The campaign, its row locked until the transaction ends."""
+    return Campaign.objects.select_for_update().select_related("device").get(pk=campaign_id)
+
+
+def sender_start(device_id: int) -> None:
+    """Wake the device's sender once the transaction commits."""
+    # Imported here: the dispatcher imports this module to start and complete campaigns.
+    from messaging.dispatch import sender_enqueue
+
+    sender_enqueue(device_id)
+
+
+# --- The operator's moves ---------------------------------------------------------------------
+
+
+@transaction.atomic
+def campaign_pause(*, campaign: Campaign, by=None) -> Campaign:
+    """Stop claiming the campaign's messages; a send already in flight completes."""
+    return _campaign_move(campaign, CampaignStatus.PAUSED, allowed_from={CampaignStatus.SENDING}, by=by)
+
+
+@transaction.atomic
+def campaign_resume(*, campaign: Campaign, by=None) -> Campaign:
+    """Carry on where the pause left off: the same pending messages, none twice."""
+    campaign = _campaign_move(campaign, CampaignStatus.SENDING, allowed_from={CampaignStatus.PAUSED}, by=by)
+    sender_start(campaign.device_id)
+    return campaign
+
+
+@transaction.atomic
+def campaign_cancel(*, campaign: Campaign, by=None) -> int:
+    """Cancel the campaign and its pending messages of both kinds; returns how many.
+
+    Sent messages keep their state; `sending` and `unknown` ones are left to finish or be
+    reconciled, since only Wassenger knows whether they went out.
+    """
+    live = set(CampaignStatus) - {CampaignStatus.COMPLETED, CampaignStatus.CANCELLED}
+    campaign = _campaign_move(campaign, CampaignStatus.CANCELLED, allowed_from=live, by=by)
+    messages = Message.objects.filter(campaign=campaign)
+    return messages_cancel_pending(messages=messages, reason=CANCELLED_WITH_CAMPAIGN)
+
+
+def _campaign_move(campaign: Campaign, status: str, *, allowed_from: set, by) -> Campaign:
+    campaign = campaign_locked(campaign.pk)
+    if campaign.status not in allowed_from or not campaign.can_transition_to(status):
+        raise StatusRefused(
+            _("Campaign “%(name)s” is %(current)s: it cannot be %(wanted)s.")
+            % {"name": campaign.name, "current": campaign.get_status_display(), "wanted": _VERBS[status]}
+        )
+    campaign.status_save(status, by=by)
+    logger.info("campaign %s %s by %s", campaign.pk, status, by)
+    return campaign
+
+
+_VERBS = {
+    CampaignStatus.PAUSED: gettext_lazy("paused"),
+    CampaignStatus.SENDING: gettext_lazy("resumed"),
+    CampaignStatus.CANCELLED: gettext_lazy("cancelled"),
+}
+
+
+# --- The dispatcher's moves -----------------------------------------------------------------------
+
+
+def campaigns_start_due() -> int:
+    """Scheduled campaigns whose start time has come begin sending."""
+    due = Campaign.objects.filter(status=CampaignStatus.SCHEDULED, starts_at__lte=clock.now())
+    return sum(_moved_if_still(pk, CampaignStatus.SCHEDULED, CampaignStatus.SENDING) for pk in _ids(due))
+
+
+def campaigns_complete_finished() -> int:
+    """Sending campaigns with nothing left to send and every reply window closed (for
+    CAMPAIGN_COMPLETION_GRACE_SECONDS: replies only get Message 2 while it is sending)."""
+    window = timedelta(hours=settings.REPLY_WINDOW_HOURS, seconds=settings.CAMPAIGN_COMPLETION_GRACE_SECONDS)
+    still_open = Message.objects.filter(campaign=OuterRef("pk")).filter(
+        Q(status__in=OPEN_STATUSES) | Q(kind=MessageKind.MESSAGE_1, sent_at__gt=clock.now() - window)
+    )
+    done = Campaign.objects.filter(status=CampaignStatus.SENDING).exclude(Exists(still_open))
+    return sum(_moved_if_still(pk, CampaignStatus.SENDING, CampaignStatus.COMPLETED) for pk in _ids(done))
+
+
+def _ids(campaigns) -> list[int]:
+    return list(campaigns.values_list("pk", flat=True))
+
+
+@transaction.atomic
+def _moved_if_still(campaign_id: int, current: str, status: str) -> bool:
+    """Move the campaign if it is still `current` once locked (an operator may have paused
+    or cancelled it meanwhile); a campaign that starts sending gets its sender."""
+    campaign = campaign_locked(campaign_id)
+    if campaign.status != current:
+        return False
+    campaign.status_save(status)
+    if status == CampaignStatus.SENDING:
+        sender_start(campaign.device_id)
+    return True
