@@ -12,6 +12,7 @@ import requests
 from django.core.management import CommandError, call_command
 
 from messaging import wassenger
+from messaging.wassenger import AuthError, InvalidNumber, OutcomeUnknown, RateLimited, Transient
 from messaging.wassenger.sandbox.state import (
     REPLIES,
     SANDBOX_DEVICE_ID,
@@ -23,7 +24,6 @@ from messaging.wassenger.sandbox.state import (
     sandbox_fate,
 )
 from messaging.wassenger.sandbox.webhooks import Scheduler, WebhookPoster
-from messaging.wassenger import AuthError, InvalidNumber, OutcomeUnknown, RateLimited, Transient
 from tests.messaging.conftest import SANDBOX_TOKEN, WEBHOOK_SEED, WEBHOOK_SHARES, wait_for
 
 pytestmark = pytest.mark.slow

@@ -17,8 +17,8 @@ from django_q.signing import SignedPackage
 from campaigns.launch import campaign_launch
 from campaigns.models import Campaign, CampaignStatus, Category, Contact
 from messaging.models import Message, MessageKind, MessageStatus
-from messaging.wassenger.sandbox.state import sandbox_fate
 from messaging.sending import sender_run
+from messaging.wassenger.sandbox.state import sandbox_fate
 from tests.clusters import qcluster_kill, qcluster_start
 from tests.factories import make_device
 from tests.messaging.conftest import wait_for

@@ -3,8 +3,8 @@
 import pytest
 from django.urls import reverse
 
-from messaging.models import Device
 from config.schedules import SCHEDULES
+from messaging.models import Device
 from tests.factories import make_device
 from tests.webhooks.conftest import DEVICE, ack_event, later, reply_event, sent_message_1, session_event
 from webhooks import ingest
