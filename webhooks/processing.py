@@ -247,12 +247,12 @@ def _record_failure(message: Message, data: dict, described: Described) -> str:
 
 def _inbound(item: dict, described: Described, event: WebhookEvent) -> str:
     data = payloads.event_data(item)
-    if payloads.is_group(data):
-        return "group message: ignored"
-    phone = replies.sender_phone(data)
-    contact = Contact.objects.select_for_update().filter(phone=phone).first()
+    if kind := payloads.inbound_kind(data):
+        return f"{kind} message: stored, never a reply"
+    phone = replies.contact_phone(item)
+    contact = Contact.objects.select_for_update().filter(phone=phone).first() if phone else None
     if contact is None:
-        return "no contact has this number: nothing to do"
+        return replies.unplaced_reason(data, phone)
     if replies.is_stop_word(payloads.reply_text(data)):
         return replies.opt_out_record(contact=contact)
     # Until its last attempt, a reply waits for the outcome of a Message 1 still in flight;

@@ -20,7 +20,7 @@ from campaigns.phones import phone_normalize
 from campaigns.rendering import render_for_contact
 from config import clock
 from messaging.dispatch import sender_enqueue
-from messaging.models import ACCEPTED_STATUSES, Message, MessageKind, MessageStatus
+from messaging.models import ACCEPTED_STATUSES, Device, Message, MessageKind, MessageStatus
 from messaging.wassenger import payloads
 
 logger = logging.getLogger(__name__)
@@ -30,18 +30,32 @@ FOLLOW_UP_CAMPAIGN_STATUSES = (CampaignStatus.SENDING, CampaignStatus.PAUSED)
 # A reply's time is Wassenger's clock, sent_at is ours: a reply stamped a little before
 # Message 1's sent_at is still a reply to it; one written long before is not.
 CLOCK_SKEW = timedelta(minutes=5)
+# How the reason of an inbound message that reached no contact starts (searchable in the admin).
+UNPLACED = "reply not placed:"
 
 
 # --- Reading the reply ------------------------------------------------------------------------
 
 
-def sender_phone(data: dict) -> str:
-    """The contact's number in E.164 (`fromNumber`, else the `from` WhatsApp id)."""
-    raw = payloads.sender_number(data)
+def contact_phone(item: dict) -> str:
+    """The contact of an inbound one-to-one message, in E.164; "" when the payload names no
+    one but a number of ours (payloads.inbound_contact_number: the chat's other party)."""
+    own = frozenset(Device.objects.exclude(phone="").values_list("phone", flat=True))
+    raw = payloads.inbound_contact_number(item, own_numbers=own)
     try:
-        return phone_normalize(raw)
+        return phone_normalize(raw) if raw else ""
     except ValidationError:
         return raw  # matches no contact (every stored phone is valid E.164)
+
+
+def unplaced_reason(data: dict, phone: str) -> str:
+    """Why an inbound message could not be tied to a contact, for the operator: the event
+    keeps it (raw payload and this reason) and can be reprocessed once the contact exists."""
+    if phone:
+        return f"{UNPLACED} no contact has the number {phone}"
+    if lid := payloads.inbound_lid(data):
+        return f"{UNPLACED} WhatsApp names the sender only by {lid}, with no phone number"
+    return f"{UNPLACED} the message names no number but our own"
 
 
 def fold(text: str) -> str:

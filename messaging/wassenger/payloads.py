@@ -169,19 +169,76 @@ def failure_names_missing_number(reason: str) -> bool:
 
 # --- Inbound (message:in:new) -----------------------------------------------------------------------
 
+# Chats that are not a conversation with one contact (WhatsApp's id suffixes and chat types).
+GROUP, CHANNEL, STATUS, SYSTEM = "group", "channel", "status", "system"
+_STATUS_CHAT = "status@broadcast"
+# Message types WhatsApp uses for notices rather than something a person wrote [I].
+_SYSTEM_TYPES = frozenset({"notification", "e2e_notification", "notification_template", "gp2", "call_log"})
+# A WhatsApp id that names a phone number ("33612345678@c.us"; SPEC even writes "+…@c.us").
+_NUMBER_WID = re.compile(r"^\+?(\d{6,17})(?:@c\.us|@s\.whatsapp\.net)?$")
+
 
 def has_sender(data: dict) -> bool:
-    return bool(first_text(data.get("fromNumber"), data.get("from")))
+    """The event names someone: a sender, or a chat (a reply is judged by its chat)."""
+    chat = (dig(data, "chat", "id"), dig(data, "chat", "contact", "phone"))
+    return bool(first_text(data.get("fromNumber"), data.get("from"), *chat))
 
 
-def sender_number(data: dict) -> str:
-    """The sender's number as given (`fromNumber`, else the `from` WhatsApp id), unchecked."""
-    return first_text(data.get("fromNumber")) or "+" + first_text(data.get("from")).split("@")[0].lstrip("+")
+def inbound_kind(data: dict) -> str:
+    """ "" for a one-to-one chat with a contact; else GROUP, CHANNEL, STATUS or SYSTEM.
 
-
-def is_group(data: dict) -> bool:
+    Any one sign is enough (meta flags, the chat's type, an id's suffix): a message that
+    is not a contact's answer must never pass for one.
+    """
     meta = data.get("meta") if isinstance(data.get("meta"), dict) else {}
-    return meta.get("isGroup") is True or text_of(data.get("from")).endswith("@g.us")
+    chat_type = text_of(dig(data, "chat", "type")).lower()
+    ids = [first_text(v).lower() for v in (dig(data, "chat", "id"), data.get("from"), data.get("to"))]
+    if meta.get("isGroup") is True or chat_type == GROUP or any(i.endswith("@g.us") for i in ids):
+        return GROUP
+    if chat_type == CHANNEL or any(i.endswith("@newsletter") for i in ids):
+        return CHANNEL
+    if chat_type == STATUS or _STATUS_CHAT in ids:
+        return STATUS
+    system = meta.get("isNotification") is True or meta.get("isBizNotification") is True
+    return SYSTEM if system or text_of(data.get("type")).lower() in _SYSTEM_TYPES else ""
+
+
+def inbound_contact_number(item: dict, *, own_numbers: frozenset[str] = frozenset()) -> str:
+    """The other party of a one-to-one chat, as given ("+…", unchecked; "" if none).
+
+    The chat names it (`chat.contact.phone`, else the number in `chat.id`); lacking a chat,
+    the sender, else the recipient. Never a number of ours: in SPEC's own example
+    `fromNumber` is the device's number (`device.phone`), while other deliveries put the
+    contact there. A contact WhatsApp knows only by a `@lid` id has no number but
+    `chat.contact.phone`. `own_numbers` adds the numbers the caller knows as its own.
+    """
+    data = event_data(item) or {}
+    own = {_digits(n) for n in (*own_numbers, session_device_phone(item))} - {""}
+    candidates = (
+        dig(data, "chat", "contact", "phone"),
+        _wid_number(dig(data, "chat", "id")),
+        data.get("fromNumber"),
+        _wid_number(data.get("from")),
+        data.get("toNumber"),
+        _wid_number(data.get("to")),
+    )
+    numbers = (text_of(c) for c in candidates)
+    return next((n for n in numbers if n and not n.endswith("@lid") and _digits(n) not in own), "")
+
+
+def inbound_lid(data: dict) -> str:
+    """The contact's `@lid` id when that is all the payload gives of it, else ""."""
+    ids = (dig(data, "chat", "id"), data.get("from"), dig(data, "chat", "lid"))
+    return next((i for i in map(text_of, ids) if i.endswith("@lid")), "")
+
+
+def _wid_number(value: object) -> str:
+    match = _NUMBER_WID.match(text_of(value))
+    return f"+{match.group(1)}" if match else ""
+
+
+def _digits(number: str) -> str:
+    return "".join(c for c in number if c.isdigit())
 
 
 def reply_text(data: dict) -> str:

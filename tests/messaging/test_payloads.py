@@ -7,13 +7,17 @@ about the recipient's number.
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime
 
 import pytest
 import responses
+from hypothesis import given
+from hypothesis import strategies as st
 
 from messaging import wassenger
 from messaging.wassenger import payloads
+from tests import wassenger_shapes as shapes
 
 API = "https://api.wassenger.test/v1"
 PHONE = "+33612345678"
@@ -82,3 +86,99 @@ def test_the_client_and_the_webhook_read_an_invalid_number_alike(settings):
     with pytest.raises(wassenger.InvalidNumber):
         wassenger.send_message(phone=PHONE, reference="r-1", text="Bonjour")
     assert payloads.failure_names_missing_number(reason)
+
+
+# --- Inbound: who wrote, and whether it is a conversation (the shapes of tests/wassenger_shapes.py) ---
+
+
+@pytest.mark.parametrize(
+    ("example", "contact"),
+    [
+        (shapes.SPEC_IN_NEW, shapes.SPEC_CONTACT_PHONE),  # fromNumber is the device's number
+        (shapes.WILD_IN_NEW, shapes.WILD_CONTACT_PHONE),  # fromNumber is the contact
+        (shapes.LID_IN_NEW, shapes.WILD_CONTACT_PHONE),  # from is a @lid id: chat.contact.phone
+    ],
+    ids=["spec", "wild", "lid"],
+)
+def test_the_contact_of_an_inbound_message_is_the_chats_other_party(example, contact):
+    assert payloads.inbound_kind(example["data"]) == ""
+    assert payloads.inbound_contact_number(example) == contact
+
+
+def test_without_a_chat_the_device_number_in_from_number_is_skipped_for_the_recipient():
+    item = copy.deepcopy(shapes.SPEC_IN_NEW)
+    del item["data"]["chat"]
+    assert payloads.inbound_contact_number(item) == shapes.SPEC_CONTACT_PHONE
+    del item["device"]  # our own numbers, as the caller knows them, are skipped alike
+    assert payloads.inbound_contact_number(item, own_numbers=frozenset({"+4412345678"})) == "+1234567890"
+
+
+def test_a_contact_known_only_by_its_lid_has_no_number_but_says_so():
+    item = copy.deepcopy(shapes.LID_IN_NEW)
+    del item["data"]["chat"]["contact"]
+    assert payloads.inbound_contact_number(item) == ""
+    assert payloads.inbound_lid(item["data"]) == "183807571451999@lid"
+
+
+def _in_chat(chat_id: str = "", chat_type: str = "", **meta) -> dict:
+    data = copy.deepcopy(shapes.WILD_IN_NEW["data"])
+    data["chat"].update({k: v for k, v in (("id", chat_id), ("type", chat_type)) if v})
+    data["meta"].update(meta)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("data", "kind"),
+    [
+        (shapes.GROUP_IN_NEW["data"], "group"),
+        (_in_chat(isGroup=True), "group"),
+        (_in_chat("120363025246125486@g.us"), "group"),
+        (_in_chat("120363144038483540@newsletter"), "channel"),
+        (_in_chat(chat_type="channel"), "channel"),
+        (_in_chat("status@broadcast"), "status"),
+        (_in_chat(isNotification=True), "system"),
+        ({**_in_chat(), "type": "e2e_notification"}, "system"),
+        (_in_chat(), ""),
+    ],
+)
+def test_groups_channels_statuses_and_notices_are_told_from_a_conversation(data, kind):
+    assert payloads.inbound_kind(data) == kind
+
+
+_NUMBERS = st.sampled_from(["+33612345678", "+4412345678", "+5215617354008"])
+
+
+@given(
+    device=_NUMBERS,
+    contact=_NUMBERS,
+    from_is_device=st.booleans(),
+    with_chat=st.booleans(),
+    with_contact=st.booleans(),
+)
+def test_the_device_own_number_is_never_the_contact(device, contact, from_is_device, with_chat, with_contact):
+    item = copy.deepcopy(shapes.SPEC_IN_NEW)
+    data, sender = item["data"], device if from_is_device else contact
+    item["device"]["phone"] = device
+    data.update(fromNumber=sender, **{"from": f"{sender[1:]}@c.us", "toNumber": "", "to": ""})
+    data["chat"]["id"] = f"{contact[1:]}@c.us"
+    data["chat"]["contact"]["phone"] = contact
+    if not with_contact:
+        del data["chat"]["contact"]
+    if not with_chat:
+        del data["chat"]
+    found = payloads.inbound_contact_number(item)
+    assert found != device
+    assert found in ("", contact)
+    assert found == contact or device == contact or (from_is_device and not with_chat)
+
+
+def test_every_documented_shape_passes_its_own_check_and_a_tidied_one_does_not():
+    for name, example in shapes.SHAPES.items():
+        assert shapes.event_problems(example) == [], name
+    tidied = copy.deepcopy(shapes.SPEC_OUT_ACK)
+    tidied["data"]["reference"] = "ours"
+    del tidied["data"]["chat"]
+    assert shapes.event_problems(tidied) == [
+        ".data.chat: missing",
+        ".data.reference: not in the documented shape",
+    ]

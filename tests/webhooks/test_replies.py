@@ -3,11 +3,13 @@
 import pytest
 
 from campaigns.models import CampaignStatus
+from config import clock
 from messaging.models import Message, MessageKind, MessageStatus
+from tests import wassenger_shapes as shapes
 from tests.factories import make_campaign, make_contact, make_message
 from tests.webhooks.conftest import ack_event, later, message_2_of, reply_event, sent_message_1
 from webhooks.models import EventStatus, WebhookEvent
-from webhooks.processing import events_sweep, windows_expire
+from webhooks.processing import events_reprocess, events_sweep, windows_expire
 from webhooks.replies import fold
 
 pytestmark = pytest.mark.django_db
@@ -227,7 +229,7 @@ def test_a_reply_from_an_unknown_number_is_stored_and_does_nothing(post):
     event = WebhookEvent.objects.get()
     assert (event.status, event.reason) == (
         EventStatus.PROCESSED,
-        "no contact has this number: nothing to do",
+        "reply not placed: no contact has the number +33699999999",
     )
     assert not Message.objects.filter(kind=MessageKind.MESSAGE_2).exists()
 
@@ -238,14 +240,6 @@ def test_the_contact_is_found_from_the_whatsapp_id_when_from_number_is_missing(p
     del payload["data"]["fromNumber"]
     post(payload)
     assert message_2_of(message) is not None
-
-
-def test_a_group_message_is_ignored(post):
-    message = sent_message_1()
-    payload = reply_event(message.contact.phone, "Oui")
-    payload["data"]["meta"]["isGroup"] = True
-    post(payload)
-    assert message_2_of(message) is None
 
 
 @pytest.mark.parametrize(
@@ -286,3 +280,107 @@ def test_a_reply_to_a_message_1_not_sent_yet_triggers_nothing(post):
     post(reply_event(message.contact.phone, "Oui"))
     assert message_2_of(message) is None
     assert "no Message 1 sent" in WebhookEvent.objects.get().reason
+
+
+# --- Wassenger's own shapes (tests/wassenger_shapes.py): who wrote, and in which chat ---------
+
+
+def documented(example: dict, message, *, device_phone: str = "+33755500001") -> dict:
+    """The example as Wassenger documents it, between `message`'s contact and our device,
+    written now (only the numbers and times change: who sits in fromNumber does not)."""
+    message.device.phone = device_phone
+    message.device.save(update_fields=["phone"])
+    spec_numbers = {
+        shapes.SPEC_CONTACT_PHONE: message.contact.phone,
+        shapes.SPEC_DEVICE["phone"]: device_phone,
+    }
+    wild_numbers = {
+        shapes.WILD_CONTACT_PHONE: message.contact.phone,
+        shapes.WILD_DEVICE["phone"]: device_phone,
+    }
+    return shapes.renumbered(example, {**spec_numbers, **wild_numbers}, at=clock.now())
+
+
+@pytest.mark.parametrize(
+    "example", [shapes.SPEC_IN_NEW, shapes.WILD_IN_NEW, shapes.LID_IN_NEW], ids=["spec", "wild", "lid"]
+)
+def test_a_reply_in_each_documented_shape_gets_message_2(post, fake_clock, example):
+    message = sent_message_1()
+    fake_clock.advance(60)
+    post(documented(example, message))
+    assert message_2_of(message).status == MessageStatus.PENDING
+    assert WebhookEvent.objects.get().reason.startswith(f"reply to message {message.pk}")
+
+
+def test_wassengers_documented_reply_is_never_taken_for_a_message_from_our_own_number(post, fake_clock):
+    """SPEC's example names the device in fromNumber; a contact with that number (the
+    operator's test phone, say) must not be taken for the one who wrote."""
+    message = sent_message_1()
+    ours = sent_message_1(contact=make_contact(phone="+33755500001"))
+    fake_clock.advance(60)
+    payload = documented(shapes.SPEC_IN_NEW, message)
+    del payload["device"]  # only the Device rows say which number is ours
+    post(payload)
+    assert message_2_of(message) is not None and message_2_of(ours) is None
+
+
+@pytest.mark.parametrize(
+    ("change", "kind"),
+    [
+        ({}, "group"),
+        (
+            {"chat_id": "120363144038483540@newsletter", "chat_type": "channel", "meta": {"isGroup": False}},
+            "channel",
+        ),
+        ({"chat_id": "status@broadcast", "chat_type": "chat", "meta": {"isGroup": False}}, "status"),
+        (
+            {"chat_id": "contact", "chat_type": "chat", "meta": {"isGroup": False, "isNotification": True}},
+            "system",
+        ),
+    ],
+)
+def test_group_channel_status_and_system_messages_are_stored_and_never_replies(post, change, kind):
+    message = sent_message_1()
+    payload = documented(shapes.GROUP_IN_NEW, message)
+    data = payload["data"]
+    if "chat_id" in change:
+        own_chat = f"{message.contact.phone[1:]}@c.us"
+        data["chat"]["id"] = data["to"] = own_chat if change["chat_id"] == "contact" else change["chat_id"]
+    data["chat"]["type"] = change.get("chat_type", data["chat"]["type"])
+    data["meta"].update(change.get("meta", {}))
+    data["chat"]["contact"] = {"phone": message.contact.phone}  # as close to a reply as it gets
+    post(payload)
+    event = WebhookEvent.objects.get()
+    assert (event.status, event.reason) == (EventStatus.PROCESSED, f"{kind} message: stored, never a reply")
+    assert event.payload == payload
+    assert message_2_of(message) is None
+    message.refresh_from_db()
+    assert message.replied_at is None
+
+
+def test_a_contact_known_only_by_its_lid_is_kept_with_the_reason(post):
+    message = sent_message_1()
+    payload = documented(shapes.LID_IN_NEW, message)
+    del payload["data"]["chat"]["contact"]
+    post(payload)
+    event = WebhookEvent.objects.get()
+    assert event.status == EventStatus.PROCESSED
+    assert (
+        event.reason
+        == "reply not placed: WhatsApp names the sender only by 183807571451999@lid, with no phone number"
+    )
+    assert message_2_of(message) is None
+
+
+def test_an_unplaced_reply_is_answered_once_its_contact_exists_and_it_is_reprocessed(post, fake_clock):
+    campaign = sent_message_1().campaign
+    post(reply_event("+33699999998", "Oui"))
+    event = WebhookEvent.objects.get()
+    assert event.reason.startswith("reply not placed:")
+    message = sent_message_1(
+        campaign=campaign,
+        contact=make_contact(phone="+33699999998"),
+        sent_at=later(fake_clock.now(), minutes=-5),
+    )
+    assert events_reprocess(event_ids=[event.pk]) == {EventStatus.PROCESSED: 1}
+    assert message_2_of(message) is not None
