@@ -10,6 +10,8 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from config import clock
 from messaging.models import Device
@@ -63,3 +65,143 @@ def device_resume(*, device: Device, halted_for: str = "") -> bool:
     if resumed:
         sender_enqueue(device.pk)
     return bool(resumed)
+
+
+# --- What Wassenger says of a device: its session, its status, its plan ---------------------------
+
+SESSION_ONLINE = "online"
+# A halt written from the session starts with this (untranslated, so that `online` finds it
+# whatever the language): "session authorize: phone unlinked: scan the QR code again".
+# Older halts ("session offline (timeout)") start with it too.
+SESSION_HALT_PREFIX = "session "
+# A halt written from the device's status at Wassenger: "device banned: number banned".
+STATUS_HALT_PREFIX = "device "
+# SPEC's `device.session.status` enum: only online can send; each other state says why not.
+SESSION_REASONS = {
+    "offline": _("phone offline: check that it is on and has internet"),
+    "timeout": _("phone not answering Wassenger: check its internet connection"),
+    "timeout_sync": _("phone not syncing: open WhatsApp on it"),
+    "conflict": _("WhatsApp is open on another computer: close it, then reconnect in Wassenger"),
+    "blocked": _("number banned by WhatsApp"),
+    "error": _("session error at Wassenger: reconnect the number in Wassenger"),
+    "authorize": _("phone unlinked: scan the QR code again"),
+    "authorizing": _("number being linked: finish scanning the QR code"),
+    "new": _("number not linked yet: scan the QR code in Wassenger"),
+    "loading": _("session starting at Wassenger: sending resumes once it is online"),
+    "offline:panel": _("session closed in Wassenger's panel: reconnect the number"),
+    "offline:modal": _("session closed in Wassenger's panel: reconnect the number"),
+}
+# SPEC's `device.status` values that mean the number cannot send, whatever its session says.
+STATUS_REASONS = {
+    "banned": _("number banned"),
+    "removed": _("number removed from Wassenger"),
+    "disabled": _("number disabled at Wassenger"),
+    "unpaid": _("Wassenger subscription unpaid"),
+}
+BANNED, UNLINKED = "banned", "unlinked"
+
+
+def session_halt_reason(status: str) -> str | None:
+    """None when a session in `status` can send (online only); else the halt's reason.
+
+    A state outside SPEC's enum halts too: only `online` is known to send, and `online`
+    lifts the halt, so an unknown state cannot halt for good.
+    """
+    status = (status or "").strip().lower()
+    if status == SESSION_ONLINE:
+        return None
+    explanation = SESSION_REASONS.get(status) or _("WhatsApp session not online")
+    return f"{SESSION_HALT_PREFIX}{status or '?'}: {explanation}"
+
+
+def status_halt_reason(status: str) -> str | None:
+    """The halt's reason when the device's status at Wassenger forbids sending, else None."""
+    status = (status or "").strip().lower()
+    return f"{STATUS_HALT_PREFIX}{status}: {STATUS_REASONS[status]}" if status in STATUS_REASONS else None
+
+
+def device_trouble(*, session_status: str, device_status: str) -> str:
+    """BANNED or UNLINKED when the number needs the operator (an incident), else ""."""
+    if device_status == "banned" or session_status == "blocked":
+        return BANNED
+    return UNLINKED if session_status == "authorize" else ""
+
+
+def device_session_apply(*, device_id: int, status: str, now: datetime | None = None) -> str:
+    """The session is in `status` (a `number:session` event or the 2-minute check): halt the
+    device, reword a halt of its session, or lift one; what happened, for the event's log."""
+    status = (status or "").strip().lower()
+    Device.objects.filter(pk=device_id).update(session_status=status[:32])
+    reason = session_halt_reason(status)
+    if reason is None:
+        device = Device(pk=device_id)
+        return "resumed" if device_resume(device=device, halted_for=SESSION_HALT_PREFIX) else "online"
+    return _halt_or_reword(device_id, reason, over=(SESSION_HALT_PREFIX,), now=now)
+
+
+def device_status_apply(*, device_id: int, status: str, now: datetime | None = None) -> str:
+    """The device's status at Wassenger (banned, removed, disabled, unpaid halt it)."""
+    status = (status or "").strip().lower()
+    reason = status_halt_reason(status)
+    if reason is None:
+        device = Device(pk=device_id)
+        return "resumed" if device_resume(device=device, halted_for=STATUS_HALT_PREFIX) else "ok"
+    # The device's status outranks its session's: "banned" replaces "phone offline".
+    return _halt_or_reword(device_id, reason, over=(SESSION_HALT_PREFIX, STATUS_HALT_PREFIX), now=now)
+
+
+def _halt_or_reword(device_id: int, reason: str, *, over: tuple[str, ...], now: datetime | None) -> str:
+    """Halt the device with `reason`; when already halted for one of the `over` reasons,
+    the newer one replaces it (an operator's or an auth error's halt is kept)."""
+    if device_halt(device_id=device_id, reason=reason, now=now):
+        return "halted"
+    ours = Q()
+    for prefix in over:
+        ours |= Q(halted_reason__startswith=prefix)
+    reworded = Device.objects.filter(ours, pk=device_id, halted_at__isnull=False)
+    reworded = reworded.exclude(halted_reason=reason).update(halted_reason=reason)
+    return "reworded" if reworded else "already halted"
+
+
+# --- Plans: which events Wassenger sends a device ---------------------------------------------------
+
+GATEWAY, PLATFORM, PLATFORM_BUSINESS = "gateway", "platform", "platform_business"
+# SPEC: message:in:new and message:out:new on Platform plans, message:out:ack on Platform
+# Business and Enterprise, message:out:sent on Gateway plans only. number:session and
+# message:out:failed exist on every plan [I: SPEC names no plan for them].
+_EVERY_PLAN = ("number:session", "message:out:failed", "message:out:expired", "message:out:removed")
+PLAN_EVENTS = {
+    GATEWAY: (*_EVERY_PLAN, "message:out:sent"),
+    PLATFORM: (*_EVERY_PLAN, "message:in:new", "message:out:new"),
+    PLATFORM_BUSINESS: (*_EVERY_PLAN, "message:in:new", "message:out:new", "message:out:ack"),
+}
+
+
+def plan_family(plan: str) -> str:
+    """GATEWAY, PLATFORM or PLATFORM_BUSINESS from Wassenger's plan id, "" when unknown.
+
+    Plan ids are not documented beyond SPEC's "io-enterprise": the words decide, leniently
+    ("wa-gateway", "io-professional", "io-business", "io-enterprise"). An unknown plan
+    gets no warning: Relance says what will not work only when it knows.
+    """
+    words = (plan or "").lower()
+    if "gateway" in words:
+        return GATEWAY
+    if "business" in words or "enterprise" in words:
+        return PLATFORM_BUSINESS
+    return PLATFORM if words else ""
+
+
+def plan_events(plan: str) -> tuple[str, ...]:
+    """The webhook events to register for `plan` (every one Relance handles when unknown)."""
+    return PLAN_EVENTS.get(plan_family(plan), PLAN_EVENTS[PLATFORM_BUSINESS])
+
+
+def plan_warnings(plan: str) -> list[str]:
+    """What will not work on this plan, in the operator's words (empty: everything works)."""
+    family = plan_family(plan)
+    if family == GATEWAY:
+        return [str(_("Gateway plan: replies will not arrive: no Message 2, no STOP."))]
+    if family == PLATFORM:
+        return [str(_("Platform plan below Business: no delivery or read receipts (messages stay “sent”)."))]
+    return []

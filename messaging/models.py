@@ -58,6 +58,11 @@ class Device(models.Model):
         help_text=_("Sending stops while set (bad token, number disconnected). Clear it to resume."),
     )
     halted_reason = models.TextField(_("why halted"), blank=True)
+    # What Wassenger last said of the number (a `number:session` event, the 2-minute check).
+    session_status = models.CharField(_("WhatsApp session"), max_length=32, blank=True, editable=False)
+    wassenger_status = models.CharField(_("status at Wassenger"), max_length=32, blank=True, editable=False)
+    plan = models.CharField(_("Wassenger plan"), max_length=64, blank=True, editable=False)
+    health_checked_at = models.DateTimeField(_("checked at Wassenger"), null=True, blank=True, editable=False)
     # One sender per device: the lease is taken and renewed by a conditional UPDATE.
     lease_owner = models.CharField(max_length=36, blank=True, editable=False)
     lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)

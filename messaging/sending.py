@@ -233,6 +233,11 @@ def message_counts_again(message: Message) -> None:
     quota_take_again(device_id=message.device_id, day=_attempt_day(message), kind=message.kind)
 
 
+def message_counts_no_more(message: Message) -> None:
+    """Wassenger gave a queued send up unsent (expired, removed): its slot is given back."""
+    quota_give_back(device_id=message.device_id, day=_attempt_day(message), kind=message.kind)
+
+
 def _describe(error) -> str:
     if error is None:
         return ""

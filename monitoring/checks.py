@@ -11,9 +11,11 @@ from datetime import UTC, datetime, time, timedelta
 from django.conf import settings
 from django.core.mail import mail_admins
 from django.db import IntegrityError, transaction
+from django.utils.translation import gettext as _
 
 from config import clock
 from messaging import wassenger
+from messaging.devices import BANNED, UNLINKED, device_session_apply, device_status_apply, device_trouble
 from messaging.models import Device
 from monitoring.alerts import incident_close, incident_open, incident_sync
 from monitoring.figures import LEVEL_ORDER, AlertLevel, DeviceFigures, daily_figures
@@ -27,6 +29,7 @@ def health_check_run() -> dict:
     """Every 2 minutes: heartbeat, Wassenger reachable, and the alerts that follow [8.4]."""
     report = {"wassenger": wassenger_check(), "messages": messages_check()}
     heartbeat_write(report)
+    devices_incident_sync()  # from what the check or a `number:session` event last said
     workers_incident_sync(workers_state())  # the heartbeat is fresh again: an outage is over
     today = daily_figures(clock.now().date())
     for row in today:
@@ -40,11 +43,54 @@ def workers_incident_sync(workers: Workers) -> None:
 
 
 def wassenger_check() -> dict:
+    """Wassenger answers, and what it says of each number: session, status, plan (stored on
+    the device, halting or resuming it)."""
     try:
-        wassenger.list_devices()
+        states = wassenger.device_states()
     except wassenger.WassengerError as error:
         return {"ok": False, "error": type(error).__name__}
+    devices_health_apply(states)
     return {"ok": True}
+
+
+def devices_health_apply(states: list) -> None:
+    """Store and act on what `GET /v1/devices` said of each of our devices."""
+    now = clock.now()
+    for device in Device.objects.all():
+        state = _state_of(device, states)
+        if state is None:
+            continue
+        Device.objects.filter(pk=device.pk).update(
+            wassenger_status=state.status[:32], plan=state.plan[:64], health_checked_at=now
+        )
+        if state.session_status:  # no session object: nothing known, nothing changed
+            device_session_apply(device_id=device.pk, status=state.session_status)
+        device_status_apply(device_id=device.pk, status=state.status)
+
+
+def _state_of(device: Device, states: list):
+    """The remote device that is this one: by Wassenger id, else phone; a lone device with no
+    id stands for the account's only number."""
+    for state in states:
+        if (device.wassenger_id and state.wassenger_id == device.wassenger_id) or (
+            not device.wassenger_id and device.phone and state.phone == device.phone
+        ):
+            return state
+    if not device.wassenger_id and len(states) == 1 and Device.objects.count() == 1:
+        return states[0]
+    return None
+
+
+def devices_incident_sync() -> None:
+    """A banned or unlinked number is an incident until Wassenger says otherwise."""
+    for device in Device.objects.all():
+        trouble = device_trouble(session_status=device.session_status, device_status=device.wassenger_status)
+        for kind, summary in (
+            (BANNED, _("Number %(device)s banned: nothing more is sent from it.")),
+            (UNLINKED, _("Number %(device)s unlinked: scan the QR code again in Wassenger.")),
+        ):
+            text = str(summary % {"device": device.label})
+            incident_sync(kind=f"number_{kind}", key=str(device.pk), active=trouble == kind, summary=text)
 
 
 def alerts_for_device(row: DeviceFigures) -> None:

@@ -23,11 +23,11 @@ from django.db.models import Q
 from campaigns.contacts import contact_mark_not_on_whatsapp
 from campaigns.models import Contact
 from config import clock
-from messaging.devices import device_halt, device_resume
+from messaging.devices import device_session_apply
 from messaging.models import Device, Message, MessageStatus
-from messaging.sending import message_counts_again
+from messaging.sending import message_counts_again, message_counts_no_more
 from messaging.wassenger import payloads
-from messaging.wassenger.payloads import FAILED_EVENT, INBOUND_EVENT, SESSION_EVENT
+from messaging.wassenger.payloads import EXPIRED_EVENTS, FAILED_EVENT, INBOUND_EVENT, SESSION_EVENT
 from webhooks import replies
 from webhooks.ingest import MAX_ID, Described, event_describe
 from webhooks.models import EventStatus, WebhookEvent
@@ -36,11 +36,6 @@ logger = logging.getLogger(__name__)
 
 SWEEP_BATCH = 500
 REASON_LIMIT = 2000
-SESSION_HALT_REASON = "session offline"
-# Wassenger's session states that mean the number cannot send. Anything else unknown
-# ("connecting", "syncing"…) changes nothing: halting on it could halt for good.
-OFFLINE_SESSIONS = frozenset({"offline", "timeout", "conflict", "disconnected", "logout", "unpaired"})
-ONLINE_SESSIONS = frozenset({"online"})
 
 # How far each status has got; a receipt never moves a message back.
 _RANK = {MessageStatus.SENT: 1, MessageStatus.DELIVERED: 2, MessageStatus.READ: 3}
@@ -116,6 +111,8 @@ def _outbound(item: dict, described: Described, event: WebhookEvent) -> str:
     message = _our_message(item, data)
     if message is None:
         return "not a Relance message (its reference is not ours)"
+    if described.event in EXPIRED_EVENTS:
+        return _record_expired(message, data, described)
     failed = described.event == FAILED_EVENT or described.ack.lower() in _FAILED_ACKS
     if failed:
         return _record_failure(message, data, described)
@@ -242,6 +239,29 @@ def _record_failure(message: Message, data: dict, described: Described) -> str:
     return f"message {message.pk}: {before} → failed ({reason})" + (", contact invalid" * invalid)
 
 
+# Counted against the day's quota when Wassenger gave them up: a claim took their slot.
+_COUNTED = frozenset({MessageStatus.SENDING, MessageStatus.SENT, MessageStatus.UNKNOWN})
+
+
+def _record_expired(message: Message, data: dict, described: Described) -> str:
+    """Wassenger gave the message up unsent (`message:out:expired` / `:removed`, say after
+    waiting in the queue of an offline number): failed with that reason, and its quota
+    slot is given back, as for a send that never went out."""
+    what = described.event.rsplit(":", 1)[-1]
+    if message.status in (MessageStatus.DELIVERED, MessageStatus.READ, *_FINAL):
+        return f"message {message.pk} is {message.status}: {what} ignored"
+    if other := _other_copy(message, data):
+        return f"{what} of another copy ({other}) of message {message.pk}: ignored"
+    before, counted = message.status, message.status in _COUNTED
+    reason = payloads.failure_reason(data) or f"{what} in Wassenger's queue, never sent"
+    message.status, message.failed_at = MessageStatus.FAILED, described.occurred_at or clock.now()
+    message.last_error = f"{_REPORTED_FAILURE}{what}: {reason}"[:500]
+    message.save(update_fields=["status", "failed_at", "last_error", "updated_at"])
+    if counted:
+        message_counts_no_more(message)
+    return f"message {message.pk}: {before} → failed ({what})"
+
+
 # --- Inbound: replies and opt-outs -----------------------------------------------------------------
 
 
@@ -280,11 +300,14 @@ def _session(item: dict, described: Described, event: WebhookEvent) -> str:
         return "no Relance device for this number: nothing to do"
     if _newer_session_event_exists(event, described):
         return "an newer session event for this device was already processed: ignored"
-    if described.ack in OFFLINE_SESSIONS:
-        return _device_halt(device, described.ack)
-    if described.ack in ONLINE_SESSIONS:
-        return _device_resume(device)
-    return f"session {described.ack!r}: no action"
+    # Only `online` sends; every other state halts with its reason, `online` lifts only a
+    # halt of the session (an operator's or an auth error's stays): messaging/devices.py.
+    outcome = device_session_apply(device_id=device.pk, status=described.ack)
+    if outcome in ("halted", "reworded"):
+        logger.error("device %s halted: WhatsApp session %s", device, described.ack)
+    elif outcome == "resumed":
+        logger.warning("device %s resumed: WhatsApp session online", device)
+    return f"device {device}: session {described.ack}, {outcome}"
 
 
 def _session_device(item: dict, wassenger_id: str) -> Device | None:
@@ -307,21 +330,6 @@ def _newer_session_event_exists(event: WebhookEvent, described: Described) -> bo
         status=EventStatus.PROCESSED,
         occurred_at__gt=described.occurred_at,
     ).exists()
-
-
-def _device_halt(device: Device, status: str) -> str:
-    if not device_halt(device_id=device.pk, reason=f"{SESSION_HALT_REASON} ({status})"):
-        return f"device {device} already halted ({device.halted_reason})"
-    logger.error("device %s halted: WhatsApp session %s", device, status)
-    return f"device {device} halted: session {status}"
-
-
-def _device_resume(device: Device) -> str:
-    # Only our own halt is lifted: an auth error or an operator's halt stays.
-    if not device_resume(device=device, halted_for=SESSION_HALT_REASON):
-        return f"device {device} not halted by its session: nothing to resume"
-    logger.warning("device %s resumed: WhatsApp session online", device)
-    return f"device {device} resumed"
 
 
 _HANDLERS: dict[str, Callable[[dict, Described, WebhookEvent], str]] = {

@@ -16,14 +16,21 @@ HTTP boundary (tests/fake_wassenger.py) or run the sandbox.
 """
 
 from messaging.wassenger.client import (
+    DeviceState,
     NumberCheck,
     RemoteMessage,
     SendResult,
+    Webhook,
     check_number,
+    create_webhook,
+    device_states,
+    enable_webhook,
     find_message_by_reference,
     get_message,
     list_devices,
+    list_webhooks,
     send_message,
+    update_webhook,
 )
 from messaging.wassenger.errors import (
     AuthError,
@@ -37,6 +44,7 @@ from messaging.wassenger.errors import (
 
 __all__ = [
     "AuthError",
+    "DeviceState",
     "InvalidNumber",
     "NumberCheck",
     "OutcomeUnknown",
@@ -46,9 +54,15 @@ __all__ = [
     "SendResult",
     "Transient",
     "WassengerError",
+    "Webhook",
     "check_number",
+    "create_webhook",
+    "device_states",
+    "enable_webhook",
     "find_message_by_reference",
     "get_message",
     "list_devices",
+    "list_webhooks",
     "send_message",
+    "update_webhook",
 ]

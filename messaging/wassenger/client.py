@@ -87,6 +87,30 @@ class RemoteMessage:
     raw: dict
 
 
+@dataclass(frozen=True)
+class DeviceState:
+    """What `GET /v1/devices` says of one number (SPEC device model), each "" when absent."""
+
+    wassenger_id: str
+    phone: str
+    status: str  # device.status: operative, banned, removed, disabled, unpaid, …
+    session_status: str  # device.session.status: online, offline, authorize, blocked, …
+    plan: str
+    raw: dict
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """One webhook of the account (SPEC webhook model)."""
+
+    id: str
+    url: str
+    status: str  # active, pending, failed, error, removed (WALI: disabled)
+    events: tuple[str, ...]
+    device: str
+    raw: dict
+
+
 # --- Public calls -------------------------------------------------------------------
 
 
@@ -118,6 +142,35 @@ def list_devices() -> list[dict]:
     """The account's devices (numbers): the health check's proof that Wassenger answers
     and accepts our token."""
     return _request("GET", "/devices", lambda r: _success_json(r, list))
+
+
+def device_states() -> list[DeviceState]:
+    """Every device of the account with its status, session and plan (the 2-minute check)."""
+    return [_device_state(item) for item in list_devices() if isinstance(item, dict)]
+
+
+def list_webhooks() -> list[Webhook]:
+    """The account's webhooks (`GET /v1/webhooks`)."""
+    return _request("GET", "/webhooks", lambda r: _webhooks(_success_json(r, (list, dict))))
+
+
+def create_webhook(*, name: str, url: str, events: list[str], device: str = "") -> Webhook:
+    payload: dict[str, Any] = {"name": name[:30], "url": url, "events": list(events)}
+    if device:
+        payload["device"] = device
+    return _request("POST", "/webhooks", _parse_webhook, json=payload, log_path="/webhooks")
+
+
+def update_webhook(webhook_id: str, *, name: str, url: str, events: list[str]) -> Webhook:
+    path = f"/webhooks/{quote(webhook_id, safe='')}"
+    payload = {"name": name[:30], "url": url, "events": list(events)}
+    return _request("PATCH", path, _parse_webhook, json=payload)
+
+
+def enable_webhook(webhook_id: str) -> Webhook | None:
+    """Turn a webhook Wassenger disabled back on; its new state when the answer says."""
+    path = f"/webhooks/{quote(webhook_id, safe='')}/enable"
+    return _request("POST", path, lambda r: _webhooks(_success_json(r, (list, dict)))[:1] or [None])[0]
 
 
 def check_number(phone: str) -> NumberCheck:
@@ -411,6 +464,46 @@ def _remote_message(body: dict) -> RemoteMessage:
         reference=_text(body.get("reference")),
         raw=body,
     )
+
+
+def _device_state(item: dict) -> DeviceState:
+    session = item.get("session") if isinstance(item.get("session"), dict) else {}
+    return DeviceState(
+        wassenger_id=_text(item.get("id")),
+        phone=_text(item.get("phone")),
+        status=_text(item.get("status")).lower(),
+        session_status=_text(session.get("status")).lower(),
+        plan=_text(item.get("plan")),
+        raw=item,
+    )
+
+
+def _webhooks(body: Any) -> list[Webhook]:
+    """A list of webhooks, a bare webhook, or a list under a usual key: leniently."""
+    if isinstance(body, dict) and isinstance(body.get("data") or body.get("results"), list):
+        body = body.get("data") or body.get("results")
+    items = body if isinstance(body, list) else [body]
+    return [_webhook(item) for item in items if isinstance(item, dict) and item.get("id")]
+
+
+def _webhook(item: dict) -> Webhook:
+    events = item.get("events") if isinstance(item.get("events"), list) else []
+    device = item.get("device")
+    return Webhook(
+        id=_text(item.get("id")),
+        url=_text(item.get("url")),
+        status=_text(item.get("status")).lower(),
+        events=tuple(e for e in events if isinstance(e, str)),
+        device=_text(device.get("id") if isinstance(device, dict) else device),
+        raw=item,
+    )
+
+
+def _parse_webhook(response: requests.Response) -> Webhook:
+    found = _webhooks(_success_json(response, dict))
+    if not found:
+        raise OutcomeUnknown("2xx without a webhook id", status=response.status_code)
+    return found[0]
 
 
 def _template_payload(template: dict) -> dict:

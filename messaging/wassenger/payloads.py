@@ -18,7 +18,11 @@ import math
 import re
 from datetime import UTC, datetime
 
-OUTBOUND_EVENTS = frozenset({"message:out:ack", "message:out:new", "message:out:sent", "message:out:failed"})
+# Wassenger gave a queued message up without sending it (delivery-log enum of SPEC).
+EXPIRED_EVENTS = frozenset({"message:out:expired", "message:out:removed"})
+OUTBOUND_EVENTS = frozenset(
+    {"message:out:ack", "message:out:new", "message:out:sent", "message:out:failed", *EXPIRED_EVENTS}
+)
 FAILED_EVENT = "message:out:failed"
 INBOUND_EVENT = "message:in:new"
 SESSION_EVENT = "number:session"

@@ -25,7 +25,8 @@ def test_session_offline_halts_the_device_and_online_resumes_it(
 ):
     post(session_event("offline"))
     device.refresh_from_db()
-    assert (device.halted_at, device.halted_reason) == (fake_clock.now(), "session offline (offline)")
+    assert device.halted_at == fake_clock.now()
+    assert device.halted_reason.startswith("session offline: phone offline")
     assert "halted: WhatsApp session offline" in caplog.text
     fake_clock.advance(120)
     post(session_event("online"))
@@ -64,10 +65,40 @@ def test_going_offline_twice_is_two_events(post, fake_clock, device):
     assert device.halted_at is not None
 
 
-def test_an_unknown_session_status_changes_nothing(post, device):
+def test_an_unknown_session_status_halts_until_online(post, fake_clock, device, inline_tasks):
     post(session_event("syncing"))
     device.refresh_from_db()
+    assert device.halted_reason == "session syncing: WhatsApp session not online"
+    fake_clock.advance(30)
+    post(session_event("online"))
+    device.refresh_from_db()
     assert device.halted_at is None
+
+
+@pytest.mark.parametrize(
+    ("status", "words"),
+    [("authorize", "phone unlinked: scan the QR code again"), ("blocked", "number banned")],
+)
+def test_an_unlinked_or_banned_session_halts_with_what_the_operator_must_do(post, device, status, words):
+    post(session_event(status))
+    device.refresh_from_db()
+    assert device.halted_at is not None and words in device.halted_reason
+    assert device.session_status == status
+
+
+def test_a_session_going_from_offline_to_unlinked_says_the_newer_reason(post, fake_clock, device):
+    post(session_event("offline"))
+    fake_clock.advance(30)
+    post(session_event("authorize"))
+    device.refresh_from_db()
+    assert "scan the QR code again" in device.halted_reason
+
+
+def test_a_session_state_never_rewords_an_operator_halt(post, fake_clock, device):
+    Device.objects.filter(pk=device.pk).update(halted_at=fake_clock.now(), halted_reason="held by Ops")
+    post(session_event("authorize"))
+    device.refresh_from_db()
+    assert device.halted_reason == "held by Ops"
 
 
 def test_a_session_event_for_another_number_changes_nothing(post, device):
