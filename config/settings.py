@@ -224,7 +224,8 @@ RELANCE_BASE_URL = env.str("RELANCE_BASE_URL", default="http://127.0.0.1:8000")
 WASSENGER_WEBHOOK_SECRET = _required_in_production("WASSENGER_WEBHOOK_SECRET")
 
 # >>> sandbox: knobs of the local Wassenger stand-in (manage.py wassenger_sandbox)
-# Seconds from acceptance to the "delivered" ack webhook.
+# Seconds from acceptance to message:out:new (the message went out), then to the "delivered" ack.
+WASSENGER_SANDBOX_SENT_DELAY = env.float("WASSENGER_SANDBOX_SENT_DELAY", default=1.0)
 WASSENGER_SANDBOX_DELIVERED_DELAY = env.float("WASSENGER_SANDBOX_DELIVERED_DELAY", default=3.0)
 # Seconds from the "delivered" ack to the "read" ack.
 WASSENGER_SANDBOX_READ_DELAY = env.float("WASSENGER_SANDBOX_READ_DELAY", default=10.0)
@@ -234,6 +235,13 @@ WASSENGER_SANDBOX_REPLY_DELAY = env.float("WASSENGER_SANDBOX_REPLY_DELAY", defau
 WASSENGER_SANDBOX_REPLY_SHARE = env.float("WASSENGER_SANDBOX_REPLY_SHARE", default=0.3)
 # Share (0–1) of those replies that are a stop word (STOP, ARRÊT, UNSUBSCRIBE…).
 WASSENGER_SANDBOX_STOP_SHARE = env.float("WASSENGER_SANDBOX_STOP_SHARE", default=0.1)
+# Share (0–1) of contacts whose replies come in SPEC's own shape (fromNumber = the device's
+# number, the contact only in the chat); the others with fromNumber = the contact.
+WASSENGER_SANDBOX_SPEC_SHAPE_SHARE = env.float("WASSENGER_SANDBOX_SPEC_SHAPE_SHARE", default=0.5)
+# Share (0–1) of contacts who, once they read their message, also write in a group chat.
+WASSENGER_SANDBOX_GROUP_SHARE = env.float("WASSENGER_SANDBOX_GROUP_SHARE", default=0.0)
+# Receipts carry Relance's reference: off, as in Wassenger's documented examples.
+WASSENGER_SANDBOX_RECEIPT_REFERENCE = env.bool("WASSENGER_SANDBOX_RECEIPT_REFERENCE", default=False)
 # Numbers ending with this do not exist on WhatsApp: numbers/exists says so, sends fail later.
 WASSENGER_SANDBOX_INVALID_SUFFIX = env.str("WASSENGER_SANDBOX_INVALID_SUFFIX", default="0000")
 # Retries of a webhook Relance did not accept (backoff 1, 2, 4… s), then it is dropped.

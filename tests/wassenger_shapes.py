@@ -273,8 +273,12 @@ REFERENCE_SHAPE = {
     "message:out:sent": SPEC_OUT_SENT[0],
 }
 # Keys a payload may add to the documented ones (wassenger-api.md marks them [I]):
-# Format B's failureReason; the message model's fields on the message object; a chat's lid.
-ALLOWED_EXTRA = {"failureReason", "failedAt", "waId", "wid", "deliverAt", "retentionPolicy", "media", "lid"}
+# Format B's failureReason; the message model's fields on the message object; a chat's lid;
+# a read ack's date.
+ALLOWED_EXTRA = {
+    *("failureReason", "failedAt", "waId", "wid", "deliverAt", "retentionPolicy", "media", "template", "lid"),
+    "read",  # data.events.read of a read ack (wassenger-api.md: "data.events.delivered / .read")
+}
 # Keys the documented example has that a real payload may lack (never required).
 OPTIONAL = {"agent", "source", "version", "owner", "schedule", "lastRetryAt", "contact", "image"}
 

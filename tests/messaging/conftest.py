@@ -202,7 +202,7 @@ def webhook_sandbox_server(webhook_receiver_server: WebhookReceiver) -> Iterator
     server = start_sandbox(
         "--webhook-url", webhook_receiver_server.url,
         "--seed", str(WEBHOOK_SEED),
-        "--delivered-delay", "0.05", "--read-delay", "0.05", "--reply-delay", "0.05",
+        "--sent-delay", "0.05", "--delivered-delay", "0.05", "--read-delay", "0.05", "--reply-delay", "0.05",
         "--reply-share", str(WEBHOOK_SHARES["reply_share"]),
         "--stop-share", str(WEBHOOK_SHARES["stop_share"]),
         "--webhook-retries", "3", "--webhook-backoff", "0.05",

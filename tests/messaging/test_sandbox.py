@@ -6,13 +6,14 @@ import random
 import socket
 import threading
 import uuid
+from collections import Counter
 
 import pytest
 import requests
 from django.core.management import CommandError, call_command
 
 from messaging import wassenger
-from messaging.wassenger import AuthError, InvalidNumber, OutcomeUnknown, RateLimited, Transient
+from messaging.wassenger import AuthError, InvalidNumber, OutcomeUnknown, RateLimited, Transient, payloads
 from messaging.wassenger.sandbox.state import (
     REPLIES,
     SANDBOX_DEVICE_ID,
@@ -22,9 +23,11 @@ from messaging.wassenger.sandbox.state import (
     SandboxConfig,
     Store,
     sandbox_fate,
+    sandbox_reply_shape,
 )
 from messaging.wassenger.sandbox.webhooks import Scheduler, WebhookPoster
-from tests.messaging.conftest import SANDBOX_TOKEN, WEBHOOK_SEED, WEBHOOK_SHARES, wait_for
+from tests import wassenger_shapes as shapes
+from tests.messaging.conftest import SANDBOX_TOKEN, WEBHOOK_SEED, WEBHOOK_SHARES, start_sandbox, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -216,29 +219,82 @@ def test_webhooks_carry_acks_replies_stop_words_and_failures(webhook_sandbox, we
     phones = {fate: phone_with_fate(fate) for fate in ("silent", "reply", "stop")}
     invalid = f"+3361{random.randrange(10**3):03d}0000"
     sent = {fate: send(phone) for fate, phone in {**phones, "invalid": invalid}.items()}
-    # 2 acks for each valid phone, one reply each from "reply" and "stop", one failure.
-    wait_for(lambda: len(webhook_receiver.received) >= 9, timeout=10)
-    acks = webhook_receiver.events("message:out:ack")
+    # out:new and 2 acks for each valid phone, one reply each from "reply" and "stop", one failure.
+    wait_for(lambda: len(webhook_receiver.received) >= 12, timeout=10)
+    acks, news = webhook_receiver.events("message:out:ack"), webhook_receiver.events("message:out:new")
     for fate, phone in phones.items():
-        reference, result = sent[fate]
+        _, result = sent[fate]
         mine = _ours(acks, phone, "toNumber")
         assert [e["ack"] for e in mine] == ["delivered", "read"]
-        assert all(e["data"]["reference"] == reference and e["id"] == result.whatsapp_id for e in mine)
-        assert all(e["data"]["flow"] == "outbound" and e["data"]["ack"] == e["ack"] for e in mine)
+        (new,) = _ours(news, phone, "toNumber")
+        assert all(e["id"] == e["data"]["id"] == result.whatsapp_id for e in [new, *mine])
+        assert all(e["data"]["flow"] == "outbound" and "reference" not in e["data"] for e in [new, *mine])
     replies = webhook_receiver.events("message:in:new")
-    assert _ours(replies, phones["silent"], "fromNumber") == []
-    (reply,) = _ours(replies, phones["reply"], "fromNumber")
-    (stop,) = _ours(replies, phones["stop"], "fromNumber")
+    assert _ours(replies, phones["silent"], "toNumber") + _ours(replies, phones["silent"], "fromNumber") == []
+    reply, stop = (_from(replies, phones[fate]) for fate in ("reply", "stop"))
     assert reply["data"]["body"] in REPLIES and stop["data"]["body"] in STOP_REPLIES
-    assert reply["data"]["toNumber"] == SANDBOX_DEVICE_PHONE and reply["data"]["flow"] == "inbound"
+    assert reply["data"]["flow"] == "inbound" and reply["data"]["meta"]["isGroup"] is False
     (failed,) = webhook_receiver.events("message:out:failed")
-    assert (
-        failed["data"]["reference"] == sent["invalid"][0]
-        and failed["entityId"] == sent["invalid"][1].wassenger_id
-    )
+    assert failed["entityId"] == failed["data"]["id"] == sent["invalid"][1].wassenger_id
     assert failed["data"]["deliveryStatus"] == "failed" and failed["data"]["failureReason"]
-    assert _ours(acks, invalid, "toNumber") == []
+    assert "reference" not in failed["data"]
+    assert _ours(acks, invalid, "toNumber") == _ours(news, invalid, "toNumber") == []
     assert set(webhook_receiver.queries) == {"secret=s3cret"}
+    assert [shapes.event_problems(body) for body in webhook_receiver.received] == [[]] * 12
+
+
+def _from(replies: list[dict], phone: str) -> dict:
+    """The one inbound message from `phone`: its chat names the contact, whatever the shape."""
+    (reply,) = [e for e in replies if e["data"]["chat"]["contact"]["phone"] == phone]
+    shape = sandbox_reply_shape(phone, seed=WEBHOOK_SEED, spec_shape_share=0.5)
+    device = SANDBOX_DEVICE_PHONE
+    sender, receiver = (device, phone) if shape == "spec" else (phone, device)
+    assert (reply["data"]["fromNumber"], reply["data"]["toNumber"]) == (sender, receiver)
+    assert reply["device"]["phone"] == device
+    assert payloads.inbound_contact_number(reply) == phone and payloads.inbound_kind(reply["data"]) == ""
+    return reply
+
+
+def test_replies_come_in_both_shapes_in_the_configured_share():
+    shares = Counter(sandbox_reply_shape(f"+336{n:08d}", seed=3, spec_shape_share=0.3) for n in range(4000))
+    assert 0.27 < shares["spec"] / 4000 < 0.33
+    assert {
+        sandbox_reply_shape(f"+336{n:08d}", seed=3, spec_shape_share=s) for n in range(50) for s in (0, 1)
+    } == {
+        "spec",
+        "contact",
+    }
+    assert sandbox_reply_shape("+33612345678", seed=3, spec_shape_share=0) == "contact"
+
+
+@pytest.fixture
+def group_sandbox(webhook_receiver):
+    server = start_sandbox(
+        "--webhook-url", f"{webhook_receiver.url}", "--seed", "5", "--reply-share", "0", "--group-share", "1",
+        "--receipt-reference", "--sent-delay", "0.02", "--delivered-delay", "0.02", "--read-delay", "0.02",
+        "--reply-delay", "0.02",
+    )  # fmt: skip
+    yield server
+    server.stop()
+
+
+def test_a_contact_can_write_in_a_group_and_receipts_can_carry_the_reference(
+    group_sandbox, webhook_receiver, settings
+):
+    settings.WASSENGER_API_URL, settings.WASSENGER_API_TOKEN = f"{group_sandbox.url}/v1", SANDBOX_TOKEN
+    phone = phone_with_fate("silent")
+    reference, _ = send(phone)
+    wait_for(lambda: webhook_receiver.events("message:in:new"), timeout=10)
+    (group,) = webhook_receiver.events("message:in:new")
+    assert payloads.inbound_kind(group["data"]) == "group"
+    assert group["data"]["chat"]["id"].endswith("@g.us") and group["data"]["meta"]["isGroup"] is True
+    assert group["data"]["fromNumber"] == phone  # as close to a reply as it gets
+    acks = webhook_receiver.events("message:out:ack")
+    assert acks and all(e["data"]["reference"] == reference for e in acks)
+    assert group_sandbox.control("GET", "stats")["counts"]["group_messages"] == 1
+    referenced = [".data.reference: not in the documented shape"]  # what --receipt-reference adds
+    for body in webhook_receiver.received:
+        assert shapes.event_problems(body) == ([] if body["event"] == "message:in:new" else referenced)
 
 
 def test_the_message_state_follows_its_acks(webhook_sandbox, webhook_receiver):
@@ -246,7 +302,7 @@ def test_the_message_state_follows_its_acks(webhook_sandbox, webhook_receiver):
     _, result = send(phone)
     wait_for(lambda: wassenger.get_message(result.wassenger_id).delivery_status == "read")
     (recorded,) = webhook_sandbox.messages(phone=phone)
-    assert recorded["sandbox"]["events"] == ["delivered", "read"]
+    assert recorded["sandbox"]["events"] == ["sent", "delivered", "read"]
     assert recorded["status"] == "processed" and recorded["sentAt"]
 
 

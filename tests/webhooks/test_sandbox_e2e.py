@@ -1,6 +1,7 @@
 """End to end: a campaign is launched, the real sender sends through the sandbox process,
-whose acks and replies come back to the live webhook URL; repliers get Message 2 once,
-stop-word senders nothing.
+whose events (message:out:new, acks with no reference, replies in both of Wassenger's
+shapes, group messages) come back to the live webhook URL; repliers get Message 2 once,
+whichever shape their reply has, stop-word senders and group messages nothing.
 
 Everything is the production path but the senders cluster: the endpoint stores each
 event with its task, a real default django-q cluster (a subprocess) processes them, and
@@ -18,7 +19,7 @@ from campaigns.launch import campaign_launch
 from campaigns.models import Campaign, CampaignStatus, Category, Contact
 from messaging.models import Message, MessageKind, MessageStatus
 from messaging.sending import sender_run
-from messaging.wassenger.sandbox.state import sandbox_fate
+from messaging.wassenger.sandbox.state import sandbox_fate, sandbox_reply_shape, sandbox_writes_in_group
 from tests.clusters import qcluster_kill, qcluster_start
 from tests.factories import make_device
 from tests.messaging.conftest import wait_for
@@ -29,6 +30,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 CONTACTS = 24
 SEED, REPLY_SHARE, STOP_SHARE = 3, 0.5, 0.4
+SPEC_SHAPE_SHARE, GROUP_SHARE = 0.5, 0.5
 
 
 @pytest.fixture
@@ -36,7 +38,10 @@ def replying_sandbox(live_server, settings):
     server = sandbox_calling_live_server(
         live_server, settings,
         "--seed", str(SEED), "--reply-share", str(REPLY_SHARE), "--stop-share", str(STOP_SHARE),
-        "--delivered-delay", "0.05", "--read-delay", "0.05", "--reply-delay", "0.05",
+        "--spec-shape-share", str(SPEC_SHAPE_SHARE), "--group-share", str(GROUP_SHARE),
+        # message:out:new once Relance has recorded the send's answer: receipts carry no
+        # reference, so they are matched by id (and no sweeper runs here to retry one).
+        "--sent-delay", "0.3", "--delivered-delay", "0.05", "--read-delay", "0.05", "--reply-delay", "0.05",
         "--webhook-retries", "3", "--webhook-backoff", "0.1",
     )  # fmt: skip
     yield server
@@ -76,6 +81,17 @@ def fates() -> dict[str, str]:
     return {p: sandbox_fate(p, seed=SEED, reply_share=REPLY_SHARE, stop_share=STOP_SHARE) for p in phones}
 
 
+def reply_shapes(expected: dict[str, str]) -> Counter:
+    """How many repliers write in SPEC's shape (fromNumber = our device) and in the other."""
+    repliers = [p for p, fate in expected.items() if fate != "silent"]
+    return Counter(sandbox_reply_shape(p, seed=SEED, spec_shape_share=SPEC_SHAPE_SHARE) for p in repliers)
+
+
+def group_writers() -> set[str]:
+    phones = Contact.objects.values_list("phone", flat=True)
+    return {p for p in phones if sandbox_writes_in_group(p, seed=SEED, group_share=GROUP_SHARE)}
+
+
 def delivered_webhooks(sandbox) -> int:
     return sandbox.control("GET", "stats")["counts"].get("webhooks_delivered", 0)
 
@@ -94,19 +110,24 @@ def every_reply_handled(expected: dict[str, str]) -> bool:
     return follow_ups == len(repliers) and opted_out == len(stoppers)
 
 
-def test_replies_through_the_live_webhook_get_message_2_once_and_stop_words_none(
+def test_replies_in_both_shapes_get_message_2_once_stop_words_and_group_messages_none(
     replying_sandbox, default_cluster
 ):
     campaign = a_launched_campaign_to_every_contact()
     expected = fates()
     assert {"reply", "stop", "silent"} <= set(expected.values()), "pick another seed"
+    assert min(reply_shapes(expected)[shape] for shape in ("spec", "contact")) >= 2, "pick another seed"
+    groups = group_writers()
+    assert groups & {p for p, fate in expected.items() if fate == "silent"}, "pick another seed"
     sender_run(device_id=campaign.device_id)
     wait_for(lambda: every_reply_handled(expected), timeout=30, interval=0.1)
     assert sender_wakeups() == [campaign.device_id] * sum(fate == "reply" for fate in expected.values())
     sender_run(device_id=campaign.device_id)  # what the woken sender does: send the Message 2s
     fate_counts = Counter(expected.values())
-    # Two acks per message sent (Message 1 to all, Message 2 to repliers), and the replies.
-    webhooks = 2 * (CONTACTS + fate_counts["reply"]) + fate_counts["reply"] + fate_counts["stop"]
+    # message:out:new and two acks per message sent (Message 1 to all, Message 2 to repliers),
+    # the replies, and one group message from each group writer.
+    sent = CONTACTS + fate_counts["reply"]
+    webhooks = 3 * sent + fate_counts["reply"] + fate_counts["stop"] + len(groups)
     wait_for(lambda: delivered_webhooks(replying_sandbox) == webhooks, timeout=15, interval=0.1)
     wait_for(lambda: not WebhookEvent.objects.filter(status=EventStatus.RECEIVED).exists(), timeout=10)
     assert WebhookEvent.objects.count() == webhooks
@@ -126,6 +147,8 @@ def test_replies_through_the_live_webhook_get_message_2_once_and_stop_words_none
     )
     assert message_1_statuses == {MessageStatus.READ}
     assert set(WebhookEvent.objects.values_list("status", flat=True)) == {EventStatus.PROCESSED}
+    group_events = WebhookEvent.objects.filter(reason="group message: stored, never a reply")
+    assert group_events.count() == len(groups)
     assert replying_sandbox.control("GET", "stats")["counts"].get("webhooks_given_up", 0) == 0
     follow_ups = Message.objects.filter(kind=MessageKind.MESSAGE_2).values_list("status", flat=True)
     assert set(follow_ups) == {MessageStatus.READ}

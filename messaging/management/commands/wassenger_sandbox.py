@@ -1,3 +1,4 @@
+import argparse
 import signal
 
 from django.core.management.base import BaseCommand, CommandError
@@ -17,11 +18,14 @@ FAULT_FLAGS = {
 }
 # flag → help; each overrides the WASSENGER_SANDBOX_* setting of the same name.
 CONFIG_FLAGS = {
-    "delivered_delay": "seconds from acceptance to the delivered ack",
+    "sent_delay": "seconds from acceptance to message:out:new",
+    "delivered_delay": "seconds from message:out:new to the delivered ack",
     "read_delay": "seconds from the delivered ack to the read ack",
     "reply_delay": "seconds from the read ack to a reply",
     "reply_share": "share of contacts that reply",
     "stop_share": "share of replies that are stop words",
+    "spec_shape_share": "share of contacts whose replies have fromNumber = the device (SPEC's shape)",
+    "group_share": "share of contacts who also write in a group chat",
     "webhook_retries": "retries of a refused webhook",
     "webhook_backoff": "seconds before the first webhook retry (then doubling)",
 }
@@ -36,6 +40,14 @@ class Command(BaseCommand):
         parser.add_argument("--webhook-url", help="where to POST webhooks; '' sends none")
         parser.add_argument("--seed", type=int, help="seed of fault draws and of who replies")
         parser.add_argument("--invalid-suffix", help="numbers ending with this do not exist")
+        parser.add_argument(
+            "--receipt-reference",
+            action=argparse.BooleanOptionalAction,
+            help="receipts carry Relance's reference (Wassenger's documented ones do not)",
+        )
+        parser.add_argument(
+            "--out-new", action=argparse.BooleanOptionalAction, help="post message:out:new (default: yes)"
+        )
         for flag, (_, text) in FAULT_FLAGS.items():
             parser.add_argument(f"--{flag.replace('_', '-')}", type=float, help=text)
         for flag, text in CONFIG_FLAGS.items():
@@ -46,7 +58,8 @@ class Command(BaseCommand):
         faults = {
             field: options[flag] for flag, (field, _) in FAULT_FLAGS.items() if options[flag] is not None
         }
-        overrides = {key: options[key] for key in ("port", "token", "webhook_url", "seed", "invalid_suffix")}
+        given = ("port", "token", "webhook_url", "seed", "invalid_suffix", "receipt_reference", "out_new")
+        overrides = {key: options[key] for key in given}
         overrides.update({flag: options[flag] for flag in CONFIG_FLAGS})
         try:
             sandbox = Sandbox(sandbox_config(**overrides), Faults().updated(faults))

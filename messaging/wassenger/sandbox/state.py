@@ -39,11 +39,21 @@ class SandboxConfig:
     device_id: str = SANDBOX_DEVICE_ID
     device_phone: str = SANDBOX_DEVICE_PHONE
     invalid_suffix: str = "0000"
-    delivered_delay: float = 3.0  # seconds after acceptance
+    sent_delay: float = 1.0  # seconds from acceptance to message:out:new (the message went out)
+    delivered_delay: float = 3.0  # seconds after message:out:new
     read_delay: float = 10.0  # seconds after the delivered ack
     reply_delay: float = 20.0  # seconds after the read ack
     reply_share: float = 0.3
     stop_share: float = 0.1  # share of the replies that are stop words
+    # Share of contacts whose replies come in SPEC's own shape, where fromNumber is the
+    # device's number and only the chat names the contact; the others as seen in the wild
+    # (fromNumber = the contact). Both are real (wassenger-api.md, section 0).
+    spec_shape_share: float = 0.5
+    group_share: float = 0.0  # share of contacts who also write in a group the device is in
+    # Receipts (acks, failures) carry our `reference` in data. Off by default: none of
+    # Wassenger's documented examples has one, so Relance must match by id.
+    receipt_reference: bool = False
+    out_new: bool = True  # message:out:new once each accepted message goes out (Platform plans)
     webhook_retries: int = 3
     webhook_backoff: float = 1.0  # first retry after this, then doubling
     webhook_timeout: float = 5.0
@@ -53,10 +63,17 @@ class SandboxConfig:
         """ValueError naming the first setting that makes no sense."""
         if self.webhook_url and urlsplit(self.webhook_url).scheme not in ("http", "https"):
             raise ValueError("the webhook URL must start with http:// or https://")
-        for name in ("reply_share", "stop_share"):
+        for name in ("reply_share", "stop_share", "spec_shape_share", "group_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} is a share between 0 and 1")
-        delays = ("delivered_delay", "read_delay", "reply_delay", "webhook_backoff", "webhook_timeout")
+        delays = (
+            "sent_delay",
+            "delivered_delay",
+            "read_delay",
+            "reply_delay",
+            "webhook_backoff",
+            "webhook_timeout",
+        )
         if any(getattr(self, name) < 0 for name in delays) or self.webhook_retries < 0:
             raise ValueError(f"{', '.join(delays)} and webhook_retries cannot be negative")
         if not self.token:
@@ -82,6 +99,17 @@ def sandbox_fate(phone: str, *, seed: int, reply_share: float, stop_share: float
     if _unit(f"{seed}:reply:{phone}") >= reply_share:
         return "silent"
     return "stop" if _unit(f"{seed}:stop:{phone}") < stop_share else "reply"
+
+
+def sandbox_reply_shape(phone: str, *, seed: int, spec_shape_share: float) -> str:
+    """ "spec" (fromNumber = the device) or "contact" (fromNumber = the contact): how this
+    contact's messages arrive, the same every run."""
+    return "spec" if _unit(f"{seed}:shape:{phone}") < spec_shape_share else "contact"
+
+
+def sandbox_writes_in_group(phone: str, *, seed: int, group_share: float) -> bool:
+    """Whether this contact, once it has read its message, also writes in a group chat."""
+    return _unit(f"{seed}:group:{phone}") < group_share
 
 
 def sandbox_reply_text(phone: str, fate: str, *, seed: int) -> str:
