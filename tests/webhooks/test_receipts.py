@@ -14,6 +14,7 @@ from messaging.dispatch import dispatch_run
 from messaging.models import DeviceDay, Message, MessageKind, MessageStatus
 from messaging.sending import message_reconcile, message_record_outcome, sender_run
 from tests import fake_wassenger
+from tests import wassenger_shapes as shapes
 from tests.factories import make_contact, make_device, make_sending_campaign, queue_message_1
 from tests.webhooks.conftest import ack_event, failed_event, hex_id, sent_message_1, wa_id
 from webhooks.models import EventStatus, WebhookEvent
@@ -291,3 +292,40 @@ def test_a_receipt_arriving_while_reconciliation_looks_the_send_up_keeps_its_quo
     message_reconcile(Message.objects.get(pk=message.pk))
     message.refresh_from_db()
     assert (message.status, sends_today(message)) == (MessageStatus.DELIVERED, 1)
+
+
+# --- Wassenger's documented receipts (tests/wassenger_shapes.py): no reference in any ---------
+
+
+def _documented(example, message):
+    numbers = {shapes.SPEC_CONTACT_PHONE: message.contact.phone, "+44123456789": "+33755500002"}
+    payload = shapes.renumbered(example, numbers, at=clock.now())
+    first = payload[0] if isinstance(payload, list) else payload
+    first["data"]["id"] = message.wassenger_id if isinstance(payload, list) else message.whatsapp_id
+    if isinstance(payload, list):
+        first["entityId"] = message.wassenger_id
+    return payload
+
+
+def test_spec_read_ack_without_a_reference_reaches_its_message_by_whatsapp_id(post):
+    message = sent_message_1()
+    payload = _documented(shapes.SPEC_OUT_ACK, message)
+    assert "reference" not in payload["data"]
+    post(payload)
+    message.refresh_from_db()
+    assert message.status == MessageStatus.READ
+
+
+def test_spec_out_new_marks_nothing_back_and_reaches_its_message_by_whatsapp_id(post):
+    message = sent_message_1(status=MessageStatus.SENDING, sent_at=None)
+    post(_documented(shapes.SPEC_OUT_NEW, message))
+    message.refresh_from_db()
+    assert message.status in (MessageStatus.SENT, MessageStatus.DELIVERED) and message.sent_at is not None
+
+
+def test_spec_failure_without_reference_or_reason_fails_the_message_by_its_24_hex_id(post):
+    message = sent_message_1()
+    post(_documented(shapes.SPEC_OUT_FAILED, message))
+    message.refresh_from_db()
+    assert message.status == MessageStatus.FAILED
+    assert message.contact.whatsapp_status != WhatsAppStatus.INVALID
