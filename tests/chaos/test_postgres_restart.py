@@ -206,5 +206,6 @@ def run_the_campaign_through_a_restart(database: PrivatePostgres, sandbox, web: 
 def _answers(url: str) -> bool:
     try:
         return requests.get(url, timeout=2).status_code in (200, 503)
-    except requests.ConnectionError:
+    except (requests.ConnectionError, requests.Timeout):
+        # A worker still booting on a loaded machine may take longer than 2 s: not up yet.
         return False
