@@ -98,6 +98,9 @@ next AS (
   SELECT m.id, m.kind FROM {_MESSAGE} m
   JOIN {_CAMPAIGN} c ON c.id = m.campaign_id
   JOIN {_CONTACT} ct ON ct.id = m.contact_id
+  -- A device halted meanwhile (its session went offline, say) claims nothing, even from a
+  -- sender whose snapshot of it is warm.
+  JOIN {_DEVICE} d ON d.id = m.device_id AND d.halted_at IS NULL
   WHERE m.device_id = %(device)s AND m.status = 'pending' AND m.kind = ANY(%(kinds)s)
     AND m.next_attempt_at <= %(now)s AND c.status = 'sending' AND ct.opted_out_at IS NULL
   ORDER BY m.kind DESC, m.id

@@ -10,7 +10,11 @@ the message, drop_before_accept does not: "was it really sent?" stays answerable
     /v1/messages               POST send · GET list (?reference=…&phone=…)
     /v1/messages/{id}          GET
     /v1/numbers/exists         POST {"phone"} or GET ?phone=…
-    /v1/devices, /v1/devices/{id}
+    /v1/devices, /v1/devices/{id}   (session, status and plan from sandbox/account.py)
+    /v1/webhooks               GET list · POST register
+    /v1/webhooks/{id}          GET · PATCH · /enable POST
+    /sandbox/device            GET · POST {"session", "status", "plan", "disable_after",
+                               "then", "after"}: a live session / ban / plan change
     /sandbox/messages          GET (?phone=…&reference=…) · DELETE clears (the send log too)
     /sandbox/sends             GET every send request, faulty or not (?reference=…)
     /sandbox/stats             GET counts
@@ -31,13 +35,13 @@ from dataclasses import asdict, dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, urlsplit
 
+from messaging.wassenger.sandbox.account import SESSIONS, Account
 from messaging.wassenger.sandbox.state import (
     SANDBOX_DEVICE_ID,
     Faults,
     SandboxConfig,
     Store,
     new_message,
-    now_iso,
     phone_is_e164,
     public,
     sandbox_fate,
@@ -91,6 +95,8 @@ class Sandbox:
         self.scheduler = Scheduler()
         self.poster = WebhookPoster(config, self.scheduler, self.store)
         self.lifecycle = Lifecycle(config, self.store, self.scheduler, self.poster)
+        self.account = Account(config.device_id, config.device_phone, webhook_url=config.webhook_url)
+        self.poster.account = self.account
 
     @property
     def url(self) -> str:
@@ -195,26 +201,65 @@ class Sandbox:
                            "isBusiness": False, "link": f"https://wa.me/{digits}"})  # fmt: skip
 
     def devices(self, request: Request) -> Reply:
-        return Reply(200, [self._device()])
+        return Reply(200, [self.account.device()])
 
     def device(self, request: Request, device_id: str) -> Reply:
         if device_id != self.config.device_id:
             return error_reply(404, "Device not found", "error:not_found")
-        return Reply(200, self._device())
+        return Reply(200, self.account.device())
 
-    def _device(self) -> dict:
-        cfg = self.config
-        return {
-            "id": cfg.device_id,
-            "phone": cfg.device_phone,
-            "wid": f"{cfg.device_phone[1:]}@c.us",
-            "alias": "Relance sandbox",
-            "status": "operative",
-            "connector": "web",
-            "plan": "io-professional",
-            "session": {"status": "online", "appVersion": "sandbox", "lastSyncAt": now_iso()},
-            "settings": {"deliverySpeed": 0},
-        }
+    # --- /v1/webhooks (sandbox/account.py) ---
+
+    def webhooks(self, request: Request) -> Reply:
+        return Reply(200, self.account.webhook_list())
+
+    def webhook_create(self, request: Request) -> Reply:
+        try:
+            return Reply(201, self.account.webhook_register(request.body))
+        except ValueError as error:
+            return error_reply(400, str(error), "error:invalid_body")
+
+    def webhook(self, request: Request, webhook_id: str) -> Reply:
+        try:
+            found = (
+                self.account.webhook_update(webhook_id, request.body)
+                if request.method == "PATCH"
+                else self.account.webhook_get(webhook_id)
+            )
+        except ValueError as error:
+            return error_reply(400, str(error), "error:invalid_body")
+        return Reply(200, found) if found else error_reply(404, "Webhook not found", "error:not_found")
+
+    def webhook_enable(self, request: Request, webhook_id: str) -> Reply:
+        found = self.account.webhook_enable(webhook_id)
+        return Reply(200, found) if found else error_reply(404, "Webhook not found", "error:not_found")
+
+    def sandbox_device(self, request: Request) -> Reply:
+        """GET the device · POST {"session", "status", "plan", "disable_after", "then", "after"}:
+        a session change posts its `number:session` event; `then` is a second session state
+        `after` seconds later (offline, then online)."""
+        if request.method == "POST":
+            body = request.body if isinstance(request.body, dict) else {}
+            then, after = body.get("then"), body.get("after", 5)
+            try:
+                if then is not None and then not in SESSIONS:
+                    raise ValueError("then is a session state")
+                if isinstance(after, bool) or not isinstance(after, int | float) or after < 0:
+                    raise ValueError("after is a number of seconds")
+                event = self.account.change(request.body)
+            except ValueError as error:
+                return error_reply(400, str(error), "error:invalid_device")
+            if event is not None:
+                self.poster.post(event)
+            if then is not None:
+                self.scheduler.call_later(float(after), lambda: self._session_later(then))
+        return Reply(200, {**self.account.device(), "disable_after": self.account.disable_after,
+                           "webhooks": self.account.webhook_list()})  # fmt: skip
+
+    def _session_later(self, session: str) -> None:
+        event = self.account.change({"session": session})
+        if event is not None:
+            self.poster.post(event)
 
     # --- /sandbox ---
 
@@ -254,6 +299,13 @@ _ROUTES: list[tuple[str, re.Pattern, Handler]] = [
     ("GET", re.compile(r"/v1/numbers/exists"), Sandbox.number_exists),
     ("GET", re.compile(r"/v1/devices"), Sandbox.devices),
     ("GET", re.compile(r"/v1/devices/([^/]+)"), Sandbox.device),
+    ("GET", re.compile(r"/v1/webhooks"), Sandbox.webhooks),
+    ("POST", re.compile(r"/v1/webhooks"), Sandbox.webhook_create),
+    ("GET", re.compile(r"/v1/webhooks/([^/]+)"), Sandbox.webhook),
+    ("PATCH", re.compile(r"/v1/webhooks/([^/]+)"), Sandbox.webhook),
+    ("POST", re.compile(r"/v1/webhooks/([^/]+)/enable"), Sandbox.webhook_enable),
+    ("GET", re.compile(r"/sandbox/device"), Sandbox.sandbox_device),
+    ("POST", re.compile(r"/sandbox/device"), Sandbox.sandbox_device),
     ("GET", re.compile(r"/sandbox/messages"), Sandbox.sandbox_messages),
     ("DELETE", re.compile(r"/sandbox/messages"), Sandbox.sandbox_clear),
     ("GET", re.compile(r"/sandbox/sends"), Sandbox.sandbox_sends),
@@ -326,6 +378,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve()
 
     def do_DELETE(self) -> None:
+        self._serve()
+
+    def do_PATCH(self) -> None:
         self._serve()
 
     def _serve(self) -> None:

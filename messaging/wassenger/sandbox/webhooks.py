@@ -92,10 +92,15 @@ class WebhookPoster:
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sandbox-webhook")
         # No proxy: the webhook target is usually on loopback.
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self.account = None  # sandbox/account.py: which events the plan and webhook let through
 
     def post(self, event: dict | list, then: Callable[[], None] = lambda: None) -> None:
         """Deliver `event` (retrying), then call `then` whether it got through or not."""
         if not self.config.webhook_url:
+            then()
+            return
+        if self.account is not None and not self.account.deliverable(event):
+            self.store.count("webhooks_not_sent")  # the plan has no such event, or the webhook is off
             then()
             return
         self._submit(event, 0, then)
@@ -115,6 +120,12 @@ class WebhookPoster:
         except Exception:  # never let a webhook bug kill the pool's worker silently
             logger.exception("sandbox: webhook delivery crashed")
             delivered = False
+        if self.account is not None:
+            self.account.delivered(delivered)
+            if not delivered and not self.account.deliverable(event):  # disabled meanwhile
+                self.store.count("webhooks_given_up")
+                then()
+                return
         if delivered or attempt >= self.config.webhook_retries:
             self.store.count("webhooks_delivered" if delivered else "webhooks_given_up")
             if not delivered:
