@@ -1,4 +1,5 @@
-"""REST API for categories, contacts and campaigns (`/api/`), and the API's shared policy.
+"""REST API for categories, contacts and campaigns (`/api/`): the viewsets; their bodies are in
+`campaigns/serializers.py`, the API's shared policy (permissions, paging, parsing) in `config/api.py`.
 
 Views only call the behaviour functions (`campaign_launch`, `contact_opt_out`, …): the API
 does what the admin does. A refusal of those functions is answered with its own HTTP status
@@ -9,148 +10,41 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Count
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
-from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ParseError
-from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from campaigns.contacts import ContactRow, contact_opt_out, contacts_upsert
 from campaigns.launch import campaign_launch, launch_preview
 from campaigns.lifecycle import campaign_cancel, campaign_pause, campaign_resume
 from campaigns.models import Campaign, CampaignStatus, Category, Contact
-from campaigns.phones import phone_normalize
 from campaigns.refusals import CampaignRefused
+from campaigns.serializers import (
+    CampaignSerializer,
+    CampaignStatsSerializer,
+    CancelResultSerializer,
+    CategorySerializer,
+    ContactBulkItemSerializer,
+    ContactSerializer,
+    LaunchRequestSerializer,
+    LaunchResultSerializer,
+    QuotaRefusalSerializer,
+    RefusalSerializer,
+)
+from config.api import ApiViewSetMixin
 from messaging.models import MessageKind, MessageStatus
-
-# --- Shared policy (messaging/api.py and monitoring/api.py use it too) --------------------------
-
-
-class StaffWritesOthersRead(permissions.BasePermission):
-    """Any authenticated user reads; staff write (POST, PUT, PATCH, DELETE, actions) what
-    their Django permissions allow them to in the admin, and nothing more.
-
-    Creating needs the model's `add` permission (a bulk import `add` and `change`),
-    deleting its `delete`, and every other write, launch, pause, resume, cancel and
-    opt-out included, its `change`: the rule of the admin and the operator pages
-    (superusers hold every permission).
-    """
-
-    def has_permission(self, request, view) -> bool:
-        user = request.user
-        if not (user and user.is_authenticated):
-            return False
-        if request.method in permissions.SAFE_METHODS:
-            return True
-        if not user.is_staff:
-            return False
-        model = _model_of(view)
-        return model is None or user.has_perms(_permissions(model, request.method, view))
-
-
-def _model_of(view):
-    queryset = getattr(view, "queryset", None)
-    if queryset is None and hasattr(view, "get_queryset"):
-        queryset = view.get_queryset()
-    return None if queryset is None else queryset.model
-
-
-def _permissions(model, method: str, view) -> list[str]:
-    action = getattr(view, "action", None)
-    verbs = {"create": ["add"], "bulk": ["add", "change"]}.get(action)  # bulk creates and updates
-    verbs = verbs or (["delete"] if method == "DELETE" else ["change"])
-    return [f"{model._meta.app_label}.{verb}_{model._meta.model_name}" for verb in verbs]
-
-
-class ApiPagination(PageNumberPagination):
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 500
-
-
-class SafeJSONParser(JSONParser):
-    """DRF's JSON parser, but a body nested too deep for Python's decoder is a 400, not a 500."""
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        try:
-            return super().parse(stream, media_type, parser_context)
-        except RecursionError:
-            raise ParseError("JSON parse error - nested too deeply.") from None
-
-
-class ApiViewSetMixin:
-    permission_classes = [StaffWritesOthersRead]
-    pagination_class = ApiPagination
-    parser_classes = [SafeJSONParser, FormParser, MultiPartParser]
-
-
-class RefusalSerializer(serializers.Serializer):
-    """The body of every refusal: a code for programs, a message for people, and facts."""
-
-    code = serializers.CharField()
-    detail = serializers.CharField()
-
-
-class QuotaRefusalSerializer(RefusalSerializer):
-    remaining_today = serializers.IntegerField()
-    days_needed = serializers.IntegerField(allow_null=True)
-    estimated_finish = serializers.DateTimeField(allow_null=True)
-    recipients = serializers.IntegerField()
 
 
 def refusal_response(refusal: CampaignRefused) -> Response:
     return Response(refusal.as_dict(), status=refusal.http_status)
 
 
-_MAX_JSON_DEPTH = 5
-
-
-def json_checked(value, *, depth: int = 0):
-    """Refuse what PostgreSQL's jsonb would choke on (NUL, lone surrogates) and deep nesting."""
-    if depth > _MAX_JSON_DEPTH:
-        raise serializers.ValidationError(f"Nested deeper than {_MAX_JSON_DEPTH} levels.")
-    if isinstance(value, str):
-        if "\x00" in value or any("\ud800" <= char <= "\udfff" for char in value):
-            raise serializers.ValidationError("Text may not contain NUL or surrogate characters.")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            json_checked(key, depth=depth + 1)
-            json_checked(item, depth=depth + 1)
-    elif isinstance(value, list):
-        for item in value:
-            json_checked(item, depth=depth + 1)
-    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
-        raise serializers.ValidationError("Numbers must stay within ±2^53.")
-    return value
-
-
-def phone_checked(value: str) -> str:
-    try:
-        return phone_normalize(value)
-    except DjangoValidationError as error:
-        raise serializers.ValidationError(error.messages[0], code="invalid_phone") from None
-
-
 # --- Categories ---------------------------------------------------------------------------------
-
-
-class CategorySerializer(serializers.ModelSerializer):
-    contacts = serializers.SerializerMethodField(help_text="How many contacts are in the category.")
-
-    class Meta:
-        model = Category
-        fields = ["id", "name", "description", "contacts", "created_at"]
-
-    def get_contacts(self, category: Category) -> int:
-        # Lists annotate the count; a row just created or updated is counted on its own.
-        count = getattr(category, "contact_count", None)
-        return count if count is not None else category.contacts.count()
 
 
 class CategoryFilter(filters.FilterSet):
@@ -173,59 +67,6 @@ class CategoryViewSet(ApiViewSetMixin, viewsets.ModelViewSet):
 
 
 # --- Contacts -----------------------------------------------------------------------------------
-
-
-class ContactSerializer(serializers.ModelSerializer):
-    phone = serializers.CharField(
-        max_length=64,
-        help_text="Any format; stored as E.164. National numbers are read in the default region.",
-    )
-    fields = serializers.DictField(
-        child=serializers.CharField(allow_blank=True),  # a number is kept as its text
-        required=False,
-        help_text="Free-form fields, used as message variables ({{ city }}); values are texts.",
-    )
-    categories = serializers.PrimaryKeyRelatedField(
-        many=True, required=False, queryset=Category.objects.all()
-    )
-
-    class Meta:
-        model = Contact
-        fields = [
-            "id",
-            "phone",
-            "name",
-            "first_name",
-            "fields",
-            "categories",
-            "opted_out_at",
-            "whatsapp_status",
-            "whatsapp_checked_at",
-            "created_at",
-            "updated_at",
-        ]
-        read_only_fields = ["opted_out_at", "whatsapp_status", "whatsapp_checked_at"]
-        # Uniqueness is checked on the normalised number below, not on what was typed.
-        extra_kwargs = {"phone": {"validators": []}}
-
-    def validate_phone(self, value: str) -> str:
-        phone = phone_checked(value)
-        others = Contact.objects.filter(phone=phone)
-        if self.instance is not None:
-            others = others.exclude(pk=self.instance.pk)
-        if others.exists():
-            raise serializers.ValidationError(f"{phone} is already a contact.", code="unique")
-        return phone
-
-    def validate_fields(self, value: dict) -> dict:
-        return json_checked(value)
-
-
-class ContactBulkItemSerializer(ContactSerializer):
-    """One row of a bulk upsert: an existing phone is updated, so it is not a duplicate."""
-
-    def validate_phone(self, value: str) -> str:
-        return phone_checked(value)
 
 
 class ContactFilter(filters.FilterSet):
@@ -364,64 +205,6 @@ def _bulk_save(validated: list[dict]) -> tuple[list[Contact], int]:
 # --- Campaigns ----------------------------------------------------------------------------------
 
 
-class CampaignSerializer(serializers.ModelSerializer):
-    message_1_template_variables = serializers.JSONField(
-        required=False, help_text="Values of the template's parameters: a list, or an object by name."
-    )
-    variable_fallbacks = serializers.DictField(
-        child=serializers.CharField(allow_blank=True, max_length=1000),
-        required=False,
-        help_text='Used when a contact lacks a variable, e.g. {"first_name": "there"}.',
-    )
-
-    class Meta:
-        model = Campaign
-        fields = [
-            "id",
-            "name",
-            "device",
-            "categories",
-            "message_1_text",
-            "message_1_template_name",
-            "message_1_template_language",
-            "message_1_template_variables",
-            "message_2_text",
-            "variable_fallbacks",
-            "starts_at",
-            "status",
-            "created_by",
-            "launched_at",
-            "launched_by",
-            "finished_at",
-            "created_at",
-            "updated_at",
-        ]
-        read_only_fields = ["status", "created_by", "launched_at", "launched_by", "finished_at"]
-
-    def validate_message_1_template_variables(self, value):
-        if not isinstance(value, list | dict):
-            raise serializers.ValidationError("Expected a list or an object.")
-        return json_checked(value)
-
-    def validate_variable_fallbacks(self, value: dict) -> dict:
-        return json_checked(value)
-
-    def validate(self, attrs: dict) -> dict:
-        merged = {field: getattr(self.instance, field, "") for field in _MESSAGE_1_FIELDS} | attrs
-        if not merged["message_1_text"] and not merged["message_1_template_name"]:
-            raise serializers.ValidationError(
-                {"message_1_text": "Message 1 needs a text or a WhatsApp template."}
-            )
-        if merged["message_1_template_language"] and not merged["message_1_template_name"]:
-            raise serializers.ValidationError(
-                {"message_1_template_language": "A template language needs a template name."}
-            )
-        return attrs
-
-
-_MESSAGE_1_FIELDS = ("message_1_text", "message_1_template_name", "message_1_template_language")
-
-
 class CampaignFilter(filters.FilterSet):
     name = filters.CharFilter(lookup_expr="icontains")
     category = filters.ModelChoiceFilter(field_name="categories", queryset=Category.objects.all())
@@ -429,34 +212,6 @@ class CampaignFilter(filters.FilterSet):
     class Meta:
         model = Campaign
         fields = ["name", "status", "device", "category"]
-
-
-class LaunchRequestSerializer(serializers.Serializer):
-    allow_multi_day = serializers.BooleanField(
-        default=False, help_text="Accept spreading the campaign over several UTC days."
-    )
-
-
-class LaunchResultSerializer(serializers.Serializer):
-    campaign = CampaignSerializer()
-    messages_created = serializers.IntegerField()
-    scheduled = serializers.BooleanField()
-    days_needed = serializers.IntegerField(allow_null=True)
-    estimated_finish = serializers.DateTimeField(allow_null=True)
-
-
-class CancelResultSerializer(serializers.Serializer):
-    campaign = CampaignSerializer()
-    messages_cancelled = serializers.IntegerField()
-
-
-class CampaignStatsSerializer(serializers.Serializer):
-    messages = serializers.IntegerField(help_text="All messages of the campaign.")
-    by_kind = serializers.DictField(
-        child=serializers.DictField(child=serializers.IntegerField()),
-        help_text="{kind: {status: count}}, every kind and status present, zeros included.",
-    )
-    preview = serializers.DictField(help_text="The launch preview's numbers, as they are now.")
 
 
 _NOT_DRAFT = OpenApiResponse(RefusalSerializer, description="The campaign is not a draft (code not_draft).")

@@ -5,8 +5,9 @@ from __future__ import annotations
 from django_filters import rest_framework as filters
 from rest_framework import mixins, serializers, viewsets
 
-from campaigns.api import ApiViewSetMixin
 from campaigns.models import Campaign, Contact
+from campaigns.serializers import PhoneField
+from config.api import ApiViewSetMixin
 from messaging.models import Device, Message, MessageKind, MessageStatus
 
 # Bounds that keep pacing arithmetic (finish estimates, sleeps) within datetime's range.
@@ -14,6 +15,7 @@ _DAY_SECONDS = 86_400
 
 
 class DeviceSerializer(serializers.ModelSerializer):
+    phone = PhoneField(read_only=True, allow_blank=True)  # E.164 or empty, in the schema too
     daily_limit = serializers.IntegerField(min_value=0, max_value=1_000_000)
     gap_seconds = serializers.FloatField(min_value=0, max_value=_DAY_SECONDS)
     batch_size = serializers.IntegerField(min_value=1, max_value=1_000_000)

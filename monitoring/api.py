@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import date
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from campaigns.api import StaffWritesOthersRead
 from config import clock
+from config.api import StaffWritesOthersRead
 from monitoring.figures import LEVEL_ORDER, AlertLevel, daily_figures
 
 
@@ -53,7 +54,9 @@ class DailyStatsView(APIView):
     permission_classes = [StaffWritesOthersRead]
 
     @extend_schema(
-        parameters=[OpenApiParameter("day", str, description="UTC day, YYYY-MM-DD; today when absent.")],
+        parameters=[
+            OpenApiParameter("day", OpenApiTypes.DATE, description="UTC day, YYYY-MM-DD; today when absent.")
+        ],
         responses={200: DailyStatsSerializer},
     )
     def get(self, request):

@@ -91,7 +91,7 @@ def test_pages_hold_50_by_default_and_page_size_is_capped_at_500(reader):
     page = reader.get("/api/contacts/", {"page_size": 2}).json()
     assert (page["count"], len(page["results"]), page["next"] is not None) == (3, 2, True)
     assert len(reader.get("/api/contacts/", {"page_size": 100000}).json()["results"]) == 3
-    from campaigns.api import ApiPagination
+    from config.api import ApiPagination
 
     assert (ApiPagination.page_size, ApiPagination.max_page_size) == (50, 500)
 
