@@ -428,4 +428,11 @@ SPECTACULAR_SETTINGS = {
         "MessageStatusEnum": "messaging.models.MessageStatus",
         "MessageKindEnum": "messaging.models.MessageKind",
     },
+    # The throttle's 429 on every throttled operation, and links from each create to its detail
+    # and actions (config/api.py); the first hook is drf-spectacular's default.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "config.api.schema_throttled_responses",
+        "config.api.schema_links",
+    ],
 }
