@@ -399,7 +399,7 @@ REST_FRAMEWORK = {
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
-    # Our viewsets use campaigns.api.ApiPagination (adds ?page_size=, at most 500) on top of this.
+    # Our viewsets use config.api.ApiPagination (adds ?page_size=, at most 500) on top of this.
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_THROTTLE_CLASSES": [
