@@ -434,5 +434,6 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "config.api.schema_throttled_responses",
         "config.api.schema_links",
+        "campaigns.api.schema_bulk_limits",
     ],
 }

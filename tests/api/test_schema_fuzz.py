@@ -121,6 +121,20 @@ def test_phones_are_any_format_in_and_e164_out():
     assert {"type": "string", "pattern": E164_REGEX} in device_phone["oneOf"]
 
 
+@pytest.mark.django_db
+def test_the_bulk_body_documents_the_item_count_the_view_enforces(staff_headers):
+    from django.test import Client
+
+    body = _generated_schema()["paths"]["/api/contacts/bulk/"]["post"]["requestBody"]
+    limits = body["content"]["application/json"]["schema"]
+    assert (limits["minItems"], limits["maxItems"]) == (1, 1000)
+    client = Client(headers=staff_headers)
+    item = {"phone": "+33612345678"}
+    for count in (0, limits["maxItems"] + 1):
+        answer = client.post("/api/contacts/bulk/", [item] * count, content_type="application/json")
+        assert answer.status_code == 400, count
+
+
 def test_each_create_links_to_its_detail_and_actions_with_the_created_id():
     paths = _generated_schema()["paths"]
     by_id = {op["operationId"]: (path, op) for path, ops in paths.items() for op in ops.values()}
