@@ -17,6 +17,7 @@ from campaigns.launch import format_time, launch_preview
 from campaigns.lifecycle import campaign_cancel, campaign_pause, campaign_resume
 from campaigns.models import Campaign, CampaignStatus
 from campaigns.refusals import QuotaExceeded
+from messaging.devices import plan_warnings
 from messaging.models import Message, MessageStatus
 
 
@@ -31,6 +32,8 @@ def launch_page_context(*, campaign: Campaign) -> dict:
         "pace": pace,
         "start": format_time(pace.start),
         "finish": format_time(pace.estimated_finish) if pace.estimated_finish else "",
+        # What the sending number's Wassenger plan cannot deliver (no replies, no receipts).
+        "plan_warnings": plan_warnings(campaign.device.plan) if campaign.device_id else [],
     }
 
 

@@ -16,6 +16,7 @@ from django.db.models.functions import TruncHour
 
 from campaigns.figures import CampaignProgress, campaigns_in_progress
 from campaigns.models import Campaign, CampaignStatus, Category, Contact
+from messaging.devices import plan_warnings
 from messaging.models import Device, Message
 from monitoring.figures import DeviceFigures, daily_figures
 from monitoring.health import messages_check, workers_check
@@ -29,6 +30,7 @@ class Gauge:
 
     figures: DeviceFigures
     halted_reason: str | None  # None when the device is not halted
+    plan_warnings: tuple[str, ...] = ()  # what its Wassenger plan cannot deliver
 
     @property
     def percent(self) -> float:
@@ -38,7 +40,11 @@ class Gauge:
 
 def device_gauges(*, now: datetime) -> list[Gauge]:
     halted = dict(Device.objects.filter(halted_at__isnull=False).values_list("pk", "halted_reason"))
-    return [Gauge(row, halted.get(row.device_id)) for row in daily_figures(now.date())]
+    plans = dict(Device.objects.values_list("pk", "plan"))
+    return [
+        Gauge(row, halted.get(row.device_id), tuple(plan_warnings(plans.get(row.device_id, ""))))
+        for row in daily_figures(now.date())
+    ]
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,7 @@ class Dashboard:
     campaigns: list[CampaignProgress]
     workers: dict  # health.workers_check(): ok, heartbeat_age_seconds, cluster_status_published
     messages: dict  # health.messages_check(): due, stuck
+    banners: list[str] = ()  # open incidents of a banned or unlinked number, for the top of the page
 
     @property
     def peak_hour(self) -> int:
@@ -86,7 +93,16 @@ def dashboard(*, now: datetime) -> Dashboard:
         campaigns=campaigns_in_progress(now=now),
         workers=workers_check(),
         messages=messages_check(),
+        banners=number_banners(),
     )
+
+
+def number_banners() -> list[str]:
+    """The open "number banned" / "number unlinked" incidents (opened by the 2-minute check)."""
+    from monitoring.models import Incident
+
+    kinds = ("number_banned", "number_unlinked")
+    return list(Incident.objects.filter(kind__in=kinds, closed_at=None).values_list("summary", flat=True))
 
 
 # --- First steps ------------------------------------------------------------------------------

@@ -119,6 +119,7 @@ def database_check() -> dict:
 
 def devices_check() -> dict:
     """Halted devices, and today's quota level of each (no names or phones: /health/ is public)."""
+    from messaging.devices import plan_warnings
     from messaging.models import Device
     from monitoring.figures import daily_figures
 
@@ -135,6 +136,10 @@ def devices_check() -> dict:
                 "limit": row.limit,
                 "level": row.level,
                 "note": "daily limit reached: sending waits for 00:00 UTC" if row.waits_for_midnight else "",
+                # Information, never a reason to be unhealthy: what the plan cannot deliver.
+                "session": device.session_status,
+                "plan": device.plan,
+                "plan_warnings": plan_warnings(device.plan),
             }
         )
     return {"ok": not any(d["halted"] for d in devices), "devices": devices}
