@@ -1,8 +1,13 @@
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import path, reverse
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.http import require_POST
 
 from config.admin_base import ReadOnlyAdmin
-from messaging.devices import device_resume
+from messaging import wassenger
+from messaging.devices import device_connect, device_resume
 from messaging.models import Device, DeviceDay, Message, MessageAttempt
 
 
@@ -22,8 +27,38 @@ class DeviceAdmin(admin.ModelAdmin):
     ]
     list_filter = ["is_default", ("halted_at", admin.EmptyFieldListFilter)]
     search_fields = ["label", "phone", "wassenger_id"]
-    readonly_fields = ["last_sent_at", "sent_in_batch", "paused_until", "lease_owner", "lease_expires_at"]
+    readonly_fields = [
+        "last_sent_at",
+        "sent_in_batch",
+        "paused_until",
+        "lease_owner",
+        "lease_expires_at",
+        "session_status",
+        "wassenger_status",
+        "plan",
+        "health_checked_at",
+    ]
     actions = ["resume_sending"]
+
+    change_form_template = "admin/messaging/device/change_form.html"
+
+    def get_urls(self):
+        connect = self.admin_site.admin_view(require_POST(self.connect_view))
+        return [path("<int:pk>/connect/", connect, name="messaging_device_connect"), *super().get_urls()]
+
+    def connect_view(self, request, pk: int):
+        """POST only (CSRF checked by the admin), with the device change permission."""
+        from messaging.management.commands.wassenger_connect import connection_report
+
+        device = get_object_or_404(Device, pk=pk)
+        if not self.has_change_permission(request, device):
+            raise PermissionDenied
+        try:
+            for line in connection_report(device_connect(device=device)):
+                self.message_user(request, line, messages.SUCCESS)
+        except wassenger.WassengerError as error:
+            self.message_user(request, _("Wassenger refused: %(error)s") % {"error": error}, messages.ERROR)
+        return redirect(reverse("admin:messaging_device_change", args=[pk]))
 
     @admin.action(description=_("Resume sending (clear the halt)"))
     def resume_sending(self, request, queryset):

@@ -6,6 +6,7 @@ session coming back online. Each of them calls `device_halt` / `device_resume`, 
 the halt as one conditional UPDATE, so that two of them racing change it once.
 """
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
@@ -205,3 +206,67 @@ def plan_warnings(plan: str) -> list[str]:
     if family == PLATFORM:
         return [str(_("Platform plan below Business: no delivery or read receipts (messages stay “sent”)."))]
     return []
+
+
+# --- Connecting a number: Relance's webhook at Wassenger -------------------------------------------
+
+WEBHOOK_NAME = "Relance"
+
+
+def webhook_url() -> str:
+    """Relance's webhook URL, with its secret in the query (wassenger-api.md §5)."""
+    from urllib.parse import quote
+
+    base = settings.RELANCE_BASE_URL.rstrip("/")
+    return f"{base}/webhooks/wassenger/?secret={quote(settings.WASSENGER_WEBHOOK_SECRET, safe='')}"
+
+
+def webhook_ours(hooks: list) -> object | None:
+    """Relance's webhook among the account's: the same URL, whatever its query (a secret
+    changed since is updated, not registered twice)."""
+    path = webhook_url().split("?")[0]
+    return next((h for h in hooks if h.url.split("?")[0] == path), None)
+
+
+def device_state_of(device: Device, states: list, *, only_device: bool) -> object | None:
+    """The remote device that is this one: by Wassenger id, else phone; a device with no id
+    stands for the account's only number when it is Relance's only device."""
+    for state in states:
+        if device.wassenger_id and state.wassenger_id == device.wassenger_id:
+            return state
+        if not device.wassenger_id and device.phone and state.phone == device.phone:
+            return state
+    return states[0] if not device.wassenger_id and len(states) == 1 and only_device else None
+
+
+@dataclass(frozen=True)
+class Connected:
+    webhook: object  # wassenger.Webhook
+    created: bool
+    session_status: str
+    plan: str
+    warnings: list[str]
+
+
+def device_connect(*, device: Device) -> Connected:
+    """Register (or update) Relance's webhook with the events the device's plan sends, and
+    report its session and plan. Idempotent; raises wassenger.WassengerError."""
+    from messaging import wassenger
+
+    state = device_state_of(device, wassenger.device_states(), only_device=Device.objects.count() == 1)
+    plan = state.plan if state else device.plan
+    if state is not None:
+        Device.objects.filter(pk=device.pk).update(
+            session_status=state.session_status[:32], wassenger_status=state.status[:32], plan=plan[:64]
+        )
+    events, url = list(plan_events(plan)), webhook_url()
+    existing = webhook_ours(wassenger.list_webhooks())
+    if existing is None:
+        device_id = state.wassenger_id if state else device.wassenger_id
+        hook = wassenger.create_webhook(name=WEBHOOK_NAME, url=url, events=events, device=device_id)
+    else:
+        hook = wassenger.update_webhook(existing.id, name=WEBHOOK_NAME, url=url, events=events)
+        if hook.status != "active":
+            hook = wassenger.enable_webhook(hook.id) or hook
+    session = state.session_status if state else device.session_status
+    return Connected(hook, existing is None, session, plan, plan_warnings(plan))

@@ -15,7 +15,15 @@ from django.utils.translation import gettext as _
 
 from config import clock
 from messaging import wassenger
-from messaging.devices import BANNED, UNLINKED, device_session_apply, device_status_apply, device_trouble
+from messaging.devices import (
+    BANNED,
+    UNLINKED,
+    device_session_apply,
+    device_state_of,
+    device_status_apply,
+    device_trouble,
+    webhook_ours,
+)
 from messaging.models import Device
 from monitoring.alerts import incident_close, incident_open, incident_sync
 from monitoring.figures import LEVEL_ORDER, AlertLevel, DeviceFigures, daily_figures
@@ -50,14 +58,38 @@ def wassenger_check() -> dict:
     except wassenger.WassengerError as error:
         return {"ok": False, "error": type(error).__name__}
     devices_health_apply(states)
-    return {"ok": True}
+    return {"ok": True, "webhook": webhook_check()}
+
+
+def webhook_check() -> str:
+    """Relance's webhook is still active at Wassenger; one Wassenger disabled (after refused
+    deliveries) is enabled again, and an incident is open while that fails. A failed listing
+    changes nothing: Wassenger being unreachable is not the webhook's fault."""
+    try:
+        hook = webhook_ours(wassenger.list_webhooks())
+    except wassenger.WassengerError as error:
+        return f"not checked ({type(error).__name__})"
+    if hook is None:
+        return "not registered (python manage.py wassenger_connect)"
+    why = ""
+    if hook.status != "active":
+        try:
+            hook = wassenger.enable_webhook(hook.id) or hook
+        except wassenger.WassengerError as error:
+            why = type(error).__name__
+    active = hook.status == "active" and not why
+    summary = _("Relance's webhook is disabled at Wassenger and could not be enabled again (%(why)s).")
+    text = str(summary % {"why": why or hook.status})
+    incident_sync(kind="webhook_disabled", key="wassenger", active=not active, summary=text)
+    return "active" if active else f"disabled ({why or hook.status})"
 
 
 def devices_health_apply(states: list) -> None:
     """Store and act on what `GET /v1/devices` said of each of our devices."""
     now = clock.now()
-    for device in Device.objects.all():
-        state = _state_of(device, states)
+    devices = list(Device.objects.all())
+    for device in devices:
+        state = device_state_of(device, states, only_device=len(devices) == 1)
         if state is None:
             continue
         Device.objects.filter(pk=device.pk).update(
@@ -66,19 +98,6 @@ def devices_health_apply(states: list) -> None:
         if state.session_status:  # no session object: nothing known, nothing changed
             device_session_apply(device_id=device.pk, status=state.session_status)
         device_status_apply(device_id=device.pk, status=state.status)
-
-
-def _state_of(device: Device, states: list):
-    """The remote device that is this one: by Wassenger id, else phone; a lone device with no
-    id stands for the account's only number."""
-    for state in states:
-        if (device.wassenger_id and state.wassenger_id == device.wassenger_id) or (
-            not device.wassenger_id and device.phone and state.phone == device.phone
-        ):
-            return state
-    if not device.wassenger_id and len(states) == 1 and Device.objects.count() == 1:
-        return states[0]
-    return None
 
 
 def devices_incident_sync() -> None:

@@ -68,3 +68,22 @@ def test_a_device_without_a_session_object_is_left_as_it_is(settings, device):
         mock.get(f"{settings.WASSENGER_API_URL}/webhooks", json=[])
         health_check_run()
     assert Device.objects.get(pk=device.pk).halted_at is None
+
+
+def test_a_webhook_that_cannot_be_enabled_again_is_an_incident(settings, device, admins):
+    settings.RELANCE_BASE_URL, settings.WASSENGER_WEBHOOK_SECRET = "https://relance.example", "s"
+    hook = {"id": "a" * 24, "url": "https://relance.example/webhooks/wassenger/?secret=s", "status": "disabled",
+            "events": ["number:session"]}  # fmt: skip
+    api = settings.WASSENGER_API_URL
+    with responses.RequestsMock() as mock:
+        mock.get(
+            f"{api}/devices",
+            json=[{"id": WASSENGER_ID, "status": "operative", "session": {"status": "online"}}],
+        )
+        mock.get(f"{api}/webhooks", json=[hook])
+        mock.post(
+            f"{api}/webhooks/{hook['id']}/enable", status=403, json={"message": "plan", "errorCode": "x"}
+        )
+        health_check_run()
+    assert Incident.objects.filter(kind="webhook_disabled", closed_at=None).exists()
+    assert any("webhook is disabled" in m.subject for m in mail.outbox)
