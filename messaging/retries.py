@@ -47,9 +47,12 @@ def next_step(error: Exception | None, *, attempts_made: int, now: datetime) -> 
         return NextStep(
             AttemptOutcome.INVALID_NUMBER, MessageStatus.FAILED, contact_invalid=True, surely_not_sent=True
         )
-    if isinstance(error, wassenger.AuthError):
+    if isinstance(error, wassenger.AuthError | wassenger.DeviceRefused):
+        # The device's fault, not the message's: halt the device, give the attempt back.
+        refused = isinstance(error, wassenger.DeviceRefused)
+        outcome = AttemptOutcome.REJECTED if refused else AttemptOutcome.AUTH_ERROR
         return NextStep(
-            AttemptOutcome.AUTH_ERROR,
+            outcome,
             MessageStatus.PENDING,
             retry_at=now,
             halt_device=True,

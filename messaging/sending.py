@@ -21,6 +21,7 @@ from enum import StrEnum
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
+from django.utils.translation import gettext
 
 from campaigns.contacts import contact_mark_not_on_whatsapp
 from campaigns.models import CampaignStatus
@@ -213,7 +214,7 @@ def _apply_side_effects(claim: Claim, step, error, now, *, settled: bool) -> Non
     if step.contact_invalid:
         contact_mark_not_on_whatsapp(contact_id=claim.contact_id, now=now)
     if step.halt_device:
-        device_halt(device_id=claim.device_id, reason=_describe(error), now=now)
+        device_halt(device_id=claim.device_id, reason=_halt_reason(error), now=now)
         logger.error("device %s halted: %s", claim.device_id, _describe(error))
     if step.device_wait_until is not None:
         Device.objects.filter(pk=claim.device_id).filter(
@@ -223,8 +224,12 @@ def _apply_side_effects(claim: Claim, step, error, now, *, settled: bool) -> Non
 
 def _attempt_day(message: Message):
     """The UTC day whose quota the message's last attempt took: the day it started."""
+    return (_last_attempt_start(message) or message.sent_at or clock.now()).date()
+
+
+def _last_attempt_start(message: Message):
     started = MessageAttempt.objects.filter(message=message).order_by("-number")
-    return (started.values_list("started_at", flat=True).first() or message.sent_at or clock.now()).date()
+    return started.values_list("started_at", flat=True).first()
 
 
 def message_counts_again(message: Message) -> None:
@@ -236,6 +241,16 @@ def message_counts_again(message: Message) -> None:
 def message_counts_no_more(message: Message) -> None:
     """Wassenger gave a queued send up unsent (expired, removed): its slot is given back."""
     quota_give_back(device_id=message.device_id, day=_attempt_day(message), kind=message.kind)
+
+
+def _halt_reason(error) -> str:
+    """What the operator reads on the halted device (a refusal of the device names what to check)."""
+    if isinstance(error, wassenger.DeviceRefused):
+        return gettext(
+            "Wassenger refuses messages from this number (check the device, its queue, the "
+            "template and the account): %(error)s"
+        ) % {"error": _describe(error)}
+    return _describe(error)
 
 
 def _describe(error) -> str:
@@ -264,8 +279,10 @@ def _log_send(claim: Claim, step, result) -> None:
 def message_reconcile(message: Message) -> str | None:
     """Ask Wassenger whether an `unknown` send went out; settle it, or leave it for later.
 
-    Found → sent. Not found → back to pending after the retry delay (or failed when no
-    attempt is left): only now is a re-send safe.
+    Wassenger's word is believed: found failed, invalid, expired or removed → failed with
+    its reason; found queued, processing or further → sent (delivered, read) at Wassenger's
+    own times. Not found → back to pending after the retry delay (or failed when no attempt
+    is left): only now is a re-send safe.
     """
     try:
         remote = (
@@ -279,12 +296,25 @@ def message_reconcile(message: Message) -> str | None:
     return _settle_unknown(message, remote)
 
 
+# Wassenger's rank of a message (RemoteMessage.rank) → our status and the time it stamps.
+_FOUND_AT_RANK = {
+    1: (MessageStatus.SENT, "sent_at"),
+    2: (MessageStatus.DELIVERED, "delivered_at"),
+    3: (MessageStatus.READ, "read_at"),
+}
+# last_error of a failure Wassenger reported (webhooks/processing.py reads it the same way).
+REPORTED_FAILURE = "Wassenger: "
+
+
 @transaction.atomic
 def _settle_unknown(message: Message, remote) -> str:
     now = clock.now()
-    if remote is not None:
-        changes = {"status": MessageStatus.SENT, "sent_at": now, "wassenger_id": remote.wassenger_id}
-        changes.update(whatsapp_id=remote.whatsapp_id or "", last_error="")
+    if remote is not None and remote.failed:
+        reason = remote.failure_reason or remote.status or remote.delivery_status or "no reason given"
+        changes = {"status": MessageStatus.FAILED, "failed_at": remote.failed_at or now}
+        changes.update(last_error=f"{REPORTED_FAILURE}{reason}"[:500], **_remote_ids(remote))
+    elif remote is not None:
+        changes = _found_sent(message, remote)
     elif message.campaign.status == CampaignStatus.CANCELLED:
         # Never sent, and its campaign is gone: it joins the other cancelled messages.
         changes = {"status": MessageStatus.CANCELLED, "last_error": CANCELLED_WITH_CAMPAIGN}
@@ -297,9 +327,44 @@ def _settle_unknown(message: Message, remote) -> str:
     if not unknown.update(**changes, updated_at=now):
         # A receipt settled it while we looked it up: it went out, and keeps its slot.
         return Message.objects.filter(pk=message.pk).values_list("status", flat=True).first()
-    if remote is None:
+    if remote is None or remote.given_up:  # never went out: its slot is not a send
         quota_give_back(device_id=message.device_id, day=_attempt_day(message), kind=message.kind)
+    if remote is not None and remote.not_on_whatsapp:
+        contact_mark_not_on_whatsapp(contact_id=message.contact_id, now=now)
+    _log_settled(message, changes, remote)
     return changes["status"]
+
+
+def _remote_ids(remote) -> dict:
+    return {"wassenger_id": remote.wassenger_id, "whatsapp_id": remote.whatsapp_id or ""}
+
+
+def _found_sent(message: Message, remote) -> dict:
+    """A found message went out when Wassenger says (sentAt, else createdAt), never at the
+    time of the lookup; with neither, when our attempt started. Further ranks (delivered,
+    read) are stamped at Wassenger's own times where it gives them, else at the send's."""
+    sent_at = remote.sent_at or remote.created_at or _last_attempt_start(message) or clock.now()
+    status, _ = _FOUND_AT_RANK[min(remote.rank, 3)]
+    changes = {"status": status, "sent_at": sent_at, "last_error": "", **_remote_ids(remote)}
+    own = {"delivered_at": remote.delivered_at, "read_at": remote.read_at}
+    for rank in range(2, min(remote.rank, 3) + 1):
+        field = _FOUND_AT_RANK[rank][1]
+        changes[field] = own[field] or sent_at
+    return changes
+
+
+def _log_settled(message: Message, changes: dict, remote) -> None:
+    found = f"found {remote.status or '?'}/{remote.delivery_status or '?'}" if remote else "not found"
+    logger.info(
+        "reconciled %s campaign=%s contact=%s phone=%s: unknown → %s (%s at Wassenger) wassenger_id=%s",
+        message.kind,
+        message.campaign_id,
+        message.contact_id,
+        phone_mask(message.contact.phone),
+        changes["status"],
+        found,
+        getattr(remote, "wassenger_id", ""),
+    )
 
 
 # --- The sender loop --------------------------------------------------------------------------

@@ -2,9 +2,12 @@
 
 It accepts sends and records them (phone, reference, time on the test clock), answers
 lookups by id and by reference, and plays a script of faults for the next requests:
-"500", "429", "429:<seconds>", "invalid", "401", "timeout_accepted" (the message was
-taken but the answer is lost), "timeout_lost" (nothing was taken, no answer) and
-"504_accepted" (taken, then a gateway timed out and answered 504).
+"500", "501", "429", "429:<seconds>", "invalid", "401", "timeout_accepted" (the message was
+taken but the answer is lost), "timeout_lost" (nothing was taken, no answer),
+"504_accepted" (taken, then a gateway timed out and answered 504), "500_accepted" and
+"409_accepted" (taken, then answered 500 / 409), "device_404" and "queue_freeze" (the
+device's refusals, nothing taken). Lookups answer Wassenger's message objects, with their
+`createdAt`; a test may change a record's `status`/`failure_reason` (Wassenger's verdict).
 """
 
 import json
@@ -26,6 +29,9 @@ class Accepted:
     text: str
     at: datetime
     wassenger_id: str
+    status: str = "queued"
+    delivery_status: str = "queued"
+    failure_reason: str = ""
 
 
 @dataclass
@@ -42,12 +48,14 @@ class FakeWassenger:
         self.requests_seen += 1
         body = json.loads(request.body)
         fault = self.script.pop(0) if self.script else "ok"
-        if fault in ("ok", "timeout_accepted", "504_accepted"):
+        if fault in ("ok", "timeout_accepted", "504_accepted", "500_accepted", "409_accepted"):
             record = self._accept(body)
             if fault == "timeout_accepted":
                 raise requests.exceptions.ReadTimeout("read timed out")
             if fault == "504_accepted":
                 return 504, {}, "<html>504 Gateway Time-out</html>"
+            if fault in ("500_accepted", "409_accepted"):
+                return _fault_response(fault.split("_")[0])
             return 201, {}, json.dumps(_message_json(record))
         return _fault_response(fault)
 
@@ -88,14 +96,16 @@ class FakeWassenger:
 
 
 def _message_json(record: Accepted) -> dict:
-    return {
+    body = {
         "id": record.wassenger_id,
         "waId": f"WA{record.wassenger_id[-8:]}",
         "phone": record.phone,
         "reference": record.reference,
-        "status": "queued",
-        "deliveryStatus": "queued",
+        "status": record.status,
+        "deliveryStatus": record.delivery_status,
+        "createdAt": record.at.isoformat().replace("+00:00", "Z"),
     }
+    return body | ({"failureReason": record.failure_reason} if record.failure_reason else {})
 
 
 def _fault_response(fault: str):
@@ -106,6 +116,10 @@ def _fault_response(fault: str):
         return 429, headers, json.dumps({"status": 429, "message": "Too many requests"})
     status, message = {
         "500": (500, "Internal error"),
+        "501": (501, "Not implemented"),
+        "409": (409, "Conflict"),
+        "device_404": (404, "Device not found"),
+        "queue_freeze": (400, "Device queue is frozen: new messages are refused"),
         "invalid": (400, "Invalid phone number: the number does not exist on WhatsApp"),
         "401": (401, "Invalid API token"),
     }[fault]

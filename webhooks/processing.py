@@ -25,7 +25,7 @@ from campaigns.models import Contact
 from config import clock
 from messaging.devices import device_session_apply
 from messaging.models import Device, Message, MessageStatus
-from messaging.sending import message_counts_again, message_counts_no_more
+from messaging.sending import REPORTED_FAILURE, message_counts_again, message_counts_no_more
 from messaging.wassenger import payloads
 from messaging.wassenger.payloads import EXPIRED_EVENTS, FAILED_EVENT, INBOUND_EVENT, SESSION_EVENT
 from webhooks import replies
@@ -40,7 +40,7 @@ REASON_LIMIT = 2000
 # How far each status has got; a receipt never moves a message back.
 _RANK = {MessageStatus.SENT: 1, MessageStatus.DELIVERED: 2, MessageStatus.READ: 3}
 _STATUS_AT_RANK = {rank: status for status, rank in _RANK.items()}
-_ACK_RANK = {"pending": 1, "queued": 1, "sent": 1, "delivered": 2, "read": 3, "played": 3}
+_ACK_RANK = payloads.ACK_RANK  # Wassenger's words, `readed` (sic) included; lookups read it too
 # (field, rank that implies it, key of data.events holding its date)
 _TIMES = (("sent_at", 1, "sent"), ("delivered_at", 2, "delivered"), ("read_at", 3, "read"))
 _FAILED_ACKS = frozenset({"failed", "error"})
@@ -49,7 +49,7 @@ _FINAL = frozenset({MessageStatus.FAILED, MessageStatus.CANCELLED})
 # Statuses whose quota slot was given back (the sender or reconciliation concluded the send
 # never went out), when Wassenger did not say so itself: a receipt proves they did.
 _GIVEN_UP = frozenset({MessageStatus.PENDING, *_FINAL})
-_REPORTED_FAILURE = "Wassenger: "  # last_error of a failure Wassenger reported
+_REPORTED_FAILURE = REPORTED_FAILURE  # last_error of a failure Wassenger reported (webhook or lookup)
 
 
 class NotYet(Exception):

@@ -34,6 +34,7 @@ from messaging.wassenger.client import (
 )
 from messaging.wassenger.errors import (
     AuthError,
+    DeviceRefused,
     InvalidNumber,
     OutcomeUnknown,
     RateLimited,
@@ -44,6 +45,7 @@ from messaging.wassenger.errors import (
 
 __all__ = [
     "AuthError",
+    "DeviceRefused",
     "DeviceState",
     "InvalidNumber",
     "NumberCheck",

@@ -4,15 +4,22 @@ Every failure becomes exactly one `WassengerError` subclass (errors.py) that tel
 sender what to do next (see `_status_error` and `_network_error` for the rules):
 
 - `RateLimited`     429 and 503: wait (`retry_after` when the server said), then retry.
-- `InvalidNumber`   400/422 whose Wassenger error names the phone/number: never retry.
+- `InvalidNumber`   a 4xx with Wassenger's `number:notfound` code, or a 400/404/422 whose
+                    error names the phone/number (and not our device): never retry.
 - `AuthError`       401, 402, 403: stop sending from this device until a human looks.
+- `DeviceRefused`   on a send, a 4xx about the device, its queue (`reject`, `freeze`), the
+                    template or the account, and any 404 (POST /messages exists: what is
+                    not found is the device): halt the device; the message keeps its attempt.
 - `Rejected`        any other 4xx (and unexpected 1xx/3xx): permanent, retrying won't fix it.
-- `Transient`       5xx other than 502, 503 and 504; 408; refused/timed-out connection,
-                    DNS, TLS: the request surely did not go through; retrying is safe.
+- `Transient`       5xx other than 502, 503 and 504 (and 500 on a send); 408;
+                    refused/timed-out connection, DNS, TLS: the request surely did not go
+                    through; retrying is safe.
 - `OutcomeUnknown`  read timeout, connection dropped after the request was sent, a 502 or
                     504 (a gateway that may have passed the request on before it gave up),
-                    or a 2xx we cannot parse: the message may have gone out; reconcile,
-                    never blindly re-send.
+                    a 2xx we cannot parse, and on a send a 500 (SPEC: "unexpected error",
+                    no proof nothing was queued) or a 409 (it may mean "already queued"):
+                    the message may have gone out; look it up by reference, never blindly
+                    re-send.
 
 Settings are read at call time so that tests (and a device switch) can change them.
 """
@@ -24,10 +31,11 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -43,6 +51,7 @@ from messaging.wassenger import payloads
 from messaging.wassenger.errors import (
     QUOTE_LIMIT,
     AuthError,
+    DeviceRefused,
     InvalidNumber,
     OutcomeUnknown,
     RateLimited,
@@ -55,6 +64,12 @@ logger = logging.getLogger("messaging.wassenger")
 
 USER_AGENT = "Relance/1.0 (+WhatsApp campaigns)"
 PRIORITIES = ("low", "normal", "high", "urgent")
+# A message's `status` and `deliveryStatus` (SPEC) that mean it will never be delivered.
+GIVEN_UP_STATUSES = frozenset({"expired", "removed"})
+FAILED_STATUSES = frozenset({"failed", "invalid", *GIVEN_UP_STATUSES})
+FAILED_DELIVERIES = frozenset({"failed", "cancelled"})
+# A page of GET /v1/messages: a reference has a few copies at most (one per attempt).
+LOOKUP_PAGE_SIZE = 20
 
 T = TypeVar("T")
 
@@ -79,12 +94,42 @@ class NumberCheck:
 
 @dataclass(frozen=True)
 class RemoteMessage:
+    """A message as a lookup found it. Its verdict (`failed`, `given_up`, `rank`) is read
+    from Wassenger's `status` and `deliveryStatus`, and believed."""
+
     wassenger_id: str
     whatsapp_id: str
     status: str
     delivery_status: str
     reference: str
     raw: dict
+    created_at: datetime | None = None
+    sent_at: datetime | None = None
+    failed_at: datetime | None = None
+    delivered_at: datetime | None = None
+    read_at: datetime | None = None
+    failure_reason: str = ""
+
+    @property
+    def failed(self) -> bool:
+        """Wassenger failed it, found it invalid, or gave it up (expired, removed)."""
+        return self.status in FAILED_STATUSES or self.delivery_status in FAILED_DELIVERIES
+
+    @property
+    def not_on_whatsapp(self) -> bool:
+        """It failed because the number is not on WhatsApp (payloads' one rule for it)."""
+        return self.failed and payloads.failure_names_missing_number(self.failure_reason)
+
+    @property
+    def given_up(self) -> bool:
+        """Expired or removed while queued: it never went out."""
+        return self.status in GIVEN_UP_STATUSES
+
+    @property
+    def rank(self) -> int:
+        """How far it got (1 sent, 2 delivered, 3 read); queued and processing count as
+        sent (Wassenger has it), and so does any state Relance does not know."""
+        return max(1, payloads.ACK_RANK.get(self.delivery_status.lower(), 1))
 
 
 @dataclass(frozen=True)
@@ -189,15 +234,17 @@ def get_message(wassenger_id: str) -> RemoteMessage | None:
 def find_message_by_reference(reference: str) -> RemoteMessage | None:
     """The message we sent with this `reference`, or None: reconciles a send whose answer was lost.
 
-    Filtering by reference is not confirmed on the real API (the sandbox supports it), so
-    the answer is filtered again here: an API that ignores the filter finds nothing
-    rather than somebody else's message.
+    `GET /v1/messages` filters by `reference`, an array filter, one page at a time
+    (`page` from 0, `size`; wassenger-api.md section 0). The answer is filtered again
+    here: an API that ignored the filter finds nothing rather than somebody else's
+    message. Of several copies (a send re-made after a lookup found nothing), one that
+    did not fail wins, then the latest.
     """
     return _request(
         "GET",
         "/messages",
         lambda r: _parse_by_reference(r, reference),
-        params={"reference": reference},
+        params={"reference": [reference], "page": 0, "size": LOOKUP_PAGE_SIZE},
         log_path=f"/messages?reference={reference}",
     )
 
@@ -339,9 +386,37 @@ def _status_error(response: requests.Response) -> WassengerError:
     # 408: the server gave up waiting for our request, so it did not act on it.
     if status >= 500 or status == 408:
         return Transient(detail, **kwargs)
-    if status in (400, 422) and _names_the_number(body):
+    words = _error_words(body)
+    verdict = payloads.failure_code_verdict(words) if 400 <= status < 500 else None
+    if verdict or (verdict is None and status in (400, 404, 422) and _names_the_number(words)):
         return InvalidNumber(detail, **kwargs)
     return Rejected(detail or f"unexpected HTTP {status}", **kwargs)
+
+
+# A send refused whatever the message may be: the device, its queue, the template, the account.
+_DEVICE_WORDS = re.compile(
+    r"device|queue|freez|frozen|template|account|\bplan\b|subscription|session|not connected",
+    re.IGNORECASE,
+)
+# On a send, answers that do not prove the message was not queued.
+SEND_OUTCOME_UNKNOWN = (409, 500)
+
+
+def _send_error(response: requests.Response) -> WassengerError:
+    """The error of a refused POST /messages: `_status_error`, with the send's own rules."""
+    error = _status_error(response)
+    status = response.status_code
+    if status in SEND_OUTCOME_UNKNOWN:
+        detail = error.detail or f"HTTP {status}: the message may have been queued"
+        return OutcomeUnknown(detail, status=status, error_code=error.error_code)
+    words = _error_words(_json_or_none(response))
+    # A failure code of Wassenger's is about the message, never the device.
+    device_level = payloads.failure_code_verdict(words) is None and (
+        status == 404 or _DEVICE_WORDS.search(words)
+    )
+    if type(error) is Rejected and 400 <= status < 500 and device_level:
+        return DeviceRefused(error.detail, status=status, error_code=error.error_code)
+    return error
 
 
 def _error_fields(body: Any, response: requests.Response) -> tuple[str, str]:
@@ -351,20 +426,24 @@ def _error_fields(body: Any, response: requests.Response) -> tuple[str, str]:
     return "", _quote(response.content)
 
 
-def _names_the_number(body: Any) -> bool:
-    """A Wassenger error about the recipient's phone (and not about our device).
-
-    Wassenger's error codes are not documented, so the rule reads the words of
-    errorCode, message and errors[]: e.g. 400 "Invalid phone number" → InvalidNumber.
-    """
+def _error_words(body: Any) -> str:
+    """The words of a Wassenger error body: errorCode, message and errors[] ("" otherwise)."""
     if not isinstance(body, dict):
-        return False
+        return ""
     items = body.get("errors") if isinstance(body.get("errors"), list) else []
-    words = " ".join(
+    return " ".join(
         [_text(body.get("errorCode")), _text(body.get("message"))]
         + [_text(v) for item in items if isinstance(item, dict) for v in item.values()]
     )
-    return payloads.names_the_number(words) and "device" not in words.lower()
+
+
+def _names_the_number(words: str) -> bool:
+    """A Wassenger error about the recipient's phone (and not about our device).
+
+    Beyond its failure codes, Wassenger's error codes are not documented, so the rule
+    reads the words: e.g. 400 "Invalid phone number" → InvalidNumber.
+    """
+    return payloads.names_the_number(words) and not _DEVICE_WORDS.search(words)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -398,13 +477,17 @@ def _json_or_none(response: requests.Response) -> Any:
         return None
 
 
-def _success_json(response: requests.Response, expected: type | tuple[type, ...]) -> Any:
+def _success_json(
+    response: requests.Response,
+    expected: type | tuple[type, ...],
+    error: Callable[[requests.Response], WassengerError] = _status_error,
+) -> Any:
     """The JSON body of a 2xx, or the right error for a non-2xx or an unusable 2xx.
 
     A 2xx we cannot read is OutcomeUnknown: on a send, Wassenger may have queued it.
     """
     if not 200 <= response.status_code < 300:
-        raise _status_error(response)
+        raise error(response)
     body = _json_or_none(response)
     if not isinstance(body, expected):
         raise OutcomeUnknown(f"unexpected 2xx body: {_quote(response.content)}", status=response.status_code)
@@ -412,7 +495,7 @@ def _success_json(response: requests.Response, expected: type | tuple[type, ...]
 
 
 def _parse_send(response: requests.Response) -> SendResult:
-    body = _message_json(response)
+    body = _message_json(response, error=_send_error)
     return SendResult(
         wassenger_id=body["id"],
         whatsapp_id=_text(body.get("waId")),
@@ -438,31 +521,56 @@ def _parse_one_message(response: requests.Response) -> RemoteMessage | None:
     return _remote_message(_message_json(response))
 
 
-def _message_json(response: requests.Response) -> dict:
-    body = _success_json(response, dict)
+def _message_json(response: requests.Response, **kwargs: Any) -> dict:
+    body = _success_json(response, dict, **kwargs)
     if not isinstance(body.get("id"), str) or not body["id"]:
         raise OutcomeUnknown("2xx without a message id", status=response.status_code)
     return body
 
 
+# Where a list of messages may sit in an object envelope (the envelope is not documented).
+_ENVELOPE_KEYS = ("data", "results", "items", "messages", "docs")
+
+
 def _parse_by_reference(response: requests.Response, reference: str) -> RemoteMessage | None:
     body = _success_json(response, (list, dict))
-    # Lenient about the envelope: a bare list, or a list under a usual key.
-    items = body if isinstance(body, list) else body.get("data") or body.get("results") or []
-    for item in items if isinstance(items, list) else []:
-        if isinstance(item, dict) and item.get("reference") == reference and isinstance(item.get("id"), str):
-            return _remote_message(item)
-    return None
+    found = [
+        _remote_message(item)
+        for item in _listed(body)
+        if isinstance(item, dict) and item.get("reference") == reference and isinstance(item.get("id"), str)
+    ]
+    # Not failed first, then the latest (an absent time sorts first).
+    latest = datetime.min.replace(tzinfo=UTC)
+    return max(found, key=lambda m: (not m.failed, m.created_at or latest), default=None)
+
+
+def _listed(body: list | dict) -> list:
+    """Lenient about the envelope: a bare list, or an object holding one (under a usual
+    key, else its only list)."""
+    if isinstance(body, list):
+        return body
+    for key in _ENVELOPE_KEYS:
+        if isinstance(body.get(key), list):
+            return body[key]
+    lists = [value for value in body.values() if isinstance(value, list)]
+    return lists[0] if len(lists) == 1 else []
 
 
 def _remote_message(body: dict) -> RemoteMessage:
     return RemoteMessage(
         wassenger_id=_text(body.get("id")),
         whatsapp_id=_text(body.get("waId")),
-        status=_text(body.get("status")),
-        delivery_status=_text(body.get("deliveryStatus")),
+        status=_text(body.get("status")).lower(),
+        delivery_status=_text(body.get("deliveryStatus")).lower(),
         reference=_text(body.get("reference")),
         raw=body,
+        created_at=payloads.moment_of(body.get("createdAt")),
+        sent_at=payloads.moment_of(body.get("sentAt")),
+        failed_at=payloads.moment_of(body.get("failedAt")),
+        # Not in SPEC's message model as far as it was read: taken when present.
+        delivered_at=payloads.moment_of(body.get("deliveredAt")),
+        read_at=payloads.moment_of(body.get("readAt")),
+        failure_reason=payloads.failure_reason(body),
     )
 
 

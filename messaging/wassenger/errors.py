@@ -48,6 +48,12 @@ class AuthError(WassengerError):
     """Bad token, missing permission or a plan/payment problem: stop this device."""
 
 
+class DeviceRefused(WassengerError):
+    """Wassenger refuses sends from this device, whatever the message: the device is not
+    found (a 404 on POST /messages), its queue rejects or is frozen, the template or the
+    account is refused. Halt the device; the message keeps its attempt."""
+
+
 class Rejected(WassengerError):
     """A permanent refusal of this request; retrying the same request won't help."""
 

@@ -157,17 +157,60 @@ def message_event_ids(data: dict) -> tuple[str, str]:
     return wassenger_id, whatsapp_id
 
 
+# How far an outbound message has got, by Wassenger's ack or deliveryStatus word (receipts
+# and lookups alike); `readed` (sic) is in SPEC's deliveryStatus enum and means read.
+ACK_RANK = {
+    "pending": 1,
+    "queued": 1,
+    "processing": 1,
+    "sent": 1,
+    "delivered": 2,
+    "read": 3,
+    "readed": 3,
+    "played": 3,
+}
+
+
 def status_time(data: dict, *, status: str) -> datetime | None:
     """When the message reached `status` ("sent", "delivered", "read"), where the event says."""
     return moment_of(dig(data, "events", status, "date"))
 
 
 def failure_reason(data: dict) -> str:
-    return first_text(data.get("failureReason"), data.get("error"), data.get("reason"))
+    """Why Wassenger failed the message: its failure code and its `failureReason` text, as
+    far as they are given ("number:notfound: Phone number not found"), else ""."""
+    code = first_text(data.get("failureCode"), data.get("errorCode"), data.get("error"))
+    text = first_text(data.get("failureReason"), data.get("reason"))
+    return ": ".join(dict.fromkeys(part for part in (code, text) if part))
+
+
+# Wassenger's own failure codes (SPEC, a campaign contact's `error`). Only `number:notfound`
+# says the number is not on WhatsApp; the contact blocking the number, retries running out,
+# a first message WhatsApp forbids, a chat that cannot be written to and a WABA error all
+# fail the message and say nothing about the number. Compared without "_" and "-".
+NOT_ON_WHATSAPP_CODES = frozenset({"number:notfound"})
+MESSAGE_ONLY_CODES = frozenset(
+    {"contact:blocked", "maxretries", "message:forbiddenfirstmessage", "chat:cannotsend", "waba:error"}
+)
+_CODE = re.compile(r"[a-z][a-z_-]*:[a-z][a-z_-]*|max_retries")
+
+
+def failure_code_verdict(text: str) -> bool | None:
+    """What Wassenger's failure codes in `text` say: True, the number is not on WhatsApp;
+    False, the failure is the message's alone; None, no code Relance knows."""
+    codes = {code.replace("_", "").replace("-", "") for code in _CODE.findall(text.lower())}
+    if codes & NOT_ON_WHATSAPP_CODES:
+        return True
+    return False if codes & MESSAGE_ONLY_CODES else None
 
 
 def failure_names_missing_number(reason: str) -> bool:
-    """The failure says the recipient's number does not exist (on WhatsApp)."""
+    """A failed message marks its contact not on WhatsApp: by Wassenger's own code, else by
+    the words of the reason ("phone number does not exist"). A failure with no reason, or
+    another code, fails the message only (the webhook's failures and lookups alike)."""
+    verdict = failure_code_verdict(reason)
+    if verdict is not None:
+        return verdict
     return names_the_number(reason) and bool(_MISSING.search(reason))
 
 

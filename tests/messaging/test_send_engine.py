@@ -155,7 +155,7 @@ def test_message_1_leaves_the_reserve_to_message_2(fake_clock, api, device, sett
 
 def test_a_transient_error_retries_after_60_then_120_seconds_then_fails(fake_clock, api, device):
     campaign = sending_campaign(device)
-    api.script = ["500", "500", "500"]
+    api.script = ["501", "501", "501"]  # a 5xx that proves nothing was queued (not a 500)
     for expected_wait in (60, 120):
         sender_run(device_id=device.pk)
         message = only_message(campaign)
@@ -166,7 +166,7 @@ def test_a_transient_error_retries_after_60_then_120_seconds_then_fails(fake_clo
     message = only_message(campaign)
     assert (message.status, message.attempts, api.requests_seen) == (MessageStatus.FAILED, 3, 3)
     outcomes = list(MessageAttempt.objects.filter(message=message).values_list("outcome", "http_status"))
-    assert outcomes == [("transient", 500)] * 3
+    assert outcomes == [("transient", 501)] * 3
 
 
 def test_a_rate_limit_makes_the_whole_device_wait_for_retry_after(fake_clock, api, device):
@@ -461,7 +461,7 @@ def test_with_no_gap_one_statement_a_message_records_each_send_and_claims_the_ne
 def test_with_no_gap_a_failed_send_is_recorded_alone_and_the_rest_still_go_once(fake_clock, api):
     device = make_device(gap_seconds=0)
     campaign = sending_campaign(device, contacts=4)
-    api.script = ["ok", "500", "ok", "timeout_lost"]
+    api.script = ["ok", "501", "ok", "timeout_lost"]
     assert sender_run(device_id=device.pk) == SenderExit.IDLE
     assert len(api.accepted) == 2 and api.requests_seen == 4
     statuses = Counter(Message.objects.filter(campaign=campaign).values_list("status", flat=True))
@@ -472,7 +472,7 @@ def test_with_no_gap_a_failed_send_is_recorded_alone_and_the_rest_still_go_once(
     assert attempts == {AttemptOutcome.ACCEPTED: 2, AttemptOutcome.TRANSIENT: 1, AttemptOutcome.UNKNOWN: 1}
     assert (
         DeviceDay.objects.get(device=device, day=fake_clock.now().date()).total == 3
-    )  # the 500 gave its slot back
+    )  # the 501 gave its slot back
 
 
 def test_the_claim_riding_on_an_outcome_takes_a_waiting_message_2_first(fake_clock, api):
@@ -505,3 +505,131 @@ def test_no_claim_rides_on_an_outcome_while_the_gap_runs(fake_clock, api, device
 
 def only_message_status(message_id: int) -> str:
     return Message.objects.values_list("status", flat=True).get(pk=message_id)
+
+
+# --- Errors of a send (issue 18): what Wassenger's answer means for the message -----------------
+
+
+@pytest.mark.parametrize("fault", ["500_accepted", "409_accepted"])
+def test_a_500_or_409_after_wassenger_queued_the_message_is_looked_up_not_resent(
+    fake_clock, api, device, settings, fault
+):
+    message = reconcile_after_lost_answer(fake_clock, api, device, settings, fault=fault)
+    fake_clock.advance(3600)
+    sender_run(device_id=device.pk)
+    message.refresh_from_db()
+    assert (message.status, message.wassenger_id) == (MessageStatus.SENT, api.accepted[0].wassenger_id)
+    assert message.sent_at == api.accepted[0].at  # Wassenger's createdAt, not the time of the lookup
+    assert len(api.accepted) == 1 and api.requests_seen == 1
+
+
+@pytest.mark.parametrize("fault", ["500", "409"])
+def test_a_500_or_409_with_nothing_queued_is_resent_only_after_the_lookup(
+    fake_clock, api, device, settings, fault
+):
+    message = reconcile_after_lost_answer(fake_clock, api, device, settings, fault=fault)
+    assert message.status == MessageStatus.PENDING and api.requests_seen == 1
+    fake_clock.current = message.next_attempt_at
+    sender_run(device_id=device.pk)
+    message.refresh_from_db()
+    assert message.status == MessageStatus.SENT and len(api.accepted) == 1
+
+
+@pytest.mark.parametrize("fault", ["device_404", "queue_freeze"])
+def test_a_refusal_of_the_device_halts_it_and_fails_no_message(fake_clock, api, device, fault):
+    campaign = sending_campaign(device, contacts=3)
+    api.script = [fault]
+    assert sender_run(device_id=device.pk) == SenderExit.HALTED
+    device.refresh_from_db()
+    assert device.halted_at == fake_clock.now()
+    assert device.halted_reason.startswith("Wassenger refuses messages from this number")
+    assert api.requests_seen == 1  # not one campaign message failed after another
+    assert set(Message.objects.filter(campaign=campaign).values_list("status", "attempts")) == {
+        (MessageStatus.PENDING, 0)
+    }
+    assert DeviceDay.objects.get(device=device).total == 0
+    assert device_resume(device=device)
+    fake_clock.advance(60)
+    sender_run(device_id=device.pk)
+    assert sorted(api.phones()) == sorted(Message.objects.values_list("contact__phone", flat=True))
+
+
+def test_the_halt_reason_of_a_refused_device_is_in_french_for_a_french_operator(fake_clock, api, device):
+    from django.utils import translation
+
+    sending_campaign(device)
+    api.script = ["device_404"]
+    with translation.override("fr"):
+        sender_run(device_id=device.pk)
+    device.refresh_from_db()
+    assert device.halted_reason.startswith("Wassenger refuse les messages de ce numéro")
+
+
+def reconcile_after_lost_answer(fake_clock, api, device, settings, fault="timeout_accepted", **verdict):
+    """A send answered by `fault` (the answer lost, by default); Wassenger then reports
+    `verdict` on the message; reconciliation runs."""
+    campaign = sending_campaign(device)
+    api.script = [fault]
+    sender_run(device_id=device.pk)
+    assert only_message(campaign).status == MessageStatus.UNKNOWN  # not pending: no re-send yet
+    for name, value in verdict.items():
+        setattr(api.accepted[0], name, value)
+    fake_clock.advance(settings.RECONCILE_AFTER_SECONDS)
+    dispatch_run()
+    return only_message(campaign)
+
+
+@pytest.mark.parametrize("status", ["failed", "invalid", "expired", "removed"])
+def test_a_message_wassenger_reports_failed_is_failed_with_its_reason(
+    fake_clock, api, device, settings, status
+):
+    message = reconcile_after_lost_answer(
+        fake_clock, api, device, settings, status=status, failure_reason="max retries exceeded"
+    )
+    assert message.status == MessageStatus.FAILED
+    assert message.last_error == "Wassenger: max retries exceeded"
+    assert message.contact.whatsapp_status != WhatsAppStatus.INVALID  # the message's failure only
+    fake_clock.advance(3600)
+    sender_run(device_id=device.pk)
+    assert api.requests_seen == 1  # believed: never sent again
+
+
+def test_a_failure_for_a_number_not_on_whatsapp_marks_the_contact(fake_clock, api, device, settings):
+    message = reconcile_after_lost_answer(
+        fake_clock, api, device, settings, status="failed", failure_reason="number:notfound"
+    )
+    assert message.status == MessageStatus.FAILED
+    assert message.contact.whatsapp_status == WhatsAppStatus.INVALID
+
+
+def test_an_expired_message_gives_its_quota_slot_back_a_failed_one_keeps_it(
+    fake_clock, api, device, settings
+):
+    reconcile_after_lost_answer(fake_clock, api, device, settings, status="expired")
+    assert DeviceDay.objects.get(device=device).total == 0
+
+
+@pytest.mark.parametrize(
+    "delivery_status, expected",
+    [
+        ("queued", MessageStatus.SENT),
+        ("processing", MessageStatus.SENT),
+        ("delivered", MessageStatus.DELIVERED),
+        ("readed", MessageStatus.READ),
+    ],
+)
+def test_a_found_message_takes_the_status_wassenger_gives_at_wassengers_time(
+    fake_clock, api, device, settings, delivery_status, expected
+):
+    message = reconcile_after_lost_answer(fake_clock, api, device, settings, delivery_status=delivery_status)
+    assert message.status == expected
+    assert message.sent_at == api.accepted[0].at  # createdAt, not the lookup 30 s later
+    assert message.read_at == (api.accepted[0].at if expected == MessageStatus.READ else None)
+
+
+def test_every_settled_message_gets_its_log_line(fake_clock, api, device, settings, caplog):
+    caplog.set_level("INFO", logger="messaging.sending")
+    message = reconcile_after_lost_answer(fake_clock, api, device, settings, status="failed")
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("reconciled")]
+    assert f"campaign={message.campaign_id} contact={message.contact_id}" in line
+    assert "unknown → failed" in line and message.contact.phone not in line

@@ -6,10 +6,12 @@ import json
 import logging
 import socket
 from http.client import RemoteDisconnected
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 import responses
+from django.conf import settings as django_settings
 from django.test import override_settings
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
@@ -25,6 +27,7 @@ from urllib3.exceptions import (
 from messaging import wassenger
 from messaging.wassenger import (
     AuthError,
+    DeviceRefused,
     InvalidNumber,
     OutcomeUnknown,
     RateLimited,
@@ -33,12 +36,13 @@ from messaging.wassenger import (
     WassengerError,
     client,
 )
+from tests.messaging.wassenger_requests import request_problems
 
 API = "https://api.wassenger.test/v1"
 TOKEN = "tok-Q7x9-DO-NOT-LEAK-b1e55ed"
 PHONE = "+33612345678"
 REFERENCE = "2b0c7f7e-6f53-4a6e-9d4f-1f6f4b1c2d3e"
-SUBCLASSES = (RateLimited, InvalidNumber, AuthError, Rejected, Transient, OutcomeUnknown)
+SUBCLASSES = (RateLimited, InvalidNumber, AuthError, DeviceRefused, Rejected, Transient, OutcomeUnknown)
 # The real send response quoted in wassenger-api.md (KEET), plus our reference.
 KEET = {
     "id": "60d6073758a1a1100820e16c",
@@ -69,6 +73,10 @@ def client_settings(settings):
 def api():
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         yield mock
+        # Every request the client sent has the documented shape (tests/messaging/wassenger_requests.py).
+        for call in mock.calls:
+            token = django_settings.WASSENGER_API_TOKEN  # the one in force (a test may change it)
+            assert request_problems(call.request, token=token) == [], call.request.url
 
 
 def send() -> wassenger.SendResult:
@@ -177,7 +185,73 @@ def test_find_message_by_reference_asks_by_reference_and_checks_the_answer(api):
     api.get(f"{API}/messages", json=[other, KEET])
     remote = wassenger.find_message_by_reference(REFERENCE)
     assert remote.wassenger_id == KEET["id"]
-    assert api.calls[0].request.params == {"reference": REFERENCE}
+    # Section 0: reference is an array filter, one page of `size` from page 0.
+    query = parse_qs(urlsplit(api.calls[0].request.url).query)
+    assert query == {"reference": [REFERENCE], "page": ["0"], "size": ["20"]}
+
+
+@pytest.mark.parametrize(
+    "envelope",
+    [
+        lambda items: items,
+        lambda items: {"data": items},
+        lambda items: {"messages": items, "total": len(items)},
+        lambda items: {"page": 0, "size": 20, "whatever": items},
+    ],
+    ids=["list", "data", "messages", "only-list"],
+)
+def test_a_lookup_accepts_a_list_or_an_object_holding_one(api, envelope):
+    api.get(f"{API}/messages", json=envelope([KEET]))
+    assert wassenger.find_message_by_reference(REFERENCE).wassenger_id == KEET["id"]
+
+
+@pytest.mark.parametrize("body", [{}, {"a": [KEET], "b": []}, {"data": "nope"}, {"total": 1}])
+def test_a_lookup_envelope_without_one_clear_list_finds_nothing(api, body):
+    api.get(f"{API}/messages", json=body)
+    assert wassenger.find_message_by_reference(REFERENCE) is None
+
+
+def test_of_several_copies_the_lookup_prefers_one_that_did_not_fail_then_the_latest(api):
+    failed = {
+        **KEET,
+        "id": "60d6073758a1a1100820e16a",
+        "status": "failed",
+        "createdAt": "2021-06-25T17:00:00Z",
+    }
+    older = {**KEET, "id": "60d6073758a1a1100820e16b", "createdAt": "2021-06-25T16:00:00Z"}
+    api.get(f"{API}/messages", json=[failed, older, KEET])
+    assert wassenger.find_message_by_reference(REFERENCE).wassenger_id == KEET["id"]
+
+
+@pytest.mark.parametrize(
+    "fields, failed, given_up, rank",
+    [
+        ({"status": "queued", "deliveryStatus": "queued"}, False, False, 1),
+        ({"status": "processing", "deliveryStatus": "processing"}, False, False, 1),
+        ({"status": "processed", "deliveryStatus": "delivered"}, False, False, 2),
+        ({"status": "processed", "deliveryStatus": "readed"}, False, False, 3),
+        ({"status": "processed", "deliveryStatus": "played"}, False, False, 3),
+        ({"status": "failed", "deliveryStatus": "failed"}, True, False, 1),
+        ({"status": "invalid"}, True, False, 1),
+        ({"status": "expired"}, True, True, 1),
+        ({"status": "removed"}, True, True, 1),
+        ({"status": "processed", "deliveryStatus": "cancelled"}, True, False, 1),
+        ({"status": "Something-New"}, False, False, 1),
+    ],
+)
+def test_a_found_message_is_read_as_wassenger_says(api, fields, failed, given_up, rank):
+    api.get(f"{API}/messages/{KEET['id']}", json={**KEET, **fields})
+    remote = wassenger.get_message(KEET["id"])
+    assert (remote.failed, remote.given_up, remote.rank) == (failed, given_up, rank)
+
+
+def test_a_found_message_carries_wassengers_own_times_and_failure(api):
+    body = {**KEET, "status": "failed", "sentAt": "2021-06-25T16:41:30Z", "failedAt": "2021-06-25T16:42:00Z"}
+    api.get(f"{API}/messages/{KEET['id']}", json={**body, "failureReason": "Phone number not found"})
+    remote = wassenger.get_message(KEET["id"])
+    assert remote.created_at.isoformat() == "2021-06-25T16:41:27.973000+00:00"
+    assert (remote.sent_at.minute, remote.sent_at.second, remote.failed_at.minute) == (41, 30, 42)
+    assert (remote.failure_reason, remote.not_on_whatsapp) == ("Phone number not found", True)
 
 
 def test_find_message_by_reference_ignores_messages_of_other_references(api):
@@ -209,20 +283,30 @@ STATUS_TABLE = [
         InvalidNumber,
     ),
     (400, error_body(400, "Invalid request body", "error:invalid_body"), Rejected),
-    (400, error_body(400, "Device phone number is not connected"), Rejected),
+    (400, error_body(400, "Device phone number is not connected"), DeviceRefused),
+    (400, error_body(400, "Device queue is in reject mode", "queue:reject"), DeviceRefused),
+    (400, error_body(400, "Messages are refused", "queue:freeze"), DeviceRefused),
+    (400, error_body(400, "Template is not approved"), DeviceRefused),
+    (400, error_body(400, "Account suspended"), DeviceRefused),
+    (400, error_body(400, "Message failed", "number:notfound"), InvalidNumber),
+    (410, error_body(410, "Gone", "number:notfound"), InvalidNumber),
+    (400, error_body(400, "The number blocked you", "contact:blocked"), Rejected),
+    (400, error_body(400, "Cannot start a chat", "message:forbidden_first_message"), Rejected),
+    (404, error_body(404, "Phone number not found"), InvalidNumber),
     (400, "<html>Bad phone</html>", Rejected),
     (401, error_body(401, "Invalid or missing API token"), AuthError),
     (402, error_body(402, "Plan limit exceeded"), AuthError),
     (403, error_body(403, "Missing permissions"), AuthError),
-    (404, error_body(404, "Not found"), Rejected),
-    (409, error_body(409, "Conflict"), Rejected),
+    (404, error_body(404, "Not found"), DeviceRefused),  # POST /messages exists: the device does not
+    (404, error_body(404, "Device not found", "error:device_not_found"), DeviceRefused),
+    (409, error_body(409, "Conflict"), OutcomeUnknown),  # it may mean "already queued"
     (413, "", Rejected),
     (451, error_body(451, "Unavailable for legal reasons"), Rejected),
     (302, "", Rejected),
     (408, "", Transient),
     (429, error_body(429, "Too many requests", "error:rate_limit"), RateLimited),
     (503, "<html>Service Unavailable</html>", RateLimited),
-    (500, error_body(500, "Internal error"), Transient),
+    (500, error_body(500, "Internal error"), OutcomeUnknown),  # SPEC: no proof nothing was queued
     (501, "", Transient),
     (502, "<html>Bad Gateway</html>", OutcomeUnknown),
     (504, "", OutcomeUnknown),
@@ -249,7 +333,7 @@ def test_the_error_carries_wassengers_error_code_and_message(api):
 
 
 def test_a_long_body_is_truncated_in_the_error(api):
-    api.post(f"{API}/messages", body="<html>" + "x" * 5000, status=500)
+    api.post(f"{API}/messages", body="<html>" + "x" * 5000, status=501)
     with pytest.raises(Transient) as caught:
         send()
     assert len(str(caught.value)) < 300
@@ -372,16 +456,18 @@ ROUTES = {
 }
 
 
-def expected_errors(status: int) -> tuple[type[WassengerError], ...]:
+def expected_errors(status: int, call: str) -> tuple[type[WassengerError], ...]:
     if status in (429, 503):
         return (RateLimited,)
     if status in (401, 402, 403):
         return (AuthError,)
-    if status in (502, 504):
+    if status in (502, 504) or (call == "send" and status in (409, 500)):
         return (OutcomeUnknown,)
     if status >= 500 or status == 408:
         return (Transient,)
-    return (InvalidNumber, Rejected) if status in (400, 422) else (Rejected,)
+    if call == "send":  # a 4xx about the device halts it; a 404 on POST /messages is one
+        return (InvalidNumber, DeviceRefused) if status == 404 else (InvalidNumber, DeviceRefused, Rejected)
+    return (InvalidNumber, Rejected)
 
 
 @hypothesis_settings(
@@ -403,13 +489,45 @@ def test_any_error_answer_is_exactly_one_typed_error(status, body, retry_after, 
             result = CALLS[call]()
         except WassengerError as error:
             assert type(error) in SUBCLASSES
-            assert isinstance(error, expected_errors(status))
+            assert isinstance(error, expected_errors(status, call))
             assert error.status == status
             assert TOKEN not in str(error)
             if isinstance(error, RateLimited):
                 assert error.retry_after is None or error.retry_after >= 0
         else:
             assert call == "get" and status == 404 and result is None
+
+
+MESSAGE_ONLY_CODES = ["contact:blocked", "max_retries", "message:forbidden_first_message", "chat:cannot_send"]
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(
+    code=st.sampled_from(["number:notfound", "waba:error", *MESSAGE_ONLY_CODES]),
+    message=st.sampled_from(["", "Phone number not found", "Device queue frozen", "Failed"]) | _text,
+    status=st.sampled_from([400, 404, 410, 422]),
+    where=st.sampled_from(["errorCode", "errors"]),
+)
+@override_settings(WASSENGER_API_URL=API, WASSENGER_API_TOKEN=TOKEN)
+def test_wassengers_failure_codes_decide_whether_the_number_is_not_on_whatsapp(code, message, status, where):
+    body = error_body(status, message, code if where == "errorCode" else "")
+    if where == "errors":
+        body["errors"] = [{"code": code, "reason": "", "message": message}]
+    with responses.RequestsMock() as api:
+        api.post(f"{API}/messages", json=body, status=status)
+        with pytest.raises(WassengerError) as caught:
+            send()
+    # Wassenger's own code wins over the words, and never halts the device.
+    assert type(caught.value) is (InvalidNumber if code == "number:notfound" else Rejected)
+    assert wassenger.payloads.failure_names_missing_number(f"{code}: {message}") is (
+        code == "number:notfound"
+    )
+
+
+@given(reason=st.text(max_size=80))
+def test_any_failure_reason_is_decided_without_an_error(reason):
+    assert isinstance(wassenger.payloads.failure_names_missing_number(reason), bool)
+    assert wassenger.payloads.failure_names_missing_number("") is False  # no reason: the message only
 
 
 # --- Logs and secrets ---------------------------------------------------------------

@@ -47,6 +47,13 @@ def test_receipts_in_any_order_end_in_read_with_every_time_set(post, fake_clock,
     assert message.delivered_at is not None and message.read_at is not None
 
 
+def test_a_readed_receipt_ranks_as_read(post, fake_clock):
+    message = sent_message_1()
+    post(ack_event(message, "readed"))  # sic: SPEC's deliveryStatus enum has it
+    message.refresh_from_db()
+    assert (message.status, message.read_at) == (MessageStatus.READ, fake_clock.now())
+
+
 def test_a_late_delivered_after_read_changes_nothing(post, fake_clock):
     message = sent_message_1()
     post(ack_event(message, "read"))
@@ -106,6 +113,12 @@ def test_a_failure_in_format_b_fails_the_message_with_wassengers_reason(post, fa
         ("Invalid phone number", True),
         ("invalid media file", False),
         ("message not found", False),
+        # Wassenger's own failure codes decide, before any words (issue 18).
+        ("number:notfound", True),
+        ("number:notfound: Message could not be delivered", True),
+        ("contact:blocked", False),
+        ("chat:cannot_send: phone number not found", False),
+        ("", False),  # no reason: the message fails, the contact stays
     ],
 )
 def test_only_a_number_not_found_failure_marks_the_contact_invalid(post, reason, invalid):
