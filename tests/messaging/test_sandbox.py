@@ -13,7 +13,7 @@ import requests
 from django.core.management import CommandError, call_command
 
 from messaging import wassenger
-from messaging.wassenger import AuthError, InvalidNumber, OutcomeUnknown, RateLimited, Transient, payloads
+from messaging.wassenger import AuthError, DeviceRefused, InvalidNumber, OutcomeUnknown, RateLimited, payloads
 from messaging.wassenger.sandbox.state import (
     REPLIES,
     SANDBOX_DEVICE_ID,
@@ -111,12 +111,55 @@ def test_stats_count_what_was_accepted_and_refused(sandbox):
 # --- Faults -------------------------------------------------------------------------
 
 
-def test_a_500_is_transient_and_records_nothing(sandbox):
+def test_a_500_is_an_unknown_outcome_and_records_nothing(sandbox):
     sandbox.set_faults(error_500=1)
-    with pytest.raises(Transient) as caught:
-        send()
+    with pytest.raises(OutcomeUnknown) as caught:
+        send(reference="refused-500")
     assert caught.value.status == 500
     assert sandbox.messages() == []
+    assert wassenger.find_message_by_reference("refused-500") is None  # the lookup says: resend
+
+
+@pytest.mark.parametrize("fault, status", [("error_500_accepted", 500), ("conflict_409", 409)])
+def test_a_500_or_409_after_queueing_is_an_unknown_outcome_found_by_reference(sandbox, fault, status):
+    sandbox.set_faults(**{fault: 1})
+    with pytest.raises(OutcomeUnknown) as caught:
+        send(reference=f"queued-{status}")
+    assert caught.value.status == status
+    (recorded,) = sandbox.messages(reference=f"queued-{status}")
+    assert recorded["sandbox"]["fault"] == fault
+    sandbox.set_faults(**{fault: 0})
+    assert wassenger.find_message_by_reference(f"queued-{status}").wassenger_id == recorded["id"]
+
+
+@pytest.mark.parametrize(
+    "fault, status, code",
+    [("device_not_found", 404, "error:device_not_found"), ("queue_reject", 400, "queue:reject"),
+     ("queue_freeze", 400, "queue:freeze")],
+)  # fmt: skip
+def test_a_refusal_of_the_device_is_device_refused_and_records_nothing(sandbox, fault, status, code):
+    sandbox.set_faults(**{fault: 1})
+    with pytest.raises(DeviceRefused) as caught:
+        send()
+    assert (caught.value.status, caught.value.error_code) == (status, code)
+    assert sandbox.messages() == []
+    assert sandbox.control("GET", "stats")["counts"][f"refused_{fault}"] == 1
+
+
+def test_the_lookup_filters_by_an_array_of_references_a_page_at_a_time(sandbox):
+    references = [send(reference=f"page-{n}")[0] for n in range(3)]
+    lookup = f"{sandbox.url}/v1/messages"
+    headers = {"Token": SANDBOX_TOKEN}
+    both = requests.get(lookup, params={"reference": references[:2]}, headers=headers, timeout=5).json()
+    assert sorted(m["reference"] for m in both) == references[:2]
+    bracketed = requests.get(lookup, params={"reference[]": references[2]}, headers=headers, timeout=5).json()
+    assert [m["reference"] for m in bracketed] == [references[2]]
+    pages = [
+        requests.get(lookup, params={"page": page, "size": 2}, headers=headers, timeout=5).json()
+        for page in (0, 1)
+    ]
+    assert [len(p) for p in pages] == [2, 1]
+    assert all("sandbox" not in m for m in both)
 
 
 @pytest.mark.parametrize("with_header, expected", [(1, 2.0), (0, None)])
@@ -174,9 +217,9 @@ def test_fault_shares_mix_in_the_given_proportions(sandbox):
         try:
             send()
             outcomes.append("ok")
-        except (Transient, RateLimited) as error:
+        except (OutcomeUnknown, RateLimited) as error:
             outcomes.append(type(error).__name__)
-    assert 10 <= outcomes.count("Transient") <= 30 and 10 <= outcomes.count("RateLimited") <= 30
+    assert 10 <= outcomes.count("OutcomeUnknown") <= 30 and 10 <= outcomes.count("RateLimited") <= 30
     assert len(sandbox.messages()) == outcomes.count("ok")
 
 

@@ -15,6 +15,11 @@ FAULT_FLAGS = {
     "slow_seconds": ("slow_seconds", "delay of a slow answer (beyond the client's read timeout)"),
     "drop_after_read": ("drop_after_read", "share of sends recorded, then the socket closed unanswered"),
     "drop_before_accept": ("drop_before_accept", "share of sends not recorded, the socket closed unanswered"),
+    "fail_500_accepted": ("error_500_accepted", "share of sends recorded (queued), then answered 500"),
+    "fail_409": ("conflict_409", "share of sends recorded (queued), then answered 409"),
+    "device_not_found": ("device_not_found", "share of sends answered 404 device not found"),
+    "queue_reject": ("queue_reject", "share of sends refused by a queue in reject mode (400)"),
+    "queue_freeze": ("queue_freeze", "share of sends refused by a frozen queue (400)"),
 }
 # flag → help; each overrides the WASSENGER_SANDBOX_* setting of the same name.
 CONFIG_FLAGS = {

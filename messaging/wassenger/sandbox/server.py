@@ -7,7 +7,7 @@ injects faults on POST /v1/messages on demand, and calls Relance's webhook back
 the message, drop_before_accept does not: "was it really sent?" stays answerable through
 /sandbox/messages.
 
-    /v1/messages               POST send · GET list (?reference=…&phone=…)
+    /v1/messages               POST send · GET list (?reference=…&reference=…&phone=…&page=&size=)
     /v1/messages/{id}          GET
     /v1/numbers/exists         POST {"phone"} or GET ?phone=…
     /v1/devices, /v1/devices/{id}   (session, status and plan from sandbox/account.py)
@@ -37,6 +37,8 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 from messaging.wassenger.sandbox.account import SESSIONS, Account
 from messaging.wassenger.sandbox.state import (
+    ACCEPTED_THEN_ERROR,
+    DEVICE_FAULTS,
     SANDBOX_DEVICE_ID,
     Faults,
     SandboxConfig,
@@ -61,6 +63,7 @@ class Request:
     query: dict[str, str]
     headers: dict[str, str]
     body: object = None  # parsed JSON; None when empty
+    lists: dict[str, list[str]] = field(default_factory=dict)  # every value of each query key
 
 
 @dataclass
@@ -142,7 +145,7 @@ class Sandbox:
             return invalid
         fault, retry_after = self._draw_fault()
         self.store.log_send(request.body, fault, retry_after)
-        if fault in ("error_500", "rate_limit_429"):
+        if fault in ("error_500", "rate_limit_429", *DEVICE_FAULTS):
             self.store.count(f"refused_{fault}")
             return _fault_reply(fault, retry_after)
         if fault == "drop_before_accept":
@@ -151,6 +154,8 @@ class Sandbox:
         message = self._accept(request.body, fault)
         if fault == "drop_after_read":
             return Reply(0, drop=True)
+        if fault in ACCEPTED_THEN_ERROR:
+            return _fault_reply(fault, retry_after)
         delay = self.faults.slow_seconds if fault == "slow" else 0.0
         return Reply(201, public(message), delay=delay)
 
@@ -173,10 +178,16 @@ class Sandbox:
         return message
 
     def list_messages(self, request: Request) -> Reply:
-        found = self.store.find(
-            phone=request.query.get("phone", ""), reference=request.query.get("reference", "")
-        )
-        return Reply(200, [public(m) for m in found])
+        """`GET /v1/messages` as section 0 has it: `reference` is an array filter (repeated,
+        or `reference[]`), `page` from 0 and `size` (default 20). The answer is a bare list,
+        one of the two envelopes the client accepts."""
+        references = request.lists.get("reference", []) + request.lists.get("reference[]", [])
+        page, size = _int(request.query.get("page"), 0), _int(request.query.get("size"), 20)
+        if not 1 <= size <= 100:
+            return error_reply(400, "size must be between 1 and 100", "error:invalid_query")
+        found = self.store.find(phone=request.query.get("phone", ""))
+        found = [m for m in found if not references or m["reference"] in references]
+        return Reply(200, [public(m) for m in found[page * size : (page + 1) * size]])
 
     def get_message(self, request: Request, message_id: str) -> Reply:
         message = self.store.get(message_id)
@@ -346,9 +357,23 @@ def _send_problem(body: object) -> Reply | None:
     return None
 
 
+_FAULT_ERRORS = {
+    "error_500": (500, "Internal server error (sandbox fault)", "error:internal"),
+    "error_500_accepted": (500, "Internal server error (sandbox fault)", "error:internal"),
+    "conflict_409": (409, "Conflict: the message is already queued (sandbox fault)", "error:conflict"),
+    "device_not_found": (404, "Device not found (sandbox fault)", "error:device_not_found"),
+    "queue_reject": (400, "Device queue is in reject mode: new messages are refused", "queue:reject"),
+    "queue_freeze": (400, "Device queue is frozen: new messages are refused", "queue:freeze"),
+}
+
+
+def _int(value: str | None, default: int) -> int:
+    return int(value) if value is not None and value.strip().isdigit() else default
+
+
 def _fault_reply(fault: str, retry_after: str | None) -> Reply:
-    if fault == "error_500":
-        return error_reply(500, "Internal server error (sandbox fault)", "error:internal")
+    if fault in _FAULT_ERRORS:
+        return error_reply(*_FAULT_ERRORS[fault])
     headers = {"Retry-After": retry_after} if retry_after else {}
     return error_reply(
         429, "Too many requests, try again later (sandbox fault)", "error:rate_limit", **headers
@@ -398,7 +423,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _read(self) -> Request | Reply:
         split = urlsplit(self.path)
-        query = {k: v[0] for k, v in parse_qs(split.query).items()}
+        lists = parse_qs(split.query)
+        query = {k: v[0] for k, v in lists.items()}
         length = self.headers.get("Content-Length", "0").strip()
         length = int(length) if length.isascii() and length.isdigit() else 0
         if length > MAX_BODY_BYTES:
@@ -409,7 +435,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             return error_reply(400, "Invalid JSON body", "error:invalid_json")
         headers = {k.lower(): v for k, v in self.headers.items()}
-        return Request(self.command, split.path, query, headers, body)
+        return Request(self.command, split.path, query, headers, body, lists)
 
     def _write(self, reply: Reply) -> None:
         payload = json.dumps(reply.body).encode()

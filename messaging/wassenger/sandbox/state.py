@@ -125,7 +125,22 @@ def _unit(key: str) -> float:
 # --- Faults -------------------------------------------------------------------------
 
 # Shares of POST /v1/messages answered by each fault; they exclude each other.
-EXCLUSIVE_FAULTS = ("error_500", "rate_limit_429", "slow", "drop_after_read", "drop_before_accept")
+EXCLUSIVE_FAULTS = (
+    "error_500",
+    "rate_limit_429",
+    "slow",
+    "drop_after_read",
+    "drop_before_accept",
+    "error_500_accepted",
+    "conflict_409",
+    "device_not_found",
+    "queue_reject",
+    "queue_freeze",
+)
+# Faults whose message is recorded (queued) although the answer says otherwise.
+ACCEPTED_THEN_ERROR = ("error_500_accepted", "conflict_409")
+# Faults about the device, not the message: nothing is recorded.
+DEVICE_FAULTS = ("device_not_found", "queue_reject", "queue_freeze")
 
 
 @dataclass(frozen=True)
@@ -138,6 +153,14 @@ class Faults:
     # The socket is closed unanswered and nothing is recorded: the client cannot tell this
     # from drop_after_read; only the lookup by reference can.
     drop_before_accept: float = 0.0
+    # Queued, then answered 500: SPEC's 500 is "unexpected error", no proof nothing was queued.
+    error_500_accepted: float = 0.0
+    conflict_409: float = 0.0  # queued, then answered 409 ("already queued")
+    # The device's refusals, nothing recorded: 404 device not found; 400 from a queue in
+    # `reject` or `freeze` mode (WALI queue.ts), which refuses new messages.
+    device_not_found: float = 0.0
+    queue_reject: float = 0.0
+    queue_freeze: float = 0.0
     slow_seconds: float = 35.0
     retry_after_seconds: float = 2.0
 
