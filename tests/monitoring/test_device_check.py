@@ -72,8 +72,8 @@ def test_a_device_without_a_session_object_is_left_as_it_is(settings, device):
 
 def test_a_webhook_that_cannot_be_enabled_again_is_an_incident(settings, device, admins):
     settings.RELANCE_BASE_URL, settings.WASSENGER_WEBHOOK_SECRET = "https://relance.example", "s"
-    hook = {"id": "a" * 24, "url": "https://relance.example/webhooks/wassenger/?secret=s", "status": "disabled",
-            "events": ["number:session"]}  # fmt: skip
+    url = "https://relance.example/webhooks/wassenger/?secret=s"
+    hook = {"id": "a" * 24, "url": url, "status": "disabled", "events": ["number:session"]}
     api = settings.WASSENGER_API_URL
     with responses.RequestsMock() as mock:
         mock.get(
