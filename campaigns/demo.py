@@ -15,6 +15,7 @@ from django.db import transaction
 from campaigns.contacts import ContactRow, contact_mark_not_on_whatsapp, contact_opt_out, contacts_upsert
 from campaigns.models import Campaign, CampaignStatus, Category, Contact, WhatsAppStatus
 from messaging.models import Device
+from messaging.wassenger.sandbox.state import SANDBOX_DEVICE_ID
 
 DEVICE_LABEL = "Demo sandbox (demo pacing: 2 s gap, 20 s pause)"
 CAMPAIGN_NAME = "Demo — spring offer"
@@ -55,10 +56,13 @@ def demo_create() -> DemoSummary:
 
 
 def _device() -> Device:
-    device, _ = Device.objects.get_or_create(
-        label=DEVICE_LABEL,
-        defaults={"gap_seconds": 2, "batch_size": 25, "batch_pause_seconds": 20, "daily_limit": 1000},
-    )
+    pacing = {"gap_seconds": 2, "batch_size": 25, "batch_pause_seconds": 20, "daily_limit": 1000}
+    device, _ = Device.objects.get_or_create(label=DEVICE_LABEL, defaults=pacing)
+    if not device.wassenger_id and not Device.objects.filter(wassenger_id=SANDBOX_DEVICE_ID).exists():
+        # The sandbox's own number: its session events (POST /sandbox/device) then reach this
+        # device, as a real number's reach the device that holds its id.
+        device.wassenger_id = SANDBOX_DEVICE_ID
+        device.save(update_fields=["wassenger_id"])
     return device
 
 

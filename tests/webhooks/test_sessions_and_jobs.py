@@ -188,3 +188,19 @@ def test_the_reprocess_action_replays_an_event_without_a_second_effect(operator,
         )
         assert b"Reprocessed: 1 processed." in response.content
     assert message.campaign.messages.filter(kind="message_2").count() == 1
+
+
+def test_the_sandboxs_session_events_reach_the_demo_device(post):
+    """The demo device holds the sandbox's number, so POST /sandbox/device halts it in the tour."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from campaigns.demo import DEVICE_LABEL
+    from messaging.wassenger.sandbox.state import SANDBOX_DEVICE_ID
+
+    call_command("demo", stdout=StringIO())
+    assert post(session_event("authorize", device_id=SANDBOX_DEVICE_ID)).status_code == 200
+    demo = Device.objects.get(label=DEVICE_LABEL)
+    assert demo.halted_at is not None and "unlinked" in demo.halted_reason
+    assert Device.objects.get(is_default=True).halted_at is None
