@@ -284,6 +284,10 @@ def test_webhooks_carry_acks_replies_stop_words_and_failures(webhook_sandbox, we
     assert _ours(acks, invalid, "toNumber") == _ours(news, invalid, "toNumber") == []
     assert set(webhook_receiver.queries) == {"secret=s3cret"}
     assert [shapes.event_problems(body) for body in webhook_receiver.received] == [[]] * 12
+    # Every event names the account's plan as GET /v1/devices does.
+    devices = requests.get(f"{webhook_sandbox.url}/v1/devices", headers={"Token": SANDBOX_TOKEN}, timeout=5)
+    (device,) = devices.json()
+    assert {event["device"]["plan"] for event in acks + news + replies} == {device["plan"]}
 
 
 def _from(replies: list[dict], phone: str) -> dict:

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
+from messaging.wassenger.sandbox.account import PLANS
 from messaging.wassenger.sandbox.state import (
     SandboxConfig,
     Store,
@@ -244,7 +245,8 @@ class Lifecycle:
             "id": self.config.device_id,
             "phone": self.config.device_phone,
             "alias": "Relance sandbox",
-            "plan": "io-professional",
+            # The account's plan as `GET /v1/devices` answers it, so both say the same.
+            "plan": self.poster.account.plan if self.poster.account is not None else PLANS["business"],
             "version": 1,
         }
 
