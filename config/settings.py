@@ -263,6 +263,23 @@ RATE_LIMIT_MIN_WAIT_SECONDS = env.float("RATE_LIMIT_MIN_WAIT_SECONDS", default=6
 SENDER_LEASE_SECONDS = env.float("SENDER_LEASE_SECONDS", default=120.0)
 # A send whose outcome is unknown is looked up at Wassenger after this delay, before any retry.
 RECONCILE_AFTER_SECONDS = env.float("RECONCILE_AFTER_SECONDS", default=30.0)
+# >>> loop: knobs of the sender loop (messaging/loop.py, manage.py run_senders)
+# Sends of different devices that may be in flight at once in one sender process.
+SENDER_LOOP_THREADS = env.int("SENDER_LOOP_THREADS", default=8)
+# How often a sender loop looks for devices that became due (a reply's Message 2, a new campaign).
+SENDER_LOOP_POLL_SECONDS = env.float("SENDER_LOOP_POLL_SECONDS", default=1.0)
+# The device circuit breaker: after a failure of the device's link to Wassenger (no answer,
+# a 5xx, a 429) the device waits BASE seconds, doubled at each failure in a row, at most MAX.
+DEVICE_BREAKER_BASE_SECONDS = env.float("DEVICE_BREAKER_BASE_SECONDS", default=60.0)
+DEVICE_BREAKER_MAX_SECONDS = env.float("DEVICE_BREAKER_MAX_SECONDS", default=1800.0)
+# A device whose link has failed for longer than this is an incident (dashboard, /health/, email).
+DEVICE_UNREACHABLE_INCIDENT_SECONDS = env.float("DEVICE_UNREACHABLE_INCIDENT_SECONDS", default=300.0)
+# The one-minute dispatcher's budget: unknown outcomes looked up per tick, each lookup's
+# timeout, and the seconds the lookups may take in all (the rest waits for the next tick).
+RECONCILE_SLICE = env.int("RECONCILE_SLICE", default=50)
+RECONCILE_LOOKUP_TIMEOUT = env.float("RECONCILE_LOOKUP_TIMEOUT", default=5.0)
+DISPATCH_BUDGET_SECONDS = env.float("DISPATCH_BUDGET_SECONDS", default=40.0)
+# <<< loop
 # Hours after Message 1 during which a reply triggers Message 2 [legacy 7.1].
 REPLY_WINDOW_HOURS = env.float("REPLY_WINDOW_HOURS", default=24.0)
 # A campaign stays `sending` this long after its last reply window closed, so that a reply

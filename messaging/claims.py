@@ -99,8 +99,9 @@ next AS (
   JOIN {_CAMPAIGN} c ON c.id = m.campaign_id
   JOIN {_CONTACT} ct ON ct.id = m.contact_id
   -- A device halted meanwhile (its session went offline, say) claims nothing, even from a
-  -- sender whose snapshot of it is warm.
+  -- sender whose snapshot of it is warm; nor does a loop whose lease on it lapsed.
   JOIN {_DEVICE} d ON d.id = m.device_id AND d.halted_at IS NULL
+    AND (%(owner)s::text IS NULL OR (d.lease_owner = %(owner)s AND d.lease_expires_at >= %(now)s))
   WHERE m.device_id = %(device)s AND m.status = 'pending' AND m.kind = ANY(%(kinds)s)
     AND m.next_attempt_at <= %(now)s AND c.status = 'sending' AND ct.opted_out_at IS NULL
   ORDER BY m.kind DESC, m.id
@@ -149,13 +150,16 @@ VALUES (%s, %s, 0, 0) ON CONFLICT (device_id, day) DO NOTHING
 """
 
 
-def message_claim(*, device: Device, kinds: tuple[str, ...], now: datetime) -> Claim | None:
+def message_claim(
+    *, device: Device, kinds: tuple[str, ...], now: datetime, owner: str | None = None
+) -> Claim | None:
     """Claim the next due message (Message 2 first, then oldest) and take today's quota.
 
     `device` comes from `device_snapshot` and is kept current for the next plan. Returns
-    None, changing nothing, if no message is claimable or the quota for its kind is spent.
+    None, changing nothing, if no message is claimable, the quota for its kind is spent, or
+    (with `owner`, a sender loop) the device's lease is no longer that loop's.
     """
-    params, after = _claim_params(device, kinds, now)
+    params, after = _claim_params(device, kinds, now, owner)
     with prepared_cursor() as cursor:
         cursor.execute(_CLAIM_SQL, params)
         row = cursor.fetchone()
@@ -167,7 +171,9 @@ def message_claim(*, device: Device, kinds: tuple[str, ...], now: datetime) -> C
     return _claimed(row[:-1], device, after, now)
 
 
-def _claim_params(device: Device, kinds: tuple[str, ...], now: datetime) -> tuple[dict, pacing.DeviceState]:
+def _claim_params(
+    device: Device, kinds: tuple[str, ...], now: datetime, owner: str | None
+) -> tuple[dict, pacing.DeviceState]:
     policy = device_policy(device)
     # The batch fields of the state after a send do not depend on the message's kind.
     after = pacing.pacing_record_send(
@@ -175,6 +181,7 @@ def _claim_params(device: Device, kinds: tuple[str, ...], now: datetime) -> tupl
     )
     params = {
         "device": device.pk,
+        "owner": owner,
         "kinds": list(kinds),
         "now": now,
         "day": now.date(),
@@ -328,14 +335,22 @@ def outcome_store(*, claim: Claim, outcome: str, changes: dict, http_status: int
 
 
 def outcome_store_and_claim(
-    *, claim: Claim, outcome: str, changes: dict, http_status: int | None, now, device: Device, kinds
+    *,
+    claim: Claim,
+    outcome: str,
+    changes: dict,
+    http_status: int | None,
+    now,
+    device: Device,
+    kinds,
+    owner: str | None = None,
 ) -> tuple[bool, Claim | None]:
     """`outcome_store`, then `message_claim` at the same `now`, in one statement.
 
     The claim is None when nothing was claimable, the quota is spent or the day's row is
     missing: the caller then looks again through `message_claim`, which handles all three.
     """
-    params, after = _claim_params(device, kinds, now)
+    params, after = _claim_params(device, kinds, now, owner)
     params.update(_outcome_params(claim, outcome, changes, http_status, now))
     with prepared_cursor() as cursor:
         cursor.execute(_OUTCOME_AND_CLAIM_SQL, params)

@@ -1,4 +1,8 @@
-"""The one-minute dispatcher: restarts what died and starts what is due [legacy 8.5].
+"""The one-minute dispatcher: recovers what died and starts what is due [legacy 8.5].
+
+Senders are not started here: the sender loops (messaging/loop.py) find due devices
+themselves. The dispatcher frees expired leases, settles sends cut short by a dead loop,
+reconciles unknown outcomes (in a bounded slice, within its budget) and moves campaigns.
 
 Every step is idempotent and cheap when there is nothing to do, so running it twice, late,
 or on two clusters at once changes nothing. Starting a scheduled campaign and completing a
@@ -7,18 +11,16 @@ messaging/messages.py: the dispatcher only calls them.
 """
 
 import logging
+import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q
-from django_q.tasks import async_task
 
 from campaigns import lifecycle
 from campaigns.models import CampaignStatus
 from config import clock
-from messaging import pacing
-from messaging.claims import devices_with_sending_facts
 from messaging.messages import messages_cancel_pending
 from messaging.models import (
     CANCELLED_OPTED_OUT,
@@ -29,42 +31,54 @@ from messaging.models import (
     MessageAttempt,
     MessageStatus,
 )
-from messaging.sending import leases_release_expired, message_reconcile, sender_plan
+from messaging.sending import leases_release_expired, message_reconcile
 
 logger = logging.getLogger(__name__)
 
-RECONCILE_BATCH = 200
+
+WAKE_CHANNEL = "relance_senders"
 
 
 def sender_enqueue(device_id: int) -> None:
-    """Start a sender for the device once the current transaction commits.
+    """Tell the sender loops the device has new work, once the current transaction commits.
 
-    Starting one too many is harmless: the extra sender finds the lease taken and exits.
+    The loops find due devices by themselves (every SENDER_LOOP_POLL_SECONDS); this wakes
+    them at once through PostgreSQL's NOTIFY, which costs nothing when nobody listens.
     """
-    transaction.on_commit(
-        lambda: async_task(
-            "messaging.tasks.send_for_device",
-            device_id,
-            cluster=settings.SENDER_CLUSTER,
-            task_name=f"send device {device_id}",
-        )
-    )
+    transaction.on_commit(lambda: senders_wake(device_id))
+
+
+def senders_wake(device_id: int) -> None:
+    """Wake the sender loops now (NOTIFY on WAKE_CHANNEL, the device id as payload)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_notify(%s, %s)", [WAKE_CHANNEL, str(device_id)])
 
 
 def dispatch_run() -> dict:
-    """One tick. Returns what it did, for the logs and the tests."""
-    report = {
-        "leases_released": leases_release_expired(),
-        "orphans": messages_orphaned_to_unknown(),
-        "reconciled": messages_reconcile_due(),
-        "no_longer_wanted": messages_no_longer_wanted_cancelled(),
-        "campaigns_started": lifecycle.campaigns_start_due(),
-        "campaigns_completed": lifecycle.campaigns_complete_finished(),
+    """One tick, within its budget whatever Wassenger does. Returns what it did, for the
+    logs and the tests. Each step is on its own: one that fails is logged and the others
+    run; the next tick tries it again."""
+    deadline = time.monotonic() + settings.DISPATCH_BUDGET_SECONDS
+    steps = {
+        "leases_released": leases_release_expired,
+        "orphans": messages_orphaned_to_unknown,
+        "reconciled": lambda: messages_reconcile_due(deadline=deadline),
+        "no_longer_wanted": messages_no_longer_wanted_cancelled,
+        "campaigns_started": lifecycle.campaigns_start_due,
+        "campaigns_completed": lifecycle.campaigns_complete_finished,
     }
-    report["senders_started"] = senders_start_needed()
+    report = {name: _step(name, run) for name, run in steps.items()}
     if any(report.values()):
         logger.info("dispatch %s", report)
     return report
+
+
+def _step(name: str, run) -> int:
+    try:
+        return run()
+    except Exception:
+        logger.exception("dispatch: %s failed; the next tick tries again", name)
+        return 0
 
 
 ORPHANED_ATTEMPT = "the sender stopped mid-send (its worker died)"
@@ -113,25 +127,27 @@ def messages_orphaned_to_unknown() -> int:
     return orphaned
 
 
-def messages_reconcile_due() -> int:
+def messages_reconcile_due(*, deadline: float | None = None) -> int:
+    """Look up unknown outcomes that are due, a bounded slice a tick, each lookup with a short
+    timeout, until the tick's `deadline` (time.monotonic()); the rest waits for the next
+    tick. A row that fails is logged and skipped: it never stops the others."""
     now = clock.now()
     due = Message.objects.filter(status=MessageStatus.UNKNOWN, next_attempt_at__lte=now).select_related(
-        "device", "campaign"
-    )[:RECONCILE_BATCH]
-    return sum(1 for message in due if message_reconcile(message) is not None)
-
-
-def senders_start_needed() -> int:
-    """A sender for each device with due work, no live sender, no pause and quota left."""
-    now = clock.now()
-    idle = Device.objects.filter(halted_at__isnull=True).filter(
-        Q(lease_owner="") | Q(lease_expires_at__lt=now) | Q(lease_expires_at__isnull=True)
+        "device", "campaign", "contact"
     )
-    idle = devices_with_sending_facts(idle.values_list("pk", flat=True), now)
-    started = 0
-    for device in idle:
-        plan = sender_plan(device, now)
-        if plan is not None and plan.action in (pacing.Action.SEND, pacing.Action.WAIT):
-            sender_enqueue(device.pk)
-            started += 1
-    return started
+    settled = 0
+    for message in due.order_by("next_attempt_at", "pk")[: settings.RECONCILE_SLICE]:
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+        settled += _reconcile_one(message)
+    return settled
+
+
+def _reconcile_one(message: Message) -> int:
+    try:
+        return int(message_reconcile(message, timeout=settings.RECONCILE_LOOKUP_TIMEOUT) is not None)
+    except Exception:
+        logger.exception("reconciling message %s failed; skipped until the next tick", message.pk)
+        # Later rows first next time: one bad row never holds the queue.
+        Message.objects.filter(pk=message.pk).update(next_attempt_at=clock.now() + timedelta(seconds=60))
+        return 0

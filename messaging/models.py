@@ -66,7 +66,23 @@ class Device(models.Model):
     # One sender per device: the lease is taken and renewed by a conditional UPDATE.
     lease_owner = models.CharField(max_length=36, blank=True, editable=False)
     lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The device's link to Wassenger (its circuit breaker, messaging/retries.py): failures in a
+    # row that were the link's (no answer, 5xx, 429), and since when it has been failing.
+    link_failures = models.PositiveIntegerField(_("link failures in a row"), default=0, editable=False)
+    link_down_since = models.DateTimeField(_("unreachable since"), null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    # Written by the sender holding the lease (and the breaker): a form saving the device,
+    # which read them a while ago, must never write them back (DeviceAdmin.save_model).
+    SENDER_FIELDS = (
+        "last_sent_at",
+        "sent_in_batch",
+        "paused_until",
+        "lease_owner",
+        "lease_expires_at",
+        "link_failures",
+        "link_down_since",
+    )
 
     class Meta:
         ordering = ["label"]
@@ -91,6 +107,25 @@ class Device(models.Model):
 
     def __str__(self) -> str:
         return self.label
+
+
+class SenderLoop(models.Model):
+    """A running sender loop (messaging/loop.py), seen at each lease renewal: loops count
+    each other to share the devices fairly. A row older than a lease is a dead loop's."""
+
+    owner = models.CharField(max_length=36, unique=True)
+    host = models.CharField(max_length=255, blank=True)
+    pid = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField()
+    seen_at = models.DateTimeField()
+    devices = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name = _("sender loop")
+        verbose_name_plural = _("sender loops")
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.pid}"
 
 
 class DeviceDay(models.Model):

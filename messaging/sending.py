@@ -1,10 +1,9 @@
-"""The send engine: one sender per device, pacing, exactly-once claims, outcomes.
+"""The send engine: one device's slot (plan, claim, send, record), outcomes, reconciliation.
 
-A sender holds its device's lease, and in a loop asks pacing when the next send may
-happen, sleeps until then (renewing the lease), claims the next due message, sends it
-through the Wassenger client and records the outcome. It works through one batch and
-the pause that follows, then exits so that a successor takes over (DESIGN: leaving each
-pause to the one-minute dispatcher would waste up to 90 s a batch).
+`device_step` serves one device when its slot comes: it asks pacing whether a send may
+happen now, claims the next due message, sends it through the Wassenger client and records
+the outcome. The sender loop (messaging/loop.py) decides when each device's slot comes and
+holds the leases; `sender_run` drives the loop for one device, in the calling thread.
 
 Exactly once: a message is claimed by moving it from `pending` to `sending` under a row
 lock, in the same transaction that takes the day's quota. Nothing ever moves a message
@@ -20,7 +19,8 @@ from enum import StrEnum
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce, Greatest
 from django.utils.translation import gettext
 
 from campaigns.contacts import contact_mark_not_on_whatsapp
@@ -48,21 +48,20 @@ from messaging.models import (
     MessageKind,
     MessageStatus,
 )
-from messaging.retries import attempts_left, next_step, retry_delay
+from messaging.retries import attempts_left, breaker_wait, next_step, retry_delay
 
 logger = logging.getLogger(__name__)
 
-# Sleep in slices no longer than this share of the lease, renewing it in between.
-_RENEW_FRACTION = 1 / 3
-
 
 class SenderExit(StrEnum):
-    LEASE_TAKEN = "lease_taken"  # another sender works for this device
+    """Why a sender loop let a device go (its lease released)."""
+
+    LEASE_TAKEN = "lease_taken"  # another loop works for this device
     LEASE_LOST = "lease_lost"  # we stalled past our lease and someone took over
     IDLE = "idle"  # nothing due now
-    BATCH_DONE = "batch_done"  # a batch and its pause are behind us: hand over
     DAILY_LIMIT = "daily_limit"  # today's quota is spent
     HALTED = "halted"  # the device is halted (auth error, operator)
+    STOPPED = "stopped"  # the loop was stopped: handed over
 
 
 # --- Lease -------------------------------------------------------------------------------
@@ -163,12 +162,13 @@ def message_send(claim: Claim, *, device_wassenger_id: str = "") -> tuple:
 
 
 def message_record_outcome(
-    *, claim: Claim, result, error, then_claim_for: Device | None = None
+    *, claim: Claim, result, error, then_claim_for: Device | None = None, owner: str | None = None
 ) -> Claim | None:
     """Record what became of a send. With `then_claim_for` (the sender's in-memory device),
     an accepted send whose device may send again at once also claims the next message, in
-    the same statement (one round trip and one commit fewer a message): that claim is
-    returned, or None when there was none (`message_claim` then looks again)."""
+    the same statement (one round trip and one commit fewer a message), under `owner`'s
+    lease: that claim is returned, or None when there was none (`message_claim` then looks
+    again)."""
     now = clock.now()
     step = next_step(error, attempts_made=claim.attempts, now=now)
     changes = {"status": step.status, "error": _describe(error), "next_attempt_at": step.retry_at}
@@ -188,7 +188,7 @@ def message_record_outcome(
             settled = outcome_store(**store)
             _apply_side_effects(claim, step, error, now, settled=settled)
     elif kinds := _kinds_sendable_now(then_claim_for, step, now):
-        _, claimed = outcome_store_and_claim(**store, device=then_claim_for, kinds=kinds)
+        _, claimed = outcome_store_and_claim(**store, device=then_claim_for, kinds=kinds, owner=owner)
     else:  # one statement, no transaction needed
         outcome_store(**store)
     _log_send(claim, step, result)
@@ -204,7 +204,7 @@ def _kinds_sendable_now(device: Device | None, step, now) -> tuple[str, ...]:
 
 
 def _has_side_effects(step) -> bool:
-    return bool(step.surely_not_sent or step.contact_invalid or step.halt_device or step.device_wait_until)
+    return bool(step.surely_not_sent or step.contact_invalid or step.halt_device or step.link_failed)
 
 
 def _apply_side_effects(claim: Claim, step, error, now, *, settled: bool) -> None:
@@ -216,10 +216,30 @@ def _apply_side_effects(claim: Claim, step, error, now, *, settled: bool) -> Non
     if step.halt_device:
         device_halt(device_id=claim.device_id, reason=_halt_reason(error), now=now)
         logger.error("device %s halted: %s", claim.device_id, _describe(error))
-    if step.device_wait_until is not None:
-        Device.objects.filter(pk=claim.device_id).filter(
-            Q(paused_until__isnull=True) | Q(paused_until__lt=step.device_wait_until)
-        ).update(paused_until=step.device_wait_until)
+    if step.link_failed:
+        device_link_failed(device_id=claim.device_id, now=now, at_least=step.link_wait_at_least)
+
+
+def device_link_failed(*, device_id: int, now, at_least: timedelta | None = None) -> None:
+    """The device's link to Wassenger failed: its breaker opens (or stays open) and the
+    device waits `breaker_wait` of its failures in a row (a 429: at least `at_least`). No
+    message is claimed meanwhile: the wait is the device's pause, which pacing obeys; the
+    first send after it is the one probe of the wait."""
+    failures = Device.objects.filter(pk=device_id).values_list("link_failures", flat=True).first() or 0
+    wait = max(breaker_wait(failures + 1), at_least or timedelta(0))
+    Device.objects.filter(pk=device_id).update(
+        link_failures=F("link_failures") + 1,
+        link_down_since=Coalesce("link_down_since", Value(now)),
+        paused_until=Greatest(Coalesce("paused_until", Value(now)), Value(now + wait)),
+    )
+    logger.warning(
+        "device %s: link to Wassenger failed %s times in a row, waits %s", device_id, failures + 1, wait
+    )
+
+
+def device_link_ok(*, device_id: int) -> None:
+    """One accepted send closes the breaker (the loop calls it only when it was open)."""
+    Device.objects.filter(pk=device_id, link_failures__gt=0).update(link_failures=0, link_down_since=None)
 
 
 def _attempt_day(message: Message):
@@ -276,7 +296,7 @@ def _log_send(claim: Claim, step, result) -> None:
 # --- Reconciliation ---------------------------------------------------------------------------
 
 
-def message_reconcile(message: Message) -> str | None:
+def message_reconcile(message: Message, *, timeout: float | None = None) -> str | None:
     """Ask Wassenger whether an `unknown` send went out; settle it, or leave it for later.
 
     Wassenger's word is believed: found failed, invalid, expired or removed → failed with
@@ -284,11 +304,12 @@ def message_reconcile(message: Message) -> str | None:
     own times. Not found → back to pending after the retry delay (or failed when no attempt
     is left): only now is a re-send safe.
     """
+    limit = {"timeout": timeout} if timeout else {}  # the dispatcher's budget: a short lookup
     try:
         remote = (
-            wassenger.get_message(message.wassenger_id)
+            wassenger.get_message(message.wassenger_id, **limit)
             if message.wassenger_id
-            else wassenger.find_message_by_reference(str(message.reference))
+            else wassenger.find_message_by_reference(str(message.reference), **limit)
         )
     except wassenger.WassengerError as error:
         logger.warning("reconciling message %s failed, will retry: %s", message.pk, _describe(error))
@@ -318,6 +339,11 @@ def _settle_unknown(message: Message, remote) -> str:
     elif message.campaign.status == CampaignStatus.CANCELLED:
         # Never sent, and its campaign is gone: it joins the other cancelled messages.
         changes = {"status": MessageStatus.CANCELLED, "last_error": CANCELLED_WITH_CAMPAIGN}
+    elif _no_answer_came_back(message):
+        # A timeout, a dropped connection or a dead worker, and Wassenger never got it: the
+        # link failed, not the message, which keeps its place and its attempt.
+        changes = {"status": MessageStatus.PENDING, "next_attempt_at": now}
+        changes["attempts"] = max(message.attempts - 1, 0)
     elif attempts_left(message.attempts):
         changes = {"status": MessageStatus.PENDING, "next_attempt_at": now + retry_delay(message.attempts)}
     else:
@@ -333,6 +359,12 @@ def _settle_unknown(message: Message, remote) -> str:
         contact_mark_not_on_whatsapp(contact_id=message.contact_id, now=now)
     _log_settled(message, changes, remote)
     return changes["status"]
+
+
+def _no_answer_came_back(message: Message) -> bool:
+    """The message's last attempt got no HTTP answer at all."""
+    last = MessageAttempt.objects.filter(message=message).order_by("-number").values_list("http_status")
+    return last.first() == (None,)
 
 
 def _remote_ids(remote) -> dict:
@@ -367,42 +399,27 @@ def _log_settled(message: Message, changes: dict, remote) -> None:
     )
 
 
-# --- The sender loop --------------------------------------------------------------------------
+# --- One device's slot -------------------------------------------------------------------------
 
 
-def sender_run(*, device_id: int, owner: str | None = None) -> SenderExit:
-    """Work for one device until the end of a batch and its pause, or until nothing is due."""
-    lease = LeaseKeeper(device_id=device_id, owner=owner or uuid.uuid4().hex)
-    if not lease_acquire(device_id=device_id, owner=lease.owner):
-        return SenderExit.LEASE_TAKEN
-    try:
-        return _send_loop(device_id, lease)
-    finally:
-        lease_release(device_id=device_id, owner=lease.owner)
+@dataclass(frozen=True)
+class Step:
+    """What serving a device's slot came to: `exit` set means the loop lets the device go
+    (its lease released); otherwise it looks again at `at`, with `device` as the snapshot
+    to plan from (None: read afresh then)."""
+
+    exit: SenderExit | None = None
+    at: object = None  # datetime
+    device: Device | None = None
 
 
-@dataclass
-class LeaseKeeper:
-    """Renews our lease once a third of it has run, instead of at every step."""
-
-    device_id: int
-    owner: str
-    renewed_at: object = None
-
-    def __post_init__(self):
-        self.renewed_at = clock.now()
-
-    def keep(self) -> bool:
-        """False when the lease is no longer ours: stop at once."""
-        now = clock.now()
-        if (now - self.renewed_at).total_seconds() < settings.SENDER_LEASE_SECONDS * _RENEW_FRACTION:
-            return True
-        self.renewed_at = now
-        return lease_renew(device_id=self.device_id, owner=self.owner)
-
-
-def _send_loop(device_id: int, lease: LeaseKeeper) -> SenderExit:
-    sent_here, device, fresh, claim = 0, None, False, None
+def device_step(
+    *, device_id: int, owner: str | None, device: Device | None = None, keep=lambda: True
+) -> Step:
+    """Serve one device now: plan, claim, send, record; as long as pacing allows the next
+    send at once (no gap), it follows in the same step. `keep()` false (the lease is lost,
+    or the loop is stopping) claims nothing more; a send in flight is always recorded."""
+    fresh, claim = False, None
     while True:
         if claim is None:
             now = clock.now()
@@ -410,42 +427,52 @@ def _send_loop(device_id: int, lease: LeaseKeeper) -> SenderExit:
             # after anything else (a wait, a refusal, nothing to claim) the device is read afresh.
             if device is None:
                 device, fresh = device_snapshot(device_id, now), True
-            if device.halted_at is not None:
-                return SenderExit.HALTED
-            plan = sender_plan(device, now)
-            if plan is None:
-                return SenderExit.IDLE
-            if plan.action == pacing.Action.DAILY_LIMIT:
-                return SenderExit.DAILY_LIMIT
-            if plan.action != pacing.Action.SEND:
-                if not _sleep_until(plan.not_before, lease):
-                    return SenderExit.LEASE_LOST
-                if plan.action == pacing.Action.BATCH_PAUSE and sent_here:
-                    return SenderExit.BATCH_DONE  # our batch and its pause are done: hand over
-                device = None
-                continue
-            claim = message_claim(device=device, kinds=plan.kinds, now=now)
+            done = _step_without_send(device, now, keep)
+            if done is not None:
+                return done
+            claim = message_claim(device=device, kinds=sender_plan(device, now).kinds, now=now, owner=owner)
             if claim is None:
                 if fresh:
-                    return SenderExit.IDLE
+                    return Step(SenderExit.IDLE)
                 device = None  # the in-memory view may be stale: look again before giving up
                 continue
         result, error = message_send(claim, device_wassenger_id=device.wassenger_id)
-        sent_here, fresh = sent_here + 1, False
-        if not lease.keep():
-            message_record_outcome(claim=claim, result=result, error=error)
-            return SenderExit.LEASE_LOST
-        # When the next send may go at once, the outcome's statement claims it too.
-        claim = message_record_outcome(claim=claim, result=result, error=error, then_claim_for=device)
-        if error is not None:
+        # No claim rides on the outcome of the send that closes the breaker: it is recorded first.
+        breaker_open, fresh = bool(device.link_failures), False
+        then = device if keep() and not breaker_open else None
+        claim = message_record_outcome(
+            claim=claim, result=result, error=error, then_claim_for=then, owner=owner
+        )
+        if error is None and breaker_open:
+            device_link_ok(device_id=device_id)
+        if error is not None or breaker_open:
             device = None
 
 
-def _sleep_until(moment, lease: LeaseKeeper) -> bool:
-    """Sleep until `moment` in slices, keeping the lease; False if it was lost meanwhile."""
-    slice_seconds = settings.SENDER_LEASE_SECONDS * _RENEW_FRACTION
-    while (remaining := (moment - clock.now()).total_seconds()) > 0:
-        clock.sleep(min(remaining, slice_seconds))
-        if not lease.keep():
-            return False
-    return True
+def _step_without_send(device: Device, now, keep) -> Step | None:
+    """The step when the device may not send now; None when it may."""
+    if device.halted_at is not None:
+        return Step(SenderExit.HALTED)
+    plan = sender_plan(device, now)
+    if plan is None:
+        return Step(SenderExit.IDLE)
+    if plan.action == pacing.Action.DAILY_LIMIT:
+        return Step(SenderExit.DAILY_LIMIT, plan.not_before)
+    if plan.action != pacing.Action.SEND:
+        return Step(None, plan.not_before, None)
+    if not keep():
+        return Step(None, now, device)
+    return None
+
+
+def sender_run(*, device_id: int, owner: str | None = None) -> SenderExit:
+    """Serve one device through the sender loop, in this thread, until it has nothing due
+    (pauses and waits included); why it let the device go. For tests and the shell: in
+    production `manage.py run_senders` serves every device."""
+    from messaging.loop import SenderLoop
+
+    exits = SenderLoop(owner=owner or uuid.uuid4().hex, threads=0, only={device_id}).run(until_idle=True)
+    if device_id in exits:
+        return exits[device_id]
+    taken = Device.objects.filter(pk=device_id, lease_expires_at__gte=clock.now()).exclude(lease_owner="")
+    return SenderExit.LEASE_TAKEN if taken.exists() else SenderExit.IDLE

@@ -1,6 +1,7 @@
 """django-q entry points: take ids, call behaviour, nothing else.
 
-Every task is safe to run twice (django-q2 delivers at least once).
+Every task is safe to run twice (django-q2 delivers at least once). Sending is not a task:
+the sender loops run in their own processes (messaging/loop.py, manage.py run_senders).
 """
 
 from datetime import timedelta
@@ -8,17 +9,10 @@ from datetime import timedelta
 from django_q.models import Task
 
 from config import clock
-from messaging.dispatch import dispatch_run, sender_enqueue
-from messaging.sending import SenderExit, leases_release_expired, sender_run
+from messaging.dispatch import dispatch_run
+from messaging.sending import leases_release_expired
 
 TASK_RESULTS_KEPT = timedelta(days=7)
-
-
-def send_for_device(device_id: int) -> str:
-    exit_reason = sender_run(device_id=device_id)
-    if exit_reason == SenderExit.BATCH_DONE:
-        sender_enqueue(device_id)
-    return exit_reason
 
 
 def dispatch() -> dict:

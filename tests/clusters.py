@@ -165,3 +165,32 @@ def process_tree_kill(process: subprocess.Popen) -> None:
     for child in map(int, listed.stdout.split()):
         with suppress(ProcessLookupError):
             os.killpg(child, signal.SIGKILL)
+
+
+# --- Sender wake-ups ---------------------------------------------------------------------------
+
+
+class WakeListener:
+    """LISTENs to the sender loops' wake-ups (messaging.dispatch.senders_wake), from any process."""
+
+    def __init__(self):
+        import psycopg
+
+        from messaging.dispatch import WAKE_CHANNEL
+
+        url = url_for(connection.settings_dict).replace("postgres://", "postgresql://", 1)
+        self.connection = psycopg.connect(url, autocommit=True)
+        self.connection.execute(f"LISTEN {WAKE_CHANNEL}")
+        self.received: list[int] = []
+
+    def devices(self) -> list[int]:
+        """Every device woken so far, in order (waits a moment for the last ones)."""
+        self.received += [int(n.payload) for n in self.connection.notifies(timeout=0.3)]
+        return list(self.received)
+
+    def clear(self) -> None:
+        self.devices()
+        self.received.clear()
+
+    def close(self) -> None:
+        self.connection.close()

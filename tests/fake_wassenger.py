@@ -6,8 +6,10 @@ lookups by id and by reference, and plays a script of faults for the next reques
 taken but the answer is lost), "timeout_lost" (nothing was taken, no answer),
 "504_accepted" (taken, then a gateway timed out and answered 504), "500_accepted" and
 "409_accepted" (taken, then answered 500 / 409), "device_404" and "queue_freeze" (the
-device's refusals, nothing taken). Lookups answer Wassenger's message objects, with their
-`createdAt`; a test may change a record's `status`/`failure_reason` (Wassenger's verdict).
+device's refusals, nothing taken), "connection_refused" (Wassenger unreachable, nothing
+sent). Every send request is kept in `requests` (phone, time), answered or not. Lookups
+answer Wassenger's message objects, with their `createdAt`; a test may change a record's
+`status`/`failure_reason` (Wassenger's verdict).
 """
 
 import json
@@ -35,10 +37,17 @@ class Accepted:
 
 
 @dataclass
+class Request:
+    phone: str
+    at: datetime
+
+
+@dataclass
 class FakeWassenger:
     accepted: list[Accepted] = field(default_factory=list)
     script: list[str] = field(default_factory=list)
     requests_seen: int = 0
+    requests: list[Request] = field(default_factory=list)  # every send request, answered or not
     checked: list[tuple[str, datetime]] = field(default_factory=list)  # numbers/exists: phone, time
 
     def phones(self) -> list[str]:
@@ -47,6 +56,7 @@ class FakeWassenger:
     def send(self, request):
         self.requests_seen += 1
         body = json.loads(request.body)
+        self.requests.append(Request(body["phone"], clock.now()))
         fault = self.script.pop(0) if self.script else "ok"
         if fault in ("ok", "timeout_accepted", "504_accepted", "500_accepted", "409_accepted"):
             record = self._accept(body)
@@ -111,6 +121,8 @@ def _message_json(record: Accepted) -> dict:
 def _fault_response(fault: str):
     if fault == "timeout_lost":
         raise requests.exceptions.ReadTimeout("read timed out")
+    if fault == "connection_refused":
+        raise requests.exceptions.ConnectTimeout("connection refused")
     if fault.startswith("429"):
         headers = {"Retry-After": fault.split(":")[1]} if ":" in fault else {}
         return 429, headers, json.dumps({"status": 429, "message": "Too many requests"})

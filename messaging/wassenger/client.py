@@ -225,13 +225,15 @@ def check_number(phone: str) -> NumberCheck:
     )
 
 
-def get_message(wassenger_id: str) -> RemoteMessage | None:
-    """The message as Wassenger knows it now, or None when Wassenger has no such id."""
+def get_message(wassenger_id: str, *, timeout: float | None = None) -> RemoteMessage | None:
+    """The message as Wassenger knows it now, or None when Wassenger has no such id.
+
+    `timeout` (seconds, connect and read) replaces the client's own for this call."""
     path = f"/messages/{quote(wassenger_id, safe='')}"
-    return _request("GET", path, _parse_one_message)
+    return _request("GET", path, _parse_one_message, timeout=timeout)
 
 
-def find_message_by_reference(reference: str) -> RemoteMessage | None:
+def find_message_by_reference(reference: str, *, timeout: float | None = None) -> RemoteMessage | None:
     """The message we sent with this `reference`, or None: reconciles a send whose answer was lost.
 
     `GET /v1/messages` filters by `reference`, an array filter, one page at a time
@@ -246,6 +248,7 @@ def find_message_by_reference(reference: str) -> RemoteMessage | None:
         lambda r: _parse_by_reference(r, reference),
         params={"reference": [reference], "page": 0, "size": LOOKUP_PAGE_SIZE},
         log_path=f"/messages?reference={reference}",
+        timeout=timeout,
     )
 
 
@@ -305,15 +308,16 @@ def _environ_proxies(base_url: str) -> dict[str, str]:
     return requests.utils.get_environ_proxies(base_url)
 
 
-def _http(method: str, path: str, **kwargs: Any) -> requests.Response:
+def _http(method: str, path: str, *, timeout: float | None = None, **kwargs: Any) -> requests.Response:
     base_url = settings.WASSENGER_API_URL.rstrip("/")
+    timeouts = (settings.WASSENGER_CONNECT_TIMEOUT, settings.WASSENGER_READ_TIMEOUT)
     try:
         return _session().request(
             method,
             base_url + path,
             proxies=_environ_proxies(base_url),
             headers={"Token": settings.WASSENGER_API_TOKEN},
-            timeout=(settings.WASSENGER_CONNECT_TIMEOUT, settings.WASSENGER_READ_TIMEOUT),
+            timeout=(timeout, timeout) if timeout else timeouts,
             # A redirected POST turns into a GET: never follow, report it instead.
             allow_redirects=False,
             **kwargs,

@@ -128,11 +128,10 @@ def test_launch_starts_a_sender_for_the_device_once_committed(fake_clock, django
     category = make_category()
     make_contact(categories=[category])
     campaign = make_campaign(categories=[category])
-    with mock.patch("messaging.dispatch.async_task") as async_task:
+    with mock.patch("messaging.dispatch.senders_wake") as senders_wake:
         with django_capture_on_commit_callbacks(execute=True):
             campaign_launch(campaign=campaign)
-    async_task.assert_called_once()
-    assert async_task.call_args.args == ("messaging.tasks.send_for_device", campaign.device_id)
+    senders_wake.assert_called_once_with(campaign.device_id)
 
 
 def test_a_second_launch_is_refused_and_changes_nothing(fake_clock):

@@ -41,7 +41,7 @@ def test_two_simultaneous_launches_give_one_launch_and_one_clear_refusal(monkeyp
     category = make_category()
     contacts = {make_contact(categories=[category]).pk for _ in range(5)}
     campaign = make_campaign(categories=[category])
-    monkeypatch.setattr("messaging.dispatch.async_task", lambda *args, **kwargs: None)
+    monkeypatch.setattr("messaging.dispatch.senders_wake", lambda *args, **kwargs: None)
     real_insert = launch.message_1_insert
 
     def slow_insert(**arguments):

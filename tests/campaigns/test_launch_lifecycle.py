@@ -96,12 +96,12 @@ def test_pause_mid_send_then_resume_sends_every_recipient_exactly_one_message_1(
     campaign.refresh_from_db()
     assert campaign.status == CampaignStatus.PAUSED
     assert statuses(campaign) == {MessageStatus.SENT: 3, MessageStatus.PENDING: 5}
-    assert dispatch_run()["senders_started"] == 0
+    assert sender_run(device_id=device.pk) == SenderExit.IDLE  # a paused campaign sends nothing
 
-    with mock.patch("messaging.dispatch.async_task") as async_task:
+    with mock.patch("messaging.dispatch.senders_wake") as senders_wake:
         with django_capture_on_commit_callbacks(execute=True):
             campaign_resume(campaign=campaign)
-    async_task.assert_called_once()
+    senders_wake.assert_called_once()
     assert sender_run(device_id=device.pk) == SenderExit.IDLE
     assert sorted(api.phones()) == sorted(person.phone for person in people)
     assert statuses(campaign) == {MessageStatus.SENT: 8}

@@ -36,7 +36,7 @@ def check_with(settings, *, session="online", status="operative", plan="io-busin
 def test_an_unlinked_phone_found_by_the_check_halts_the_device_and_raises_one_incident(
     settings, fake_clock, device, admins, monkeypatch
 ):
-    monkeypatch.setattr("messaging.dispatch.async_task", lambda *a, **k: None)
+    monkeypatch.setattr("messaging.dispatch.senders_wake", lambda *a, **k: None)
     check_with(settings, session="authorize")
     device.refresh_from_db()
     assert "phone unlinked: scan the QR code again" in device.halted_reason

@@ -158,18 +158,18 @@ def message_2_of(message: Message) -> Message | None:
 
 @dataclass
 class Wakeups:
-    """Sender wake-ups (messaging.dispatch's async_task), recorded instead of run."""
+    """Sender wake-ups (messaging.dispatch.senders_wake), recorded instead of sent."""
 
     devices: list[int] = field(default_factory=list)
 
-    def __call__(self, func: str, device_id: int, **options) -> None:
+    def __call__(self, device_id: int) -> None:
         self.devices.append(device_id)
 
 
 @pytest.fixture
 def wakeups(monkeypatch) -> Wakeups:
     recorder = Wakeups()
-    monkeypatch.setattr("messaging.dispatch.async_task", recorder)
+    monkeypatch.setattr("messaging.dispatch.senders_wake", recorder)
     return recorder
 
 

@@ -231,14 +231,14 @@ def test_an_id_too_long_for_its_column_is_not_linked_but_the_receipt_still_count
 # --- Regression: a receipt after reconciliation gave the day's quota back ------------------------
 
 
-def a_lost_send(fake_clock, settings) -> Message:
+def a_lost_send(fake_clock, settings, fault: str = "timeout_lost") -> Message:
     """One Message 1 whose send got no answer and that Wassenger's lookup did not find:
     reconciliation gave its quota slot back. The receipt that arrives next proves it went."""
     device = make_device(gap_seconds=25, batch_size=25, batch_pause_seconds=300, daily_limit=1000)
     campaign = make_sending_campaign(device=device)
     queue_message_1(campaign=campaign, contacts=[make_contact()])
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        fake_wassenger.install(mock).script = ["timeout_lost"]
+        fake_wassenger.install(mock).script = [fault]
         sender_run(device_id=device.pk)
         fake_clock.advance(settings.RECONCILE_AFTER_SECONDS)
         dispatch_run()
@@ -262,8 +262,8 @@ def test_a_receipt_after_reconciliation_gave_the_quota_back_charges_it_again(pos
 
 
 def test_a_receipt_for_a_send_reconciled_as_never_sent_and_failed_revives_it(post, fake_clock, settings):
-    settings.RETRY_MAX_ATTEMPTS = 1
-    message = a_lost_send(fake_clock, settings)
+    settings.RETRY_MAX_ATTEMPTS = 1  # a 500 spends the attempt (no answer at all would not)
+    message = a_lost_send(fake_clock, settings, fault="500")
     assert (message.status, sends_today(message)) == (MessageStatus.FAILED, 0)
     post(ack_event(message, "delivered"))
     message.refresh_from_db()

@@ -5,22 +5,21 @@ whichever shape their reply has, stop-word senders and group messages nothing.
 
 Everything is the production path but the senders cluster: the endpoint stores each
 event with its task, a real default django-q cluster (a subprocess) processes them, and
-the wake-ups it gives the senders wait in the senders' queue. The test plays the senders
-cluster by running sender_run in its own thread.
+the wake-ups it gives the sender loops are heard (LISTEN). The test plays the sender loop
+by running sender_run.
 """
 
 from collections import Counter
 
 import pytest
-from django_q.models import OrmQ, Schedule
-from django_q.signing import SignedPackage
+from django_q.models import Schedule
 
 from campaigns.launch import campaign_launch
 from campaigns.models import Campaign, CampaignStatus, Category, Contact
 from messaging.models import Message, MessageKind, MessageStatus
 from messaging.sending import sender_run
 from messaging.wassenger.sandbox.state import sandbox_fate, sandbox_reply_shape, sandbox_writes_in_group
-from tests.clusters import qcluster_kill, qcluster_start
+from tests.clusters import WakeListener, qcluster_kill, qcluster_start
 from tests.factories import make_device
 from tests.messaging.conftest import wait_for
 from tests.webhooks.conftest import SECRET, sandbox_calling_live_server
@@ -57,7 +56,14 @@ def default_cluster(replying_sandbox):
     qcluster_kill(cluster)
 
 
-def a_launched_campaign_to_every_contact() -> Campaign:
+@pytest.fixture
+def wakes():
+    listener = WakeListener()
+    yield listener
+    listener.close()
+
+
+def a_launched_campaign_to_every_contact(wakes) -> Campaign:
     device = make_device(gap_seconds=0, batch_size=1000, batch_pause_seconds=0)
     category = Category.objects.create(name="E2E")
     for n in range(1, CONTACTS + 1):
@@ -71,8 +77,8 @@ def a_launched_campaign_to_every_contact() -> Campaign:
     campaign.categories.add(category)
     assert campaign_launch(campaign=campaign).messages_created == CONTACTS
     assert Campaign.objects.get(pk=campaign.pk).status == CampaignStatus.SENDING
-    assert sender_wakeups() == [device.pk]  # the launch woke the device's sender: we play it
-    OrmQ.objects.filter(key="senders").delete()
+    assert wakes.devices() == [device.pk]  # the launch woke the device's sender: we play it
+    wakes.clear()
     return campaign
 
 
@@ -96,12 +102,6 @@ def delivered_webhooks(sandbox) -> int:
     return sandbox.control("GET", "stats")["counts"].get("webhooks_delivered", 0)
 
 
-def sender_wakeups() -> list[int]:
-    """The device ids of the send tasks waiting in the senders' queue."""
-    tasks = [SignedPackage.loads(row.payload) for row in OrmQ.objects.filter(key="senders")]
-    return [task["args"][0] for task in tasks if task["func"] == "messaging.tasks.send_for_device"]
-
-
 def every_reply_handled(expected: dict[str, str]) -> bool:
     repliers = [p for p, fate in expected.items() if fate == "reply"]
     stoppers = [p for p, fate in expected.items() if fate == "stop"]
@@ -111,9 +111,9 @@ def every_reply_handled(expected: dict[str, str]) -> bool:
 
 
 def test_replies_in_both_shapes_get_message_2_once_stop_words_and_group_messages_none(
-    replying_sandbox, default_cluster
+    replying_sandbox, default_cluster, wakes
 ):
-    campaign = a_launched_campaign_to_every_contact()
+    campaign = a_launched_campaign_to_every_contact(wakes)
     expected = fates()
     assert {"reply", "stop", "silent"} <= set(expected.values()), "pick another seed"
     assert min(reply_shapes(expected)[shape] for shape in ("spec", "contact")) >= 2, "pick another seed"
@@ -121,7 +121,7 @@ def test_replies_in_both_shapes_get_message_2_once_stop_words_and_group_messages
     assert groups & {p for p, fate in expected.items() if fate == "silent"}, "pick another seed"
     sender_run(device_id=campaign.device_id)
     wait_for(lambda: every_reply_handled(expected), timeout=30, interval=0.1)
-    assert sender_wakeups() == [campaign.device_id] * sum(fate == "reply" for fate in expected.values())
+    assert wakes.devices() == [campaign.device_id] * sum(fate == "reply" for fate in expected.values())
     sender_run(device_id=campaign.device_id)  # what the woken sender does: send the Message 2s
     fate_counts = Counter(expected.values())
     # message:out:new and two acks per message sent (Message 1 to all, Message 2 to repliers),
