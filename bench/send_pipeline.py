@@ -1,8 +1,8 @@
 """Messages per second through the real send pipeline vs. a plain loop of POSTs.
 
 Pacing set to zero, the sandbox on loopback, 2,000 Message 1 over two devices, sent by a
-real django-q senders cluster (claim, quota, send, record, per message). The baseline is
-the limit: one requests.Session POSTing the same payloads to the same sandbox in a loop.
+real sender loop process, manage.py run_senders (claim, quota, send, record, per message).
+The baseline is the limit: one requests.Session POSTing the same payloads to the same sandbox in a loop.
 Goal: ratio >= 0.5.
 
     python bench/send_pipeline.py [--messages 2000] [--devices 2]
@@ -57,7 +57,7 @@ def main() -> None:
         value=ours,
         baseline=baseline,
         goal=0.5,
-        measured=f"messages/s through the senders cluster, pacing off, {options.messages:,} messages, "
+        measured=f"messages/s through the sender loop, pacing off, {options.messages:,} messages, "
         f"{options.devices} devices",
         baseline_is="a bare loop of POSTs to the same sandbox",
         also={f"no duplicate send ({details['duplicates']})": details["duplicates"] == 0},
@@ -104,21 +104,25 @@ def _pipeline_rate(port: int, count: int, devices: int) -> tuple[float, dict]:
     from messaging.models import Message, MessageStatus
 
     device_ids = _seed(count, devices)
-    cluster = harness.start(
-        [sys.executable, "manage.py", "qcluster"],
-        Q_CLUSTER_NAME="senders",
-        Q_SENDER_WORKERS=str(devices),
-        DATABASE_URL=url_for(connection.settings_dict),
-    )
+    # One loop process per device, as many processes as the senders' cluster had workers.
+    loops = [
+        harness.start(
+            [sys.executable, "manage.py", "run_senders", "--threads", "1"],
+            SENDER_LOOP_POLL_SECONDS="0.05",
+            DATABASE_URL=url_for(connection.settings_dict),
+        )
+        for _ in range(devices)
+    ]
     try:
-        time.sleep(2)  # let the cluster's workers come up before the clock starts
+        time.sleep(2)  # let the sender loop come up before the clock starts
         started = time.perf_counter()
         _start_senders(device_ids)
         while Message.objects.filter(status=MessageStatus.SENT).count() < count:
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
     finally:
-        harness.stop(cluster)
+        for loop in loops:
+            harness.stop(loop)
     return count / elapsed, {"seconds": round(elapsed, 2), "duplicates": _duplicates(port)}
 
 
@@ -142,7 +146,7 @@ def _seed(count: int, devices: int) -> list[int]:
             device=device,
             message_1_text="Bonjour",
             message_2_text="Merci",
-            status=CampaignStatus.SENDING,
+            status=CampaignStatus.PAUSED,  # until the clock starts
         )
         Message.objects.bulk_create(
             Message(
@@ -160,13 +164,10 @@ def _seed(count: int, devices: int) -> list[int]:
 
 
 def _start_senders(device_ids: list[int]) -> None:
-    from django.db import transaction
+    """The campaigns start sending: the sender loop finds their devices at its next look."""
+    from campaigns.models import Campaign, CampaignStatus
 
-    from messaging.dispatch import sender_enqueue
-
-    with transaction.atomic():
-        for device_id in device_ids:
-            sender_enqueue(device_id)
+    Campaign.objects.filter(device_id__in=device_ids).update(status=CampaignStatus.SENDING)
 
 
 def _duplicates(port: int) -> int:

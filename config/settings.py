@@ -354,15 +354,9 @@ Q_CLUSTER = {
     "catch_up": False,
     "poll": 0.5,
     "label": "Background tasks",
-    # Senders sleep through a batch and its pause (25 × 25 s + 300 s ≈ 15 min), so they run
-    # on their own cluster (Q_CLUSTER_NAME=senders) with a timeout that covers that.
+    # Senders are no django-q cluster: they are sender loops of their own (manage.py
+    # run_senders, messaging/loop.py says why).
     "ALT_CLUSTERS": {
-        "senders": {
-            "workers": env.int("Q_SENDER_WORKERS", default=2),
-            "timeout": env.int("Q_SENDER_TIMEOUT", default=1800),
-            "retry": env.int("Q_SENDER_RETRY", default=3700),
-            "queue_limit": 1,
-        },
         # WhatsApp number checks (bulk ones take long): their own cluster, so that a check
         # of 10,000 numbers never delays a campaign send.
         "verify": {
@@ -373,7 +367,6 @@ Q_CLUSTER = {
         },
     },
 }
-SENDER_CLUSTER = "senders"
 VERIFY_CLUSTER = "verify"
 
 LOGGING = {

@@ -1,9 +1,11 @@
-"""Run Relance's processes together (web, django-q cluster, Wassenger sandbox).
+"""Run Relance's processes together (web, django-q clusters, sender loop, Wassenger sandbox).
 
 Each child runs in its own session (process group), so that after its graceful stop
 whatever it forked can be killed too: killing only qcluster's main process would leave
 its workers consuming tasks.
-A child that dies is restarted after a short back-off; Ctrl-C or SIGTERM stops them all.
+A child that dies is restarted after a short back-off; Ctrl-C or SIGTERM stops them all,
+those marked `stop_first` (the senders) before the others: a sender finishes its send in
+flight against a Wassenger (the sandbox) that still answers.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class Child:
     name: str
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
+    stop_first: bool = False  # stopped, and waited for, before the other children
     process: subprocess.Popen | None = None
     restarts: int = 0
     started_at: float = field(default=0.0)
@@ -97,16 +100,22 @@ class Supervisor:
         return not self.stopping
 
     def stop_all(self) -> None:
+        """Stop the `stop_first` children, then the others (see `_stop`)."""
+        self._stop([c for c in self.children if c.stop_first])
+        self._stop([c for c in self.children if not c.stop_first])
+        logger.info("all processes stopped")
+
+    def _stop(self, children: list[Child]) -> None:
         """SIGTERM each main process, wait, then SIGKILL whatever is left of its group.
 
         Only the main process gets SIGTERM: qcluster's sentinel then stops its own workers
         in order (a group-wide SIGTERM makes it hang until the grace period runs out).
         """
-        for child in self.children:
+        for child in children:
             if child.running():
                 child.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
-        for child in self.children:
+        for child in children:
             if child.process is None:
                 continue
             try:
@@ -115,4 +124,3 @@ class Supervisor:
                 logger.warning("%s did not stop in %ss; killing it", child.name, STOP_GRACE_SECONDS)
             # Workers forked by the child may outlive it: kill the whole group regardless.
             child.signal_group(signal.SIGKILL)
-        logger.info("all processes stopped")

@@ -15,12 +15,16 @@ from django.db import connection
 from config.embedded_pg import url_for
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+SENDERS = "senders"
 
 
 def qcluster_start(
     *, name: str | None = None, sandbox_url: str | None = None, **env: str
 ) -> subprocess.Popen:
-    """`manage.py qcluster` (the default cluster, or `name`), pointed at the sandbox if given."""
+    """`manage.py qcluster` (the default cluster, or `name`), pointed at the sandbox if given.
+
+    The senders are no django-q cluster but a process of their own: `name="senders"` starts
+    `manage.py run_senders` (a sender loop), so that a test can treat it like the others."""
     environment = {**os.environ, "DATABASE_URL": url_for(connection.settings_dict), "LOG_LEVEL": "WARNING"}
     environment.pop("Q_CLUSTER_NAME", None)
     if name:
@@ -34,8 +38,11 @@ def qcluster_start(
             WASSENGER_API_TOKEN=SANDBOX_TOKEN,
         )
     environment.update(env)
+    command = "run_senders" if name == SENDERS else "qcluster"
+    if name == SENDERS:
+        environment.pop("Q_CLUSTER_NAME")
     return subprocess.Popen(
-        [sys.executable, "manage.py", "qcluster"],
+        [sys.executable, "manage.py", command],
         cwd=BASE_DIR,
         env=environment,
         stdout=subprocess.DEVNULL,
@@ -61,6 +68,10 @@ SHRUNK = {
     "RECONCILE_AFTER_SECONDS": "0.3",
     "WASSENGER_READ_TIMEOUT": "2",
     "WASSENGER_CONNECT_TIMEOUT": "2",
+    "DEVICE_BREAKER_BASE_SECONDS": "0.2",
+    "DEVICE_BREAKER_MAX_SECONDS": "2",
+    "DEVICE_UNREACHABLE_INCIDENT_SECONDS": "2",
+    "SENDER_LOOP_POLL_SECONDS": "0.2",
 }
 OPEN = ("pending", "sending", "unknown")
 TICK_SECONDS = 0.3
@@ -75,15 +86,21 @@ def settings_shrink(settings, **overrides: str) -> dict[str, str]:
 
 
 class SenderCluster:
-    """The senders' cluster (2 workers) on the sandbox, which a test kills and restarts."""
+    """A sender loop process (`manage.py run_senders`) on the sandbox, which a test kills,
+    stops and restarts."""
 
     def __init__(self, sandbox_url: str, **env: str):
         self.sandbox_url, self.env, self.process = sandbox_url, env, None
 
     def start(self) -> None:
-        self.process = qcluster_start(
-            name="senders", sandbox_url=self.sandbox_url, Q_SENDER_WORKERS="2", **self.env
-        )
+        self.process = qcluster_start(name=SENDERS, sandbox_url=self.sandbox_url, **self.env)
+
+    def stop(self, signum: int = signal.SIGTERM) -> float:
+        """Stop it as systemd or Ctrl-C does; the seconds it took to exit."""
+        started = time.monotonic()
+        self.process.send_signal(signum)
+        self.process.wait(timeout=30)
+        return time.monotonic() - started
 
     def kill(self) -> None:
         qcluster_kill(self.process)

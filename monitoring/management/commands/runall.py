@@ -10,7 +10,10 @@ from monitoring.supervisor import Child, Supervisor, manage_py
 
 
 class Command(BaseCommand):
-    help = "Migrate, then run the web server, the django-q cluster and (without a token) the sandbox."
+    help = (
+        "Migrate, then run the web server, the django-q clusters, the sender loop and (without a "
+        "token) the sandbox."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--addr", default="127.0.0.1:8000", help="Where the web server listens.")
@@ -28,8 +31,9 @@ class Command(BaseCommand):
         children = [
             Child("web", manage_py("runserver", addr, "--noreload")),
             Child("cluster", manage_py("qcluster")),
-            # Senders sleep through batches: their own cluster, so short jobs never wait.
-            Child("senders", manage_py("qcluster"), env={"Q_CLUSTER_NAME": settings.SENDER_CLUSTER}),
+            # The sender loop, a process of its own (messaging/loop.py says why), stopped first:
+            # it records its sends in flight while the sandbox still answers.
+            Child("senders", manage_py("run_senders"), stop_first=True),
             Child("verify", manage_py("qcluster"), env={"Q_CLUSTER_NAME": settings.VERIFY_CLUSTER}),
         ]
         if settings.WASSENGER_SANDBOX and "wassenger_sandbox" in get_commands():
