@@ -108,6 +108,13 @@ class Device(models.Model):
     def __str__(self) -> str:
         return self.label
 
+    def unreachable(self, now) -> bool:
+        """Its link to Wassenger has failed for longer than the incident threshold."""
+        since = self.link_down_since
+        return (
+            since is not None and (now - since).total_seconds() > settings.DEVICE_UNREACHABLE_INCIDENT_SECONDS
+        )
+
 
 class SenderLoop(models.Model):
     """A running sender loop (messaging/loop.py), seen at each lease renewal: loops count

@@ -101,8 +101,17 @@ def devices_health_apply(states: list) -> None:
 
 
 def devices_incident_sync() -> None:
-    """A banned or unlinked number is an incident until Wassenger says otherwise."""
+    """A banned or unlinked number is an incident until Wassenger says otherwise; so is a
+    device that has not reached Wassenger for minutes (its breaker), until a send goes out."""
+    now = clock.now()
     for device in Device.objects.all():
+        text = str(
+            _("Number %(device)s cannot reach Wassenger: sending waits and retries.")
+            % {"device": device.label}
+        )
+        incident_sync(
+            kind="device_unreachable", key=str(device.pk), active=device.unreachable(now), summary=text
+        )
         trouble = device_trouble(session_status=device.session_status, device_status=device.wassenger_status)
         for kind, summary in (
             (BANNED, _("Number %(device)s banned: nothing more is sent from it.")),

@@ -98,10 +98,11 @@ def dashboard(*, now: datetime) -> Dashboard:
 
 
 def number_banners() -> list[str]:
-    """The open "number banned" / "number unlinked" incidents (opened by the 2-minute check)."""
+    """The open "number banned", "number unlinked" and "cannot reach Wassenger" incidents
+    (opened by the 2-minute check)."""
     from monitoring.models import Incident
 
-    kinds = ("number_banned", "number_unlinked")
+    kinds = ("number_banned", "number_unlinked", "device_unreachable")
     return list(Incident.objects.filter(kind__in=kinds, closed_at=None).values_list("summary", flat=True))
 
 

@@ -132,6 +132,8 @@ def devices_check() -> dict:
             {
                 "id": device.pk,
                 "halted": device.halted_at is not None,
+                # Its link to Wassenger has failed for minutes (the breaker): sends wait, none fails.
+                "unreachable_since": device.link_down_since if device.unreachable(clock.now()) else None,
                 "sends_today": row.sends,
                 "limit": row.limit,
                 "level": row.level,
@@ -179,4 +181,6 @@ def health_report() -> dict:
         )
     if not checks["devices"]["ok"]:
         reasons.append("a device is halted")
+    if any(d["unreachable_since"] for d in checks["devices"]["devices"]):
+        reasons.append("a device cannot reach Wassenger")
     return {"healthy": not reasons, "reasons": reasons, "checks": checks}

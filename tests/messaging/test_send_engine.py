@@ -31,7 +31,14 @@ from messaging.models import (
     MessageKind,
     MessageStatus,
 )
-from messaging.sending import SenderExit, lease_acquire, message_record_outcome, sender_plan, sender_run
+from messaging.sending import (
+    SenderExit,
+    device_step,
+    lease_acquire,
+    message_record_outcome,
+    sender_plan,
+    sender_run,
+)
 from tests import fake_wassenger
 from tests.factories import make_campaign, make_contact, make_device
 
@@ -632,3 +639,68 @@ def test_every_settled_message_gets_its_log_line(fake_clock, api, device, settin
     (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("reconciled")]
     assert f"campaign={message.campaign_id} contact={message.contact_id}" in line
     assert "unknown → failed" in line and message.contact.phone not in line
+
+
+# --- The device circuit breaker (issue 19) -------------------------------------------------------
+
+
+def step_until_requests(fake_clock, api, device, requests: int) -> None:
+    """Serve the device slot after slot (the loop's work, without the loop) until Wassenger
+    has seen `requests` send requests."""
+    while True:
+        step = device_step(device_id=device.pk, owner=None)
+        if api.requests_seen >= requests:
+            return
+        assert step.exit is None
+        fake_clock.current = max(fake_clock.current, step.at)
+
+
+UNREACHABLE = "a device cannot reach Wassenger"
+
+
+def test_a_device_unreachable_for_5_minutes_is_an_incident_on_the_dashboard_and_health_until_it_recovers(
+    fake_clock, api, device, mailoutbox, settings
+):
+    from monitoring.checks import devices_incident_sync
+
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    from monitoring.dashboard import number_banners
+    from monitoring.health import health_report
+
+    sending_campaign(device, contacts=3)
+    api.script = ["connection_refused"] * 4
+    step_until_requests(fake_clock, api, device, 3)  # 0, 60, 180 s: not five minutes yet
+    devices_incident_sync()
+    assert UNREACHABLE not in health_report()["reasons"] and mailoutbox == []
+    step_until_requests(fake_clock, api, device, 4)  # 420 s
+    devices_incident_sync()
+    devices_incident_sync()  # checked again: still one incident, one email
+    report = health_report()
+    assert UNREACHABLE in report["reasons"]
+    (row,) = [d for d in report["checks"]["devices"]["devices"] if d["id"] == device.pk]
+    assert row["unreachable_since"] == fake_clock.now() - timedelta(seconds=420)
+    assert number_banners() == [f"Number {device.label} cannot reach Wassenger: sending waits and retries."]
+    assert len(mailoutbox) == 1
+    step_until_requests(fake_clock, api, device, 5)  # Wassenger answers again
+    devices_incident_sync()
+    assert UNREACHABLE not in health_report()["reasons"] and number_banners() == [] and len(mailoutbox) == 2
+    assert set(Message.objects.values_list("status", "attempts")) == {
+        (MessageStatus.SENT, 1),
+        (MessageStatus.PENDING, 0),
+    }
+
+
+def test_while_the_device_waits_no_other_message_is_claimed_and_reconciliation_refunds_a_lost_attempt(
+    fake_clock, api, device, settings
+):
+    campaign = sending_campaign(device, contacts=3)
+    api.script = ["timeout_lost", "timeout_lost", "timeout_lost", "timeout_lost"]
+    for sent in range(1, 5):  # a timeout is a sign about the link too: the device waits
+        step_until_requests(fake_clock, api, device, sent)
+        fake_clock.advance(settings.RECONCILE_AFTER_SECONDS)
+        dispatch_run()  # not found at Wassenger: back in its place, its attempt given back
+    assert len({r.phone for r in api.requests}) == 1  # one message probed, the others untouched
+    assert sender_run(device_id=device.pk) == SenderExit.IDLE
+    assert set(Message.objects.filter(campaign=campaign).values_list("status", "attempts")) == {
+        (MessageStatus.SENT, 1)
+    }
