@@ -37,10 +37,21 @@ class DeviceAdmin(admin.ModelAdmin):
         "wassenger_status",
         "plan",
         "health_checked_at",
+        "link_failures",
+        "link_down_since",
     ]
     actions = ["resume_sending"]
 
     change_form_template = "admin/messaging/device/change_form.html"
+
+    def save_model(self, request, obj, form, change):
+        """Write only what the operator changed: the sender (lease, batch position, pause,
+        last send, breaker), the checks and the halts write the other columns meanwhile, and
+        the values this form read a while ago must not overwrite them."""
+        if change:
+            obj.save(update_fields=form.changed_data)
+        else:
+            super().save_model(request, obj, form, change)
 
     def get_urls(self):
         connect = self.admin_site.admin_view(require_POST(self.connect_view))

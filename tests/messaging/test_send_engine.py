@@ -704,3 +704,29 @@ def test_while_the_device_waits_no_other_message_is_claimed_and_reconciliation_r
     assert set(Message.objects.filter(campaign=campaign).values_list("status", "attempts")) == {
         (MessageStatus.SENT, 1)
     }
+
+
+def test_saving_a_device_in_the_admin_keeps_the_columns_the_sender_wrote_meanwhile(admin_client, fake_clock):
+    device = make_device(gap_seconds=25)
+    url = f"/admin/messaging/device/{device.pk}/change/"
+    form = admin_client.get(url).context["adminform"].form
+    # While the operator reads the page, the sender sends, pauses and holds the lease.
+    sender_columns = {
+        "last_sent_at": fake_clock.now(),
+        "sent_in_batch": 7,
+        "paused_until": fake_clock.now() + timedelta(seconds=300),
+        "lease_owner": "a-loop",
+        "lease_expires_at": fake_clock.now() + timedelta(seconds=120),
+        "link_failures": 2,
+        "link_down_since": fake_clock.now(),
+    }
+    assert set(sender_columns) == set(Device.SENDER_FIELDS)
+    Device.objects.filter(pk=device.pk).update(
+        **sender_columns, halted_at=fake_clock.now(), halted_reason="x"
+    )
+    data = {name: form[name].value() for name in form.fields if form[name].value() is not None}
+    data |= {"label": "Renamed", "is_default": "", "_save": "Save"}
+    assert admin_client.post(url, data).status_code == 302
+    device.refresh_from_db()
+    assert device.label == "Renamed"
+    assert {name: getattr(device, name) for name in sender_columns} == sender_columns
