@@ -24,11 +24,10 @@ from hypothesis import strategies as st
 
 from campaigns.models import Contact, WhatsAppStatus
 from messaging.models import DeviceDay, Message, MessageKind, MessageStatus
-from tests.clusters import TICK_SECONDS, qcluster_kill, qcluster_start
+from tests.clusters import TICK_SECONDS, WakeListener, qcluster_kill, qcluster_start
 from tests.factories import make_campaign, make_contact
 from tests.webhooks.conftest import SECRET, URL, ack_event, failed_event, reply_event, sent_message_1
 from tests.webhooks.test_endpoint import JSON, mutated
-from tests.webhooks.test_sandbox_e2e import sender_wakeups
 from webhooks.ingest import event_describe
 from webhooks.models import EventStatus, WebhookEvent
 from webhooks.processing import events_sweep
@@ -129,7 +128,16 @@ def settle(deadline_seconds: float = 60) -> None:
         time.sleep(TICK_SECONDS)
 
 
-def test_a_storm_of_bad_bodies_and_replayed_events_answers_no_5xx_and_acts_once(live_server, default_cluster):
+@pytest.fixture
+def wakes():
+    listener = WakeListener()
+    yield listener
+    listener.close()
+
+
+def test_a_storm_of_bad_bodies_and_replayed_events_answers_no_5xx_and_acts_once(
+    live_server, default_cluster, wakes
+):
     events, groups = real_events()
     decoys = decoy_events()
     replayed, bad = [], []
@@ -165,7 +173,7 @@ def test_a_storm_of_bad_bodies_and_replayed_events_answers_no_5xx_and_acts_once(
     invalid = contacts.filter(whatsapp_status=WhatsAppStatus.INVALID)
     assert contact_ids(groups["failing"]) == sorted(invalid.values_list("id", flat=True))
     # One sender wake-up per Message 2 created (the decoy's contact may have one too).
-    assert len(sender_wakeups()) == Message.objects.filter(kind=MessageKind.MESSAGE_2).count()
+    assert len(wakes.devices()) == Message.objects.filter(kind=MessageKind.MESSAGE_2).count()
     assert DeviceDay.objects.count() == 0  # receipts of messages already sent charge nothing
 
 
