@@ -23,7 +23,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
 from campaigns.contacts import contact_opt_out
-from campaigns.importing import ImportFailed, contacts_import
+from campaigns.importing import ImportFailed, contacts_import, upload_refusal
 from campaigns.launch import campaign_launch, launched_message
 from campaigns.launch_page import STATUS_MOVES, launch_page_context, move_allowed, move_pending, move_run
 from campaigns.models import Campaign, Category, Contact, VerificationJob
@@ -129,7 +129,7 @@ class ContactAdmin(admin.ModelAdmin):
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
-            "title": _("Import contacts from a CSV file"),
+            "title": _("Import contacts from a CSV or Excel file"),
             **extra,
         }
         return TemplateResponse(request, "admin/campaigns/contact/import.html", context)
@@ -137,10 +137,10 @@ class ContactAdmin(admin.ModelAdmin):
 
 class ContactImportForm(forms.Form):
     file = forms.FileField(
-        label=gettext_lazy("CSV file"),
+        label=gettext_lazy("CSV or Excel file"),
         help_text=gettext_lazy(
-            "UTF-8, “,” or “;” separated, with a header line: téléphone (or phone, tel, mobile), "
-            "nom, prénom; any other column becomes a contact field."
+            "CSV (UTF-8, “,” or “;” separated) or Excel .xlsx (its first sheet), with a header line: "
+            "téléphone (or phone, tel, mobile), nom, prénom; any other column becomes a contact field."
         ),
     )
     category = forms.CharField(
@@ -158,11 +158,17 @@ class ContactImportForm(forms.Form):
     def clean_region(self):
         return self.cleaned_data["region"].upper()
 
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if refusal := upload_refusal(upload.size):
+            raise forms.ValidationError(refusal)
+        return upload
+
 
 def _upload_path(token: str) -> Path:
     # The token comes back from the browser: only our own uuid4 hex names are accepted.
     name = token if len(token) == 32 and all(c in "0123456789abcdef" for c in token) else "invalid"
-    return Path(settings.IMPORT_UPLOAD_DIR) / f"{name}.csv"
+    return Path(settings.IMPORT_UPLOAD_DIR) / f"{name}.upload"  # CSV or .xlsx: read from its content
 
 
 def _upload_store(upload) -> str:

@@ -275,6 +275,8 @@ CAMPAIGN_COMPLETION_GRACE_SECONDS = env.float("CAMPAIGN_COMPLETION_GRACE_SECONDS
 # >>> contacts: knobs of contact import and WhatsApp number checks (campaigns/importing.py, verification.py)
 # CSV rows parsed and written per set-based statement; memory grows with it, not with the file.
 IMPORT_BATCH_SIZE = env.int("IMPORT_BATCH_SIZE", default=5000)
+# The largest contact file (CSV or .xlsx) the admin and import_contacts accept, in MB.
+IMPORT_MAX_MB = env.float("IMPORT_MAX_MB", default=50.0)
 # Where the admin keeps an uploaded CSV between its preview and the operator's confirmation.
 IMPORT_UPLOAD_DIR = BASE_DIR / "var" / "imports"
 # A number checked less than this many days ago is not checked again.
