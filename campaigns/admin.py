@@ -22,6 +22,7 @@ from django.urls import path, reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
+from campaigns.cloning import campaign_clone, cloned_message
 from campaigns.contacts import contact_opt_out
 from campaigns.importing import ImportFailed, contacts_import, upload_refusal
 from campaigns.launch import campaign_launch, launched_message
@@ -243,7 +244,7 @@ class CampaignAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
     ]
-    actions = ["launch_selected", "verify_recipients"]
+    actions = ["launch_selected", "clone_selected", "verify_recipients"]
 
     def get_readonly_fields(self, request, obj=None):
         return [*(obj.frozen_fields() if obj else ()), *self.readonly_fields]
@@ -274,6 +275,14 @@ class CampaignAdmin(admin.ModelAdmin):
             self.message_user(request, _("Choose exactly one campaign to launch."), messages.WARNING)
             return None
         return redirect(self._url("launch", chosen[0]))
+
+    @admin.action(
+        description=gettext_lazy("Clone the selected campaigns into new drafts"), permissions=["add"]
+    )
+    def clone_selected(self, request, queryset):
+        for campaign in queryset:
+            clone = campaign_clone(campaign=campaign, by=request.user)
+            self.message_user(request, cloned_message(campaign, clone), messages.SUCCESS)
 
     @admin.action(description=gettext_lazy("Check the recipients' WhatsApp numbers before launch"))
     def verify_recipients(self, request, queryset):

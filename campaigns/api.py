@@ -19,6 +19,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ParseError
 from rest_framework.response import Response
 
+from campaigns.cloning import campaign_clone
 from campaigns.contacts import ContactRow, contact_opt_out, contacts_upsert
 from campaigns.launch import campaign_launch, launch_preview
 from campaigns.lifecycle import campaign_cancel, campaign_pause, campaign_resume
@@ -315,6 +316,13 @@ class CampaignViewSet(ApiViewSetMixin, viewsets.ModelViewSet):
             "estimated_finish": result.pace.estimated_finish,
         }
         return Response(LaunchResultSerializer(body).data)
+
+    @extend_schema(request=None, responses={201: CampaignSerializer})
+    @action(detail=True, methods=["post"])
+    def clone(self, request, pk=None):
+        """A new draft with this campaign's content, categories, devices, variants and media."""
+        clone = campaign_clone(campaign=self.get_object(), by=request.user)
+        return Response(CampaignSerializer(clone).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={200: CampaignSerializer, 409: _REFUSED})
     @action(detail=True, methods=["post"])

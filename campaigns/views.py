@@ -20,8 +20,9 @@ from django.db.models import Count, OuterRef, Q, Subquery
 from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from campaigns.cloning import campaign_clone, cloned_message
 from campaigns.figures import campaign_counts, campaign_progress, failures_by_reason
 from campaigns.launch import campaign_launch, launched_message
 from campaigns.launch_page import STATUS_MOVES, launch_page_context, move_pending, move_run
@@ -247,6 +248,18 @@ def campaign_launch_view(request, pk: int):
         return redirect("campaign-detail", pk=campaign.pk)
     context = {"section": "campaigns", "original": campaign, **launch_page_context(campaign=campaign)}
     return render(request, "operator/campaign_launch.html", context)
+
+
+@login_required
+@require_POST
+def campaign_clone_view(request, pk: int):
+    """A new draft with this campaign's content; the operator lands on it."""
+    if not request.user.has_perm("campaigns.add_campaign"):
+        raise PermissionDenied
+    campaign = _acting(request, pk)
+    clone = campaign_clone(campaign=campaign, by=request.user)
+    messages.success(request, cloned_message(campaign, clone))
+    return redirect("campaign-detail", pk=clone.pk)
 
 
 @login_required
