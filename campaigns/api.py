@@ -21,6 +21,7 @@ from rest_framework.response import Response
 
 from campaigns.cloning import campaign_clone
 from campaigns.contacts import ContactRow, contact_opt_out, contacts_upsert
+from campaigns.figures import funnel_by_variant
 from campaigns.launch import campaign_launch, launch_preview
 from campaigns.lifecycle import campaign_cancel, campaign_pause, campaign_resume
 from campaigns.models import Campaign, CampaignStatus, Category, Contact
@@ -366,6 +367,7 @@ class CampaignViewSet(ApiViewSetMixin, viewsets.ModelViewSet):
             by_kind[kind][state] = count
         total = sum(sum(states.values()) for states in by_kind.values())
         body = {"messages": total, "by_kind": by_kind, "preview": _preview_numbers(campaign)}
+        body["by_variant"] = funnel_by_variant(campaign)
         return Response(CampaignStatsSerializer(body).data)
 
 
@@ -383,4 +385,7 @@ def _preview_numbers(campaign: Campaign) -> dict:
         "estimated_finish": finish.isoformat() if finish else None,
         "missing_variables": preview.missing_without_fallback,
         "unknown_variables": preview.unknown_variables,
+        "variants": [
+            {"variant": v.number, "text": v.text, "recipients": v.recipients} for v in preview.variants
+        ],
     }

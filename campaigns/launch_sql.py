@@ -18,7 +18,7 @@ from django.db import connection
 from django.utils.translation import gettext as _
 
 from campaigns.models import Campaign, Contact
-from campaigns.rendering import BUILTIN_VARIABLES, VARIABLE, variables_in
+from campaigns.rendering import BUILTIN_VARIABLES, VARIABLE, message_1_variants, variables_in
 from messaging.models import Message, MessageKind
 
 _TABLES = {
@@ -41,6 +41,7 @@ class Sample:
     contact: str
     message_1: str  # a variable without value nor fallback shows as written, {{ name }}
     message_2: str
+    message_1_variants: tuple[str, ...] = ()  # every variant for this contact, when there are several
 
 
 # Distinct by construction: `IN` is a semi-join, so a contact in three categories is one row.
@@ -77,8 +78,9 @@ FROM {audience}
 # locked for the whole launch, keeps any other launch of it from inserting meanwhile.
 _INSERT_SQL = """
 INSERT INTO {messages}
-  (campaign_id, contact_id, device_id, kind, content, reference, next_attempt_at, created_at, updated_at)
-SELECT %(campaign)s, c.id, %(device)s, %(kind)s, {content},
+  (campaign_id, contact_id, device_id, kind, content, variant, reference, next_attempt_at,
+   created_at, updated_at)
+SELECT %(campaign)s, c.id, %(device)s, %(kind)s, {content}, {variant},
   (%(reference_high)s || to_hex(%(reference_low)s::bigint | c.id))::uuid, %(start)s, %(now)s, %(now)s
 FROM {audience} AND {eligible} AND NOT EXISTS (
   SELECT 1 FROM {messages} m
@@ -86,7 +88,7 @@ FROM {audience} AND {eligible} AND NOT EXISTS (
 ORDER BY c.id
 """
 _SAMPLE_SQL = """
-SELECT c.id, c.phone, c.first_name, c.name, {message_1}, {message_2}
+SELECT c.id, c.phone, c.first_name, c.name, {message_1}, {message_2}{variants}
 FROM {audience} AND {eligible} ORDER BY c.id LIMIT 1
 """
 
@@ -142,14 +144,34 @@ def message_1_insert(*, campaign: Campaign, start: datetime, now: datetime) -> i
     campaign's messages have empty content: the sender sends the campaign's template.
     """
     sql = _SqlText(campaign)
-    message_1 = sql.param("") if campaign.message_1_template_name else sql.rendered(campaign.message_1_text)
+    message_1, variant = _variant_choice(sql, campaign_message_1_variants(campaign))
     content = f"CASE WHEN {sql.resolvable(campaign_variables(campaign))} THEN {message_1} END"
     sql.params.update(device=campaign.device_id, kind=MessageKind.MESSAGE_1, start=start, now=now)
     sql.params.update(_reference_parts(campaign, now))
-    statement = _INSERT_SQL.format(content=content, audience=_AUDIENCE, eligible=_ELIGIBLE, **_TABLES)
+    statement = _INSERT_SQL.format(
+        content=content, variant=variant, audience=_AUDIENCE, eligible=_ELIGIBLE, **_TABLES
+    )
     with connection.cursor() as cursor:
         cursor.execute(statement, sql.params)
         return cursor.rowcount
+
+
+def campaign_message_1_variants(campaign: Campaign) -> list[str]:
+    """Message 1's texts, one per variant ([""] for a template, which has none of its own)."""
+    if campaign.message_1_template_name:
+        return [""]
+    return message_1_variants(campaign.message_1_text, campaign.message_1_variants)
+
+
+def _variant_choice(sql: _SqlText, variants: list[str]) -> tuple[str, str]:
+    """Message 1's SQL content and variant number. With several variants the recipients, in
+    contact order, are dealt them in turn (1, 2, 3, 1, …): the counts are at most one apart,
+    and the same audience always gets the same deal (`rendering.variant_counts`)."""
+    if len(variants) == 1:
+        return sql.rendered(variants[0]), "NULL"
+    turn = f"((row_number() OVER (ORDER BY c.id) - 1) %% {len(variants)})"  # %% : a parameter style
+    choices = " ".join(f"WHEN {number} THEN {sql.rendered(text)}" for number, text in enumerate(variants))
+    return f"(CASE {turn} {choices} END)", f"{turn} + 1"
 
 
 def _reference_parts(campaign: Campaign, now: datetime) -> dict:
@@ -171,7 +193,7 @@ def _reference_parts(campaign: Campaign, now: datetime) -> dict:
 def campaign_variables(campaign: Campaign) -> list[str]:
     texts = [campaign.message_2_text]
     if not campaign.message_1_template_name:
-        texts.insert(0, campaign.message_1_text)
+        texts[:0] = [campaign.message_1_text, *(campaign.message_1_variants or [])]
     return list(dict.fromkeys(name for text in texts for name in variables_in(text)))
 
 
@@ -209,17 +231,21 @@ def audience_sample(campaign: Campaign) -> Sample | None:
     """Both messages as the first recipient would get them."""
     sql = _SqlText(campaign)
     message_1 = sql.param(_("(WhatsApp template %(name)s)") % {"name": campaign.message_1_template_name})
+    variants = campaign_message_1_variants(campaign)
     if not campaign.message_1_template_name:
-        message_1 = sql.rendered(campaign.message_1_text, keep_unresolved=True)
+        message_1 = sql.rendered(variants[0], keep_unresolved=True)
     message_2 = sql.rendered(campaign.message_2_text, keep_unresolved=True)
+    others = "".join(
+        f", {sql.rendered(text, keep_unresolved=True)}" for text in variants if len(variants) > 1
+    )
     statement = _SAMPLE_SQL.format(
-        message_1=message_1, message_2=message_2, audience=_AUDIENCE, eligible=_ELIGIBLE
+        message_1=message_1, message_2=message_2, variants=others, audience=_AUDIENCE, eligible=_ELIGIBLE
     )
     with connection.cursor() as cursor:
         cursor.execute(statement, sql.params)
         row = cursor.fetchone()
     if row is None:
         return None
-    contact_id, phone, first_name, name, text_1, text_2 = row
+    contact_id, phone, first_name, name, text_1, text_2, *each_variant = row
     label = " ".join(part for part in (first_name, name) if part)
-    return Sample(contact_id, f"{label} ({phone})" if label else phone, text_1, text_2)
+    return Sample(contact_id, f"{label} ({phone})" if label else phone, text_1, text_2, tuple(each_variant))

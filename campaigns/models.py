@@ -5,6 +5,7 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 from campaigns.phones import E164_REGEX, E164PhoneField
+from campaigns.rendering import SpintaxError, spintax_expand
 from config import clock
 
 
@@ -24,6 +25,25 @@ def json_object_of_texts(value) -> None:
 def json_list_or_object(value) -> None:
     if not isinstance(value, list | dict):
         raise ValidationError(_("Expected a list or an object."), code="not_a_list_or_object")
+
+
+def spintax_valid(value: str) -> None:
+    """Message 1's braces make valid `{a|b}` groups: the editor says where they do not."""
+    try:
+        spintax_expand(value)
+    except SpintaxError as error:
+        raise ValidationError(str(error), code="spintax") from error
+
+
+def variant_texts(value) -> None:
+    if not isinstance(value, list) or not all(isinstance(text, str) and text.strip() for text in value):
+        raise ValidationError(_('Expected a list of texts, e.g. ["Hello {{ first_name }}", "Hi!"].'))
+    for number, text in enumerate(value, start=1):
+        try:
+            spintax_expand(text)
+        except SpintaxError as error:
+            facts = {"number": number, "error": error}
+            raise ValidationError(_("Variant %(number)d: %(error)s") % facts, code="spintax") from error
 
 
 class Category(models.Model):
@@ -117,6 +137,7 @@ FROZEN_AFTER_LAUNCH = (
     "device",
     "categories",
     "message_1_text",
+    "message_1_variants",
     "message_1_template_name",
     "message_1_template_language",
     "message_1_template_variables",
@@ -137,7 +158,23 @@ class Campaign(models.Model):
     )
     categories = models.ManyToManyField(Category, related_name="campaigns", verbose_name=_("categories"))
     message_1_text = models.TextField(
-        _("Message 1"), blank=True, help_text=_("Use {{ first_name }}, {{ name }} or any contact field.")
+        _("Message 1"),
+        blank=True,
+        validators=[spintax_valid],
+        help_text=_(
+            "Use {{ first_name }}, {{ name }} or any contact field; {Hello|Hi|Bonjour} makes variants, "
+            "one chosen per recipient."
+        ),
+    )
+    message_1_variants = models.JSONField(
+        _("other variants of Message 1"),
+        default=list,
+        blank=True,
+        validators=[variant_texts],
+        help_text=_(
+            "More texts for Message 1, as a list; recipients are dealt every variant in turn, "
+            'e.g. ["Hi {{ first_name }}!", "{Hello|Good morning}"].'
+        ),
     )
     message_1_template_name = models.CharField(
         _("Message 1 WhatsApp template"),

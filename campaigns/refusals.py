@@ -67,6 +67,12 @@ class TemplateNotPersonalisable(LaunchRefused):
     code, http_status = "template_variables_not_personalisable", 400
 
 
+class MalformedVariants(LaunchRefused):
+    """Message 1's braces make no valid `{a|b}` groups (saved without the editor's check)."""
+
+    code, http_status = "malformed_variants", 400
+
+
 class DeviceCannotSend(LaunchRefused):
     code = "device_cannot_send"
 
@@ -149,3 +155,15 @@ def template_refusal(names) -> LaunchRefused | None:
         )
         % {"names": _braced(names)}
     )
+
+
+def variants_refusal(campaign: Campaign) -> LaunchRefused | None:
+    """Message 1's variants cannot be read: refused rather than sent with braces in it."""
+    from campaigns.launch_sql import campaign_message_1_variants
+    from campaigns.rendering import SpintaxError
+
+    try:
+        campaign_message_1_variants(campaign)
+    except SpintaxError as error:
+        return MalformedVariants(_("Message 1: %(error)s") % {"error": error})
+    return None

@@ -170,6 +170,7 @@ class CampaignSerializer(serializers.ModelSerializer):
             "device",
             "categories",
             "message_1_text",
+            "message_1_variants",
             "message_1_template_name",
             "message_1_template_language",
             "message_1_template_variables",
@@ -229,6 +230,17 @@ class CancelResultSerializer(serializers.Serializer):
     messages_cancelled = serializers.IntegerField()
 
 
+class VariantFunnelSerializer(serializers.Serializer):
+    variant = serializers.IntegerField(source="number")
+    text = serializers.CharField()
+    recipients = serializers.IntegerField(source="counts.recipients")
+    sent = serializers.IntegerField(source="counts.sent")
+    delivered = serializers.IntegerField(source="counts.delivered")
+    read = serializers.IntegerField(source="counts.read")
+    replied = serializers.IntegerField(source="counts.replied")
+    message_2_sent = serializers.IntegerField(source="counts.message_2_sent")
+
+
 class CampaignStatsSerializer(serializers.Serializer):
     messages = serializers.IntegerField(help_text="All messages of the campaign.")
     by_kind = serializers.DictField(
@@ -236,3 +248,6 @@ class CampaignStatsSerializer(serializers.Serializer):
         help_text="{kind: {status: count}}, every kind and status present, zeros included.",
     )
     preview = serializers.DictField(help_text="The launch preview's numbers, as they are now.")
+    by_variant = VariantFunnelSerializer(
+        many=True, help_text="Message 1's funnel per variant (empty with a single text): replies per variant."
+    )

@@ -23,7 +23,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from campaigns.cloning import campaign_clone, cloned_message
-from campaigns.figures import campaign_counts, campaign_progress, failures_by_reason
+from campaigns.figures import campaign_counts, campaign_progress, failures_by_reason, funnel_by_variant
 from campaigns.launch import campaign_launch, launched_message
 from campaigns.launch_page import STATUS_MOVES, launch_page_context, move_pending, move_run
 from campaigns.models import Campaign, CampaignStatus, Category, Contact, WhatsAppStatus
@@ -141,6 +141,7 @@ def campaign_detail(request, pk: int):
         **_live_context(campaign),
         "section": "campaigns",
         "timeline": rows,
+        "by_variant": funnel_by_variant(campaign),
         "timeline_status": status if status in MessageStatus.values else "",
         "message_statuses": MessageStatus.choices,
         "can_act": _can_act(request.user),
@@ -165,6 +166,7 @@ CSV_COLUMNS = {
     "first_name": "contact__first_name",
     "name": "contact__name",
     "message_1_status": "status",
+    "message_1_variant": "variant",
     "attempts": "attempts",
     "sent_at": "sent_at",
     "delivered_at": "delivered_at",

@@ -23,6 +23,7 @@ def launched():
         device=make_device(label="Paris"),
         categories=categories,
         message_1_text="{Bonjour|Salut} {{ first_name }}",
+        message_1_variants=["Coucou {{ first_name }}"],
         message_2_text="Merci {{ first_name }}",
         variable_fallbacks={"first_name": "vous"},
     )
@@ -32,7 +33,8 @@ def launched():
 
 
 def content(campaign: Campaign) -> dict:
-    fields = ("device_id", "message_1_text", "message_2_text", "variable_fallbacks", "starts_at")
+    fields = ("device_id", "message_1_text", "message_1_variants", "message_2_text", "variable_fallbacks")
+    fields += ("starts_at",)
     facts = {name: getattr(campaign, name) for name in fields}
     return facts | {"categories": sorted(campaign.categories.values_list("name", flat=True))}
 

@@ -81,4 +81,9 @@ def preview_lines(preview: LaunchPreview) -> list[str]:
     if preview.sample:
         sample = preview.sample
         lines.append(_("Message 1 for %(who)s: %(text)s") % {"who": sample.contact, "text": sample.message_1})
+    lines += [
+        _("Variant %(number)d, to %(n)d recipients: %(text)s")
+        % {"number": v.number, "n": v.recipients, "text": v.text}
+        for v in preview.variants
+    ]
     return lines
