@@ -27,6 +27,7 @@ from campaigns.contacts import contact_opt_out
 from campaigns.importing import ImportFailed, contacts_import, upload_refusal
 from campaigns.launch import campaign_launch, launched_message
 from campaigns.launch_page import STATUS_MOVES, launch_page_context, move_allowed, move_pending, move_run
+from campaigns.media import campaign_attachments
 from campaigns.models import Campaign, Category, Contact, VerificationJob
 from campaigns.refusals import CampaignRefused
 from campaigns.verification import verification_start
@@ -299,6 +300,7 @@ class CampaignAdmin(admin.ModelAdmin):
         context = {
             **self._context(request, campaign, _("Launch “%(name)s”") % {"name": campaign.name}),
             **launch_page_context(campaign=campaign),
+            "attachments": campaign_attachments(campaign),
         }
         return TemplateResponse(request, "admin/campaigns/campaign/launch_confirmation.html", context)
 

@@ -380,6 +380,8 @@ def _preview_numbers(campaign: Campaign) -> dict:
         "duplicates": preview.duplicates,
         "opted_out": preview.opted_out,
         "invalid": preview.invalid,
+        "recently_messaged": preview.recently_messaged,
+        "in_other_campaigns": preview.in_other_campaigns,
         "remaining_today": preview.pace.remaining_today,
         "days_needed": preview.pace.days_needed,
         "estimated_finish": finish.isoformat() if finish else None,

@@ -168,6 +168,8 @@ class LaunchPreview:
     distinct_contacts: int
     opted_out: int
     invalid: int
+    recently_messaged: int  # skipped: a Message 1 from any campaign in the last `fatigue_days`
+    in_other_campaigns: int  # skipped: in another campaign in progress (`skip_other_campaigns`)
     variables: tuple[VariableCheck, ...]
     template_variables: tuple[str, ...]  # {{ }} variables in Message 1's template: unsupported
     pace: Pace
@@ -213,8 +215,8 @@ class LaunchPreview:
 def launch_preview(*, campaign: Campaign, now: datetime | None = None, sample: bool = True) -> LaunchPreview:
     """What launching `campaign` now would do: audience, variables, quota and finish time."""
     now = now or clock.now()
-    counts = audience_counts(campaign)
-    found = audience_sample(campaign) if sample and not variants_refusal(campaign) else None
+    counts = audience_counts(campaign, now=now)
+    found = audience_sample(campaign, now=now) if sample and not variants_refusal(campaign) else None
     return LaunchPreview(
         campaign=campaign,
         **counts,

@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import connection
 from django.utils.translation import gettext as _
 
-from campaigns.models import Campaign, Contact
+from campaigns.models import Campaign, CampaignStatus, Contact
 from campaigns.rendering import BUILTIN_VARIABLES, VARIABLE, message_1_variants, variables_in
+from config import clock
 from messaging.models import Message, MessageKind
 
 _TABLES = {
+    "campaigns": Campaign._meta.db_table,
     "contacts": Contact._meta.db_table,
     "memberships": Contact.categories.through._meta.db_table,
     "messages": Message._meta.db_table,
@@ -67,6 +69,8 @@ SELECT
   count(*),
   count(*) FILTER (WHERE c.opted_out_at IS NOT NULL),
   count(*) FILTER (WHERE c.opted_out_at IS NULL AND c.whatsapp_status = 'invalid'),
+  count(*) FILTER (WHERE {base} AND {recent}),
+  count(*) FILTER (WHERE {base} AND NOT {recent} AND {busy}),
   count(*) FILTER (WHERE {eligible}){missing}
 FROM {audience}
 """
@@ -148,12 +152,43 @@ def message_1_insert(*, campaign: Campaign, start: datetime, now: datetime) -> i
     content = f"CASE WHEN {sql.resolvable(campaign_variables(campaign))} THEN {message_1} END"
     sql.params.update(device=campaign.device_id, kind=MessageKind.MESSAGE_1, start=start, now=now)
     sql.params.update(_reference_parts(campaign, now))
+    eligible = _eligible(sql, now)
     statement = _INSERT_SQL.format(
-        content=content, variant=variant, audience=_AUDIENCE, eligible=_ELIGIBLE, **_TABLES
+        content=content, variant=variant, audience=_AUDIENCE, eligible=eligible, **_TABLES
     )
     with connection.cursor() as cursor:
         cursor.execute(statement, sql.params)
         return cursor.rowcount
+
+
+# The fatigue rules (a campaign's `fatigue_days` and `skip_other_campaigns`): contacts who got
+# a Message 1 from any campaign lately, and contacts of another campaign in progress, are
+# skipped like opted-out ones. Both probe the (contact, campaign, kind) index per contact.
+_RECENT_SQL = """EXISTS (
+  SELECT 1 FROM {messages} r WHERE r.contact_id = c.id AND r.kind = 'message_1'
+    AND r.sent_at >= %(fatigue_since)s AND r.campaign_id <> %(campaign)s)"""
+_BUSY_SQL = """EXISTS (
+  SELECT 1 FROM {messages} b JOIN {campaigns} k ON k.id = b.campaign_id
+  WHERE b.contact_id = c.id AND b.kind = 'message_1' AND b.campaign_id <> %(campaign)s
+    AND k.status = ANY(%(in_progress)s))"""
+_IN_PROGRESS = [CampaignStatus.SCHEDULED, CampaignStatus.SENDING, CampaignStatus.PAUSED]
+
+
+def _fatigue_skips(sql: _SqlText, now: datetime) -> tuple[str, str]:
+    """SQL conditions on a contact `c`: (messaged lately, in another campaign); FALSE when off."""
+    campaign, recent, busy = sql.campaign, "FALSE", "FALSE"
+    if campaign.fatigue_days:
+        sql.params["fatigue_since"] = now - timedelta(days=campaign.fatigue_days)
+        recent = _RECENT_SQL.format(**_TABLES)
+    if campaign.skip_other_campaigns:
+        sql.params["in_progress"] = [str(status) for status in _IN_PROGRESS]
+        busy = _BUSY_SQL.format(**_TABLES)
+    return recent, busy
+
+
+def _eligible(sql: _SqlText, now: datetime) -> str:
+    recent, busy = _fatigue_skips(sql, now)
+    return f"{_ELIGIBLE} AND NOT {recent} AND NOT {busy}"
 
 
 def campaign_message_1_variants(campaign: Campaign) -> list[str]:
@@ -205,14 +240,26 @@ def template_variables(campaign: Campaign) -> list[str]:
     return list(dict.fromkeys(name for value in values for name in variables_in(str(value))))
 
 
-def audience_counts(campaign: Campaign) -> dict:
+def audience_counts(campaign: Campaign, *, now: datetime | None = None) -> dict:
     """One scan of the audience: sizes, why contacts are skipped, who lacks each variable."""
     sql, names = _SqlText(campaign), campaign_variables(campaign)
-    missing = "".join(f",\n  count(*) FILTER (WHERE {_ELIGIBLE} AND {sql.value(n)} IS NULL)" for n in names)
-    statement = _COUNTS_SQL.format(eligible=_ELIGIBLE, missing=missing, audience=_AUDIENCE, **_TABLES)
+    recent, busy = _fatigue_skips(sql, now or clock.now())
+    eligible = f"{_ELIGIBLE} AND NOT {recent} AND NOT {busy}"
+    missing = "".join(f",\n  count(*) FILTER (WHERE {eligible} AND {sql.value(n)} IS NULL)" for n in names)
+    statement = _COUNTS_SQL.format(
+        base=_ELIGIBLE,
+        recent=recent,
+        busy=busy,
+        eligible=eligible,
+        missing=missing,
+        audience=_AUDIENCE,
+        **_TABLES,
+    )
     with connection.cursor() as cursor:
         cursor.execute(statement, sql.params)
-        memberships, distinct, opted_out, invalid, recipients, *lacking = cursor.fetchone()
+        memberships, distinct, opted_out, invalid, fatigued, busy_elsewhere, recipients, *lacking = (
+            cursor.fetchone()
+        )
     checks = tuple(
         VariableCheck(name, count, str(sql.fallbacks[name]) if name in sql.fallbacks else None)
         for name, count in zip(names, lacking, strict=True)
@@ -223,13 +270,16 @@ def audience_counts(campaign: Campaign) -> dict:
         "distinct_contacts": distinct,
         "opted_out": opted_out,
         "invalid": invalid,
+        "recently_messaged": fatigued,
+        "in_other_campaigns": busy_elsewhere,
         "variables": checks,
     }
 
 
-def audience_sample(campaign: Campaign) -> Sample | None:
+def audience_sample(campaign: Campaign, *, now: datetime | None = None) -> Sample | None:
     """Both messages as the first recipient would get them."""
     sql = _SqlText(campaign)
+    eligible = _eligible(sql, now or clock.now())
     message_1 = sql.param(_("(WhatsApp template %(name)s)") % {"name": campaign.message_1_template_name})
     variants = campaign_message_1_variants(campaign)
     if not campaign.message_1_template_name:
@@ -239,7 +289,7 @@ def audience_sample(campaign: Campaign) -> Sample | None:
         f", {sql.rendered(text, keep_unresolved=True)}" for text in variants if len(variants) > 1
     )
     statement = _SAMPLE_SQL.format(
-        message_1=message_1, message_2=message_2, variants=others, audience=_AUDIENCE, eligible=_ELIGIBLE
+        message_1=message_1, message_2=message_2, variants=others, audience=_AUDIENCE, eligible=eligible
     )
     with connection.cursor() as cursor:
         cursor.execute(statement, sql.params)

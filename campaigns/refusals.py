@@ -109,9 +109,19 @@ def audience_refusal(preview: LaunchPreview) -> LaunchRefused | None:
         return None
     if not preview.distinct_contacts:
         return NoRecipients(_("The campaign's categories have no contacts."))
+    facts = {"n": preview.distinct_contacts, "out": preview.opted_out, "bad": preview.invalid}
+    if preview.recently_messaged or preview.in_other_campaigns:
+        facts.update(recent=preview.recently_messaged, days=preview.campaign.fatigue_days)
+        facts["busy"] = preview.in_other_campaigns
+        return NoRecipients(
+            _(
+                "None of the %(n)d contacts can receive it: %(out)d opted out, %(bad)d invalid numbers, "
+                "%(recent)d messaged in the last %(days)d days, %(busy)d in another campaign in progress."
+            )
+            % facts
+        )
     return NoRecipients(
-        _("None of the %(n)d contacts can receive it: %(out)d opted out, %(bad)d invalid numbers.")
-        % {"n": preview.distinct_contacts, "out": preview.opted_out, "bad": preview.invalid}
+        _("None of the %(n)d contacts can receive it: %(out)d opted out, %(bad)d invalid numbers.") % facts
     )
 
 

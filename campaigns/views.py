@@ -17,7 +17,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count, OuterRef, Q, Subquery
-from django.http import Http404, StreamingHttpResponse
+from django.http import FileResponse, Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -26,6 +26,7 @@ from campaigns.cloning import campaign_clone, cloned_message
 from campaigns.figures import campaign_counts, campaign_progress, failures_by_reason, funnel_by_variant
 from campaigns.launch import campaign_launch, launched_message
 from campaigns.launch_page import STATUS_MOVES, launch_page_context, move_pending, move_run
+from campaigns.media import attachment_open, campaign_attachments
 from campaigns.models import Campaign, CampaignStatus, Category, Contact, WhatsAppStatus
 from campaigns.refusals import CampaignRefused
 from config import clock
@@ -142,6 +143,7 @@ def campaign_detail(request, pk: int):
         "section": "campaigns",
         "timeline": rows,
         "by_variant": funnel_by_variant(campaign),
+        "attachments": campaign_attachments(campaign),
         "timeline_status": status if status in MessageStatus.values else "",
         "message_statuses": MessageStatus.choices,
         "can_act": _can_act(request.user),
@@ -157,6 +159,17 @@ def campaign_detail(request, pk: int):
 def campaign_live(request, pk: int):
     """The campaign page's live fragment alone (progress, funnel, failures)."""
     return render(request, "operator/_campaign_live.html", _live_context(_campaign(pk)))
+
+
+@login_required
+@require_GET
+def campaign_media(request, pk: int, message: str):
+    """A campaign's attachment, for the pages that show it (the storage may be private)."""
+    campaign = _campaign(pk)
+    if message not in ("message_1", "message_2") or not getattr(campaign, f"{message}_media"):
+        raise Http404
+    content, mime = attachment_open(campaign, message)
+    return FileResponse(content, content_type=mime)
 
 
 # --- CSV export ---------------------------------------------------------------------------------
@@ -249,6 +262,7 @@ def campaign_launch_view(request, pk: int):
         messages.success(request, launched_message(result))
         return redirect("campaign-detail", pk=campaign.pk)
     context = {"section": "campaigns", "original": campaign, **launch_page_context(campaign=campaign)}
+    context["attachments"] = campaign_attachments(campaign)
     return render(request, "operator/campaign_launch.html", context)
 
 
