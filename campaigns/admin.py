@@ -30,6 +30,7 @@ from campaigns.launch_page import STATUS_MOVES, launch_page_context, move_allowe
 from campaigns.media import campaign_attachments
 from campaigns.models import Campaign, Category, Contact, VerificationJob
 from campaigns.refusals import CampaignRefused
+from campaigns.test_send import TestSendForm, test_send_form_run
 from campaigns.verification import verification_start
 
 
@@ -267,7 +268,8 @@ class CampaignAdmin(admin.ModelAdmin):
             for move in STATUS_MOVES
         ]
         launch = path("<path:object_id>/launch/", view(self.launch_view), name=f"{name}_launch")
-        return [launch, *moves, *super().get_urls()]
+        test_send = path("<path:object_id>/test-send/", view(self.test_send_view), name=f"{name}_test_send")
+        return [launch, test_send, *moves, *super().get_urls()]
 
     @admin.action(description=gettext_lazy("Launch the selected campaign…"))
     def launch_selected(self, request, queryset):
@@ -313,6 +315,21 @@ class CampaignAdmin(admin.ModelAdmin):
             return redirect(self._url("launch", campaign.pk))
         self.message_user(request, launched_message(result), messages.SUCCESS)
         return redirect(self._url("change", campaign.pk))
+
+    def test_send_view(self, request, object_id):
+        """GET: whose Message 1, to which number; POST: send it now, through the campaign's device."""
+        campaign = self._campaign(request, object_id)
+        if not isinstance(campaign, Campaign):
+            return campaign
+        form = TestSendForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            done = test_send_form_run(campaign=campaign, form=form, by=request.user)
+            if done:
+                self.message_user(request, done, messages.SUCCESS)
+                return redirect(self._url("change", campaign.pk))
+        context = {**self._context(request, campaign, _("Test send of “%(name)s”") % {"name": campaign.name})}
+        context["form"] = form
+        return TemplateResponse(request, "admin/campaigns/campaign/test_send.html", context)
 
     def status_view(self, request, object_id, move):
         """GET: confirm pause, resume or cancel; POST: do it."""

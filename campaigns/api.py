@@ -37,7 +37,10 @@ from campaigns.serializers import (
     LaunchResultSerializer,
     QuotaRefusalSerializer,
     RefusalSerializer,
+    TestSendRequestSerializer,
+    TestSendResultSerializer,
 )
+from campaigns.test_send import campaign_test_send
 from config.api import ApiViewSetMixin
 from messaging.models import MessageKind, MessageStatus
 
@@ -324,6 +327,22 @@ class CampaignViewSet(ApiViewSetMixin, viewsets.ModelViewSet):
         """A new draft with this campaign's content, categories, devices, variants and media."""
         clone = campaign_clone(campaign=self.get_object(), by=request.user)
         return Response(CampaignSerializer(clone).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        request=TestSendRequestSerializer,
+        responses={200: TestSendResultSerializer, 400: _REFUSED, 409: _REFUSED, 429: _REFUSED},
+    )
+    @action(detail=True, methods=["post"], url_path="test-send")
+    def test_send(self, request, pk=None):
+        """Send Message 1, as `contact` would read it, to `phone` through the campaign's device, now."""
+        campaign = self.get_object()
+        body = TestSendRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            result = campaign_test_send(campaign=campaign, by=request.user, **body.validated_data)
+        except CampaignRefused as refusal:
+            return refusal_response(refusal)
+        return Response(TestSendResultSerializer(result).data)
 
     @extend_schema(request=None, responses={200: CampaignSerializer, 409: _REFUSED})
     @action(detail=True, methods=["post"])

@@ -240,6 +240,20 @@ def _attachment_checked(value):
 _MESSAGE_1_FIELDS = ("message_1_text", "message_1_template_name", "message_1_template_language")
 
 
+class TestSendRequestSerializer(serializers.Serializer):
+    contact = serializers.PrimaryKeyRelatedField(
+        queryset=Contact.objects.all(), help_text="The contact whose Message 1 is sent."
+    )
+    phone = serializers.CharField(max_length=40, help_text="The number to send it to, any format.")
+
+
+class TestSendResultSerializer(serializers.Serializer):
+    phone = serializers.CharField(help_text="E.164.")
+    text = serializers.CharField()
+    wassenger_id = serializers.CharField()
+    device = serializers.PrimaryKeyRelatedField(read_only=True)
+
+
 class LaunchRequestSerializer(serializers.Serializer):
     allow_multi_day = serializers.BooleanField(
         default=False, help_text="Accept spreading the campaign over several UTC days."

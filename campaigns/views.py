@@ -29,6 +29,7 @@ from campaigns.launch_page import STATUS_MOVES, launch_page_context, move_pendin
 from campaigns.media import attachment_open, campaign_attachments
 from campaigns.models import Campaign, CampaignStatus, Category, Contact, WhatsAppStatus
 from campaigns.refusals import CampaignRefused
+from campaigns.test_send import TestSendForm, test_send_form_run
 from config import clock
 from messaging.models import Message, MessageKind, MessageStatus
 
@@ -264,6 +265,21 @@ def campaign_launch_view(request, pk: int):
     context = {"section": "campaigns", "original": campaign, **launch_page_context(campaign=campaign)}
     context["attachments"] = campaign_attachments(campaign)
     return render(request, "operator/campaign_launch.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def campaign_test_send_view(request, pk: int):
+    """GET: whose Message 1, to which number; POST: send it now (paced like any send)."""
+    campaign = _acting(request, pk)
+    form = TestSendForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        done = test_send_form_run(campaign=campaign, form=form, by=request.user)
+        if done:
+            messages.success(request, done)
+            return redirect("campaign-detail", pk=campaign.pk)
+    context = {"section": "campaigns", "campaign": campaign, "form": form}
+    return render(request, "operator/campaign_test_send.html", context)
 
 
 @login_required
