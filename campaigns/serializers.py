@@ -251,7 +251,7 @@ class TestSendResultSerializer(serializers.Serializer):
     phone = serializers.CharField(help_text="E.164.")
     text = serializers.CharField()
     wassenger_id = serializers.CharField()
-    device = serializers.PrimaryKeyRelatedField(read_only=True)
+    device = serializers.IntegerField(source="device.pk", help_text="The device it went from.")
 
 
 class LaunchRequestSerializer(serializers.Serializer):
