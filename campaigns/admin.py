@@ -22,12 +22,15 @@ from django.urls import path, reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
+from campaigns.cloning import campaign_clone, cloned_message
 from campaigns.contacts import contact_opt_out
-from campaigns.importing import ImportFailed, contacts_import
+from campaigns.importing import ImportFailed, contacts_import, upload_refusal
 from campaigns.launch import campaign_launch, launched_message
 from campaigns.launch_page import STATUS_MOVES, launch_page_context, move_allowed, move_pending, move_run
+from campaigns.media import campaign_attachments
 from campaigns.models import Campaign, Category, Contact, VerificationJob
 from campaigns.refusals import CampaignRefused
+from campaigns.test_send import TestSendForm, test_send_form_run
 from campaigns.verification import verification_start
 
 
@@ -129,7 +132,7 @@ class ContactAdmin(admin.ModelAdmin):
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
-            "title": _("Import contacts from a CSV file"),
+            "title": _("Import contacts from a CSV or Excel file"),
             **extra,
         }
         return TemplateResponse(request, "admin/campaigns/contact/import.html", context)
@@ -137,10 +140,10 @@ class ContactAdmin(admin.ModelAdmin):
 
 class ContactImportForm(forms.Form):
     file = forms.FileField(
-        label=gettext_lazy("CSV file"),
+        label=gettext_lazy("CSV or Excel file"),
         help_text=gettext_lazy(
-            "UTF-8, “,” or “;” separated, with a header line: téléphone (or phone, tel, mobile), "
-            "nom, prénom; any other column becomes a contact field."
+            "CSV (UTF-8, “,” or “;” separated) or Excel .xlsx (its first sheet), with a header line: "
+            "téléphone (or phone, tel, mobile), nom, prénom; any other column becomes a contact field."
         ),
     )
     category = forms.CharField(
@@ -158,11 +161,17 @@ class ContactImportForm(forms.Form):
     def clean_region(self):
         return self.cleaned_data["region"].upper()
 
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if refusal := upload_refusal(upload.size):
+            raise forms.ValidationError(refusal)
+        return upload
+
 
 def _upload_path(token: str) -> Path:
     # The token comes back from the browser: only our own uuid4 hex names are accepted.
     name = token if len(token) == 32 and all(c in "0123456789abcdef" for c in token) else "invalid"
-    return Path(settings.IMPORT_UPLOAD_DIR) / f"{name}.csv"
+    return Path(settings.IMPORT_UPLOAD_DIR) / f"{name}.upload"  # CSV or .xlsx: read from its content
 
 
 def _upload_store(upload) -> str:
@@ -237,7 +246,7 @@ class CampaignAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
     ]
-    actions = ["launch_selected", "verify_recipients"]
+    actions = ["launch_selected", "clone_selected", "verify_recipients"]
 
     def get_readonly_fields(self, request, obj=None):
         return [*(obj.frozen_fields() if obj else ()), *self.readonly_fields]
@@ -259,7 +268,8 @@ class CampaignAdmin(admin.ModelAdmin):
             for move in STATUS_MOVES
         ]
         launch = path("<path:object_id>/launch/", view(self.launch_view), name=f"{name}_launch")
-        return [launch, *moves, *super().get_urls()]
+        test_send = path("<path:object_id>/test-send/", view(self.test_send_view), name=f"{name}_test_send")
+        return [launch, test_send, *moves, *super().get_urls()]
 
     @admin.action(description=gettext_lazy("Launch the selected campaign…"))
     def launch_selected(self, request, queryset):
@@ -268,6 +278,14 @@ class CampaignAdmin(admin.ModelAdmin):
             self.message_user(request, _("Choose exactly one campaign to launch."), messages.WARNING)
             return None
         return redirect(self._url("launch", chosen[0]))
+
+    @admin.action(
+        description=gettext_lazy("Clone the selected campaigns into new drafts"), permissions=["add"]
+    )
+    def clone_selected(self, request, queryset):
+        for campaign in queryset:
+            clone = campaign_clone(campaign=campaign, by=request.user)
+            self.message_user(request, cloned_message(campaign, clone), messages.SUCCESS)
 
     @admin.action(description=gettext_lazy("Check the recipients' WhatsApp numbers before launch"))
     def verify_recipients(self, request, queryset):
@@ -284,6 +302,7 @@ class CampaignAdmin(admin.ModelAdmin):
         context = {
             **self._context(request, campaign, _("Launch “%(name)s”") % {"name": campaign.name}),
             **launch_page_context(campaign=campaign),
+            "attachments": campaign_attachments(campaign),
         }
         return TemplateResponse(request, "admin/campaigns/campaign/launch_confirmation.html", context)
 
@@ -296,6 +315,21 @@ class CampaignAdmin(admin.ModelAdmin):
             return redirect(self._url("launch", campaign.pk))
         self.message_user(request, launched_message(result), messages.SUCCESS)
         return redirect(self._url("change", campaign.pk))
+
+    def test_send_view(self, request, object_id):
+        """GET: whose Message 1, to which number; POST: send it now, through the campaign's device."""
+        campaign = self._campaign(request, object_id)
+        if not isinstance(campaign, Campaign):
+            return campaign
+        form = TestSendForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            done = test_send_form_run(campaign=campaign, form=form, by=request.user)
+            if done:
+                self.message_user(request, done, messages.SUCCESS)
+                return redirect(self._url("change", campaign.pk))
+        context = {**self._context(request, campaign, _("Test send of “%(name)s”") % {"name": campaign.name})}
+        context["form"] = form
+        return TemplateResponse(request, "admin/campaigns/campaign/test_send.html", context)
 
     def status_view(self, request, object_id, move):
         """GET: confirm pause, resume or cancel; POST: do it."""

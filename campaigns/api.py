@@ -19,7 +19,9 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ParseError
 from rest_framework.response import Response
 
+from campaigns.cloning import campaign_clone
 from campaigns.contacts import ContactRow, contact_opt_out, contacts_upsert
+from campaigns.figures import funnel_by_variant
 from campaigns.launch import campaign_launch, launch_preview
 from campaigns.lifecycle import campaign_cancel, campaign_pause, campaign_resume
 from campaigns.models import Campaign, CampaignStatus, Category, Contact
@@ -35,7 +37,10 @@ from campaigns.serializers import (
     LaunchResultSerializer,
     QuotaRefusalSerializer,
     RefusalSerializer,
+    TestSendRequestSerializer,
+    TestSendResultSerializer,
 )
+from campaigns.test_send import campaign_test_send
 from config.api import ApiViewSetMixin
 from messaging.models import MessageKind, MessageStatus
 
@@ -316,6 +321,29 @@ class CampaignViewSet(ApiViewSetMixin, viewsets.ModelViewSet):
         }
         return Response(LaunchResultSerializer(body).data)
 
+    @extend_schema(request=None, responses={201: CampaignSerializer})
+    @action(detail=True, methods=["post"])
+    def clone(self, request, pk=None):
+        """A new draft with this campaign's content, categories, devices, variants and media."""
+        clone = campaign_clone(campaign=self.get_object(), by=request.user)
+        return Response(CampaignSerializer(clone).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        request=TestSendRequestSerializer,
+        responses={200: TestSendResultSerializer, 400: _REFUSED, 409: _REFUSED, 429: _REFUSED},
+    )
+    @action(detail=True, methods=["post"], url_path="test-send")
+    def test_send(self, request, pk=None):
+        """Send Message 1, as `contact` would read it, to `phone` through the campaign's device, now."""
+        campaign = self.get_object()
+        body = TestSendRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            result = campaign_test_send(campaign=campaign, by=request.user, **body.validated_data)
+        except CampaignRefused as refusal:
+            return refusal_response(refusal)
+        return Response(TestSendResultSerializer(result).data)
+
     @extend_schema(request=None, responses={200: CampaignSerializer, 409: _REFUSED})
     @action(detail=True, methods=["post"])
     def pause(self, request, pk=None):
@@ -358,6 +386,7 @@ class CampaignViewSet(ApiViewSetMixin, viewsets.ModelViewSet):
             by_kind[kind][state] = count
         total = sum(sum(states.values()) for states in by_kind.values())
         body = {"messages": total, "by_kind": by_kind, "preview": _preview_numbers(campaign)}
+        body["by_variant"] = funnel_by_variant(campaign)
         return Response(CampaignStatsSerializer(body).data)
 
 
@@ -370,9 +399,14 @@ def _preview_numbers(campaign: Campaign) -> dict:
         "duplicates": preview.duplicates,
         "opted_out": preview.opted_out,
         "invalid": preview.invalid,
+        "recently_messaged": preview.recently_messaged,
+        "in_other_campaigns": preview.in_other_campaigns,
         "remaining_today": preview.pace.remaining_today,
         "days_needed": preview.pace.days_needed,
         "estimated_finish": finish.isoformat() if finish else None,
         "missing_variables": preview.missing_without_fallback,
         "unknown_variables": preview.unknown_variables,
+        "variants": [
+            {"variant": v.number, "text": v.text, "recipients": v.recipients} for v in preview.variants
+        ],
     }

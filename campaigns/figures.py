@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, OuterRef, Q
 
 from campaigns.models import Campaign, CampaignStatus
 from messaging import pacing
@@ -96,6 +96,47 @@ def campaign_counts(campaign_ids: Iterable[int]) -> dict[int, CampaignCounts]:
     rows = Message.objects.filter(campaign_id__in=ids).values("campaign_id").annotate(**_COUNTS)
     found = {row.pop("campaign_id"): CampaignCounts(**row) for row in rows}
     return {pk: found.get(pk, CampaignCounts()) for pk in ids}
+
+
+@dataclass(frozen=True)
+class VariantFunnel:
+    number: int
+    text: str  # as written (Message 1's variants freeze at launch, so it is the one sent)
+    counts: CampaignCounts
+
+
+def funnel_by_variant(campaign: Campaign) -> list[VariantFunnel]:
+    """The funnel of each variant of Message 1, in variant order: which text gets replies.
+
+    Empty when the campaign has a single text. A Message 2 counts for the variant its
+    contact's Message 1 got."""
+    from campaigns.launch_sql import campaign_message_1_variants
+    from campaigns.rendering import SpintaxError
+
+    try:
+        texts = campaign_message_1_variants(campaign)
+    except SpintaxError:  # never launched with these: no message carries a variant
+        texts = []
+    message_2_sent = Message.objects.filter(
+        campaign_id=OuterRef("campaign_id"),
+        contact_id=OuterRef("contact_id"),
+        kind=MessageKind.MESSAGE_2,
+        sent_at__isnull=False,
+    )
+    rows = (
+        Message.objects.filter(campaign=campaign, kind=MessageKind.MESSAGE_1, variant__isnull=False)
+        .annotate(followed_up=Exists(message_2_sent))
+        .values("variant")
+        .annotate(**_COUNTS | {"message_2_sent": Count("id", filter=Q(followed_up=True))})
+        .order_by("variant")
+    )
+    found = []
+    for row in rows:
+        number = row.pop("variant")
+        found.append(
+            VariantFunnel(number, texts[number - 1] if number <= len(texts) else "", CampaignCounts(**row))
+        )
+    return found
 
 
 def failures_by_reason(campaign: Campaign, *, limit: int = 10) -> list[dict]:

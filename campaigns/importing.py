@@ -1,7 +1,10 @@
-"""Importing contacts from a CSV file: parse in bounded chunks, merge set-based.
+"""Importing contacts from a CSV or Excel (.xlsx) file: parse in bounded chunks, merge set-based.
 
-The file is read as a stream (UTF-8, with or without BOM; `,` or `;` sniffed from the
-header line) and handled `IMPORT_BATCH_SIZE` rows at a time: each chunk is merged by
+What the file is comes from its content, never its name: an .xlsx workbook is a zip, read
+by openpyxl in read-only mode (its first sheet, row by row, so memory stays flat); anything
+else with no NUL byte is CSV. A CSV is read as a stream (UTF-8, with or without BOM; `,` or
+`;` sniffed from the header line). Both give the same (line, values) rows, matched against
+the same headers, and are handled `IMPORT_BATCH_SIZE` rows at a time: each chunk is merged by
 phone in Python, then written by `contacts.contacts_upsert` (one INSERT … ON CONFLICT
 (phone) DO UPDATE and one INSERT into the category table: the merge rule the API's bulk
 action and the demo share). The whole file runs in ONE transaction: an import that
@@ -14,9 +17,12 @@ capped list of row details are kept.
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import itertools
+import os
 import unicodedata
+import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
@@ -43,7 +49,9 @@ SAMPLE_ROWS = 10
 
 
 class ImportFailed(Exception):
-    """The file cannot be imported at all (unreadable, not CSV, no phone column): nothing written."""
+    """The file cannot be imported at all (unreadable, not CSV nor .xlsx, no phone column).
+
+    Nothing is written."""
 
 
 @dataclass(frozen=True)
@@ -111,7 +119,7 @@ def contacts_import(
     dry_run: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
-    """Import the CSV `file` (binary) into the category named `category` (created if missing).
+    """Import the CSV or .xlsx `file` (binary, seekable) into the category `category` (created if missing).
 
     Raises ImportFailed, having written nothing, when the file cannot be read or parsed.
     `progress(rows_read)` is called after each chunk.
@@ -120,7 +128,8 @@ def contacts_import(
     region = region or settings.PHONE_DEFAULT_REGION
     with transaction.atomic():
         target, report.category_created = Category.objects.get_or_create(name=category)
-        _import_rows(_csv_rows(file, report), report, category_id=target.pk, region=region, progress=progress)
+        rows = _file_rows(file, report)
+        _import_rows(rows, report, category_id=target.pk, region=region, progress=progress)
         # The same statements ran, so the counts are exact; undoing them is the dry run.
         transaction.set_rollback(dry_run)
     return report
@@ -144,6 +153,129 @@ def _chunks(rows: Iterable, size: int) -> Iterator[list]:
 
 # --- Reading ------------------------------------------------------------------------------------
 
+ZIP_MAGIC = b"PK\x03\x04"
+OLE2_MAGIC = b"\xd0\xcf\x11\xe0"  # Excel 97-2003 (.xls), old Word documents
+# What people pick by mistake instead of their contact list: PDF, PNG, JPEG, GIF, gzip.
+OTHER_MAGICS = (b"%PDF", b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"\x1f\x8b")
+SNIFF_BYTES = 4096
+
+
+def upload_refusal(size: int) -> str | None:
+    """Why a file of `size` bytes is refused before it is read, or None (the admin's form asks too)."""
+    limit = settings.IMPORT_MAX_MB * 1024 * 1024
+    if size > limit:
+        facts = {"size": size / 1024 / 1024, "limit": settings.IMPORT_MAX_MB}
+        return _("The file is %(size).1f MB; at most %(limit)g MB can be imported.") % facts
+    return None
+
+
+def file_kind(file: IO[bytes]) -> str:
+    """ "csv" or "xlsx", read from the file's first bytes (its name may lie); ImportFailed otherwise."""
+    if isinstance(file, io.TextIOBase):
+        raise TypeError("contacts_import reads bytes: open the file in binary mode")
+    start = file.read(SNIFF_BYTES)
+    file.seek(0)
+    if start.startswith(ZIP_MAGIC):
+        return "xlsx"
+    if start.startswith(OLE2_MAGIC):
+        raise ImportFailed(_("This is an old Excel (.xls) file: save it as .xlsx or as CSV UTF-8."))
+    # A NUL in a cell is that row's error; a file full of them (binary, UTF-16) is no CSV at all.
+    if start.startswith(OTHER_MAGICS) or start.count(b"\x00") * 10 > len(start):
+        raise ImportFailed(_("This is neither a CSV file nor an Excel (.xlsx) workbook."))
+    return "csv"
+
+
+def rows_expected(file: IO[bytes]) -> int:
+    """Data rows the file should hold, for a progress bar (blank lines make it a little high)."""
+    if file_kind(file) == "xlsx":
+        from openpyxl import load_workbook
+
+        workbook = load_workbook(file, read_only=True)
+        try:
+            return max((workbook.worksheets[0].max_row or 1) - 1, 0)
+        finally:
+            workbook.close()
+            file.seek(0)
+    count, last = 0, b""
+    while block := file.read(1 << 20):
+        count += block.count(b"\n")
+        last = block
+    file.seek(0)
+    ends_open = count and not last.endswith(b"\n")
+    return max(count + bool(ends_open) - 1, 0)
+
+
+def _file_rows(file: IO[bytes], report: ImportReport) -> Iterator[tuple[int, dict]]:
+    if refusal := upload_refusal(_size(file)):
+        raise ImportFailed(refusal)
+    return _xlsx_rows(file, report) if file_kind(file) == "xlsx" else _csv_rows(file, report)
+
+
+def _size(file: IO[bytes]) -> int:
+    try:
+        return os.fstat(file.fileno()).st_size
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        size = file.seek(0, io.SEEK_END)
+        file.seek(0)
+        return size
+
+
+def _xlsx_rows(file: IO[bytes], report: ImportReport) -> Iterator[tuple[int, dict]]:
+    """(row number, values) for each non-blank row of the first sheet after its header row."""
+    sheet_rows = _xlsx_sheet_rows(file)
+    header = next(sheet_rows, None)
+    if header is None or not any(cell.strip() for cell in header[1]):
+        raise ImportFailed(_("The file is empty: expected a header line with a phone column."))
+    keys = _header_keys(header[1], report)
+    for line, cells in sheet_rows:
+        if any(cell.strip() for cell in cells):
+            report.rows += 1
+            yield line, _row_values(keys, cells)
+
+
+def _xlsx_sheet_rows(file: IO[bytes]) -> Iterator[tuple[int, list[str]]]:
+    # Imported here: only an .xlsx import pays for loading openpyxl.
+    from openpyxl import load_workbook
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    try:
+        workbook = load_workbook(file, read_only=True, data_only=True)
+    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError) as error:
+        reason = _("This zip file is not an Excel (.xlsx) workbook.")
+        raise ImportFailed(reason) from error
+    try:
+        sheet = workbook.worksheets[0]
+        # Row numbers as Excel shows them: a blank row in the sheet still counts.
+        for cells in sheet.iter_rows():
+            cells = [cell for cell in cells if getattr(cell, "row", None)]
+            if cells:
+                yield cells[0].row, _cell_texts(cells)
+    finally:
+        workbook.close()
+
+
+def _cell_texts(cells) -> list[str]:
+    """Each cell as the text a CSV export would hold, in column order (gaps are empty)."""
+    texts: list[str] = []
+    for cell in cells:
+        texts += [""] * (cell.column - 1 - len(texts))
+        texts.append(_cell_text(cell.value))
+    return texts
+
+
+def _cell_text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # a phone typed as a number: 33612345678.0 is 33612345678
+    if isinstance(value, datetime.datetime) and value.time() == datetime.time():
+        return value.date().isoformat()
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    return str(value)
+
 
 def _csv_rows(file: IO[bytes], report: ImportReport) -> Iterator[tuple[int, dict]]:
     """(line, {attribute or field: value}) for each non-blank data row; counts them."""
@@ -165,8 +297,6 @@ def _csv_rows(file: IO[bytes], report: ImportReport) -> Iterator[tuple[int, dict
 def _decoded_lines(file: IO[bytes]) -> Iterator[str]:
     """The file's lines as text. Decoded one by one, so that a byte that is not UTF-8 is
     reported on its own line (a TextIOWrapper would fail on a whole 8 KB block)."""
-    if isinstance(file, io.TextIOBase):
-        raise TypeError("contacts_import reads bytes: open the file in binary mode")
     for number, raw in enumerate(file, start=1):
         try:
             # utf-8-sig drops a BOM, which can only be at the start of line 1.

@@ -25,6 +25,7 @@ from campaigns.launch_sql import (
     VariableCheck,
     audience_counts,
     audience_sample,
+    campaign_message_1_variants,
     message_1_insert,
     template_variables,
 )
@@ -38,8 +39,9 @@ from campaigns.refusals import (
     status_refusal,
     template_refusal,
     variables_refusal,
+    variants_refusal,
 )
-from campaigns.rendering import BUILTIN_VARIABLES
+from campaigns.rendering import BUILTIN_VARIABLES, variant_counts
 from config import clock
 from messaging import pacing
 from messaging.claims import device_policy, device_snapshot, device_state
@@ -134,6 +136,29 @@ def format_time(moment: datetime) -> str:
 
 
 @dataclass(frozen=True)
+class VariantPreview:
+    number: int  # as stored on the message: 1, 2, …
+    text: str  # as written, variables included
+    recipients: int  # how many get it
+    sample: str  # as the preview's contact would read it, "" without a sample
+
+
+def variants_preview(campaign: Campaign, *, recipients: int, sample: Sample | None) -> tuple:
+    """Every variant of Message 1 and how many recipients get it; () with a single text."""
+    if variants_refusal(campaign):
+        return ()
+    texts = campaign_message_1_variants(campaign)
+    if len(texts) < 2:
+        return ()
+    counts = variant_counts(len(texts), recipients)
+    rendered = sample.message_1_variants if sample else ("",) * len(texts)
+    return tuple(
+        VariantPreview(number, text, count, shown)
+        for number, (text, count, shown) in enumerate(zip(texts, counts, rendered, strict=True), start=1)
+    )
+
+
+@dataclass(frozen=True)
 class LaunchPreview:
     """Everything the operator is told before a launch; `refusals` lists what blocks it."""
 
@@ -143,10 +168,13 @@ class LaunchPreview:
     distinct_contacts: int
     opted_out: int
     invalid: int
+    recently_messaged: int  # skipped: a Message 1 from any campaign in the last `fatigue_days`
+    in_other_campaigns: int  # skipped: in another campaign in progress (`skip_other_campaigns`)
     variables: tuple[VariableCheck, ...]
     template_variables: tuple[str, ...]  # {{ }} variables in Message 1's template: unsupported
     pace: Pace
     sample: Sample | None = None
+    variants: tuple[VariantPreview, ...] = ()  # Message 1's variants, when there are several
 
     @property
     def duplicates(self) -> int:
@@ -168,6 +196,7 @@ class LaunchPreview:
         """Every reason the launch would be refused, the most fundamental first."""
         found = [
             status_refusal(self.campaign),
+            variants_refusal(self.campaign),
             audience_refusal(self),
             variables_refusal(self),
             template_refusal(self.template_variables),
@@ -186,13 +215,15 @@ class LaunchPreview:
 def launch_preview(*, campaign: Campaign, now: datetime | None = None, sample: bool = True) -> LaunchPreview:
     """What launching `campaign` now would do: audience, variables, quota and finish time."""
     now = now or clock.now()
-    counts = audience_counts(campaign)
+    counts = audience_counts(campaign, now=now)
+    found = audience_sample(campaign, now=now) if sample and not variants_refusal(campaign) else None
     return LaunchPreview(
         campaign=campaign,
         **counts,
         template_variables=tuple(template_variables(campaign)),
         pace=_pace(campaign, recipients=counts["recipients"], now=now),
-        sample=audience_sample(campaign) if sample else None,
+        sample=found,
+        variants=variants_preview(campaign, recipients=counts["recipients"], sample=found),
     )
 
 
@@ -236,7 +267,11 @@ def campaign_launch(*, campaign: Campaign, by=None, allow_multi_day: bool = Fals
     """
     campaign = campaign_locked(campaign.pk)
     now = clock.now()
-    _raise(status_refusal(campaign) or template_refusal(template_variables(campaign)))
+    _raise(
+        status_refusal(campaign)
+        or variants_refusal(campaign)
+        or template_refusal(template_variables(campaign))
+    )
     created = _message_1_insert_checked(campaign, now=now)
     pace = _pace(campaign, recipients=created, now=now)
     # Raised inside the atomic block, a refusal takes the new rows back with it.

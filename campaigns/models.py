@@ -4,7 +4,9 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from campaigns.media import media_valid
 from campaigns.phones import E164_REGEX, E164PhoneField
+from campaigns.rendering import SpintaxError, spintax_expand
 from config import clock
 
 
@@ -24,6 +26,41 @@ def json_object_of_texts(value) -> None:
 def json_list_or_object(value) -> None:
     if not isinstance(value, list | dict):
         raise ValidationError(_("Expected a list or an object."), code="not_a_list_or_object")
+
+
+def spintax_valid(value: str) -> None:
+    """Message 1's braces make valid `{a|b}` groups: the editor says where they do not."""
+    try:
+        spintax_expand(value)
+    except SpintaxError as error:
+        raise ValidationError(str(error), code="spintax") from error
+
+
+def variant_texts(value) -> None:
+    if not isinstance(value, list) or not all(isinstance(text, str) and text.strip() for text in value):
+        raise ValidationError(_('Expected a list of texts, e.g. ["Hello {{ first_name }}", "Hi!"].'))
+    for number, text in enumerate(value, start=1):
+        try:
+            spintax_expand(text)
+        except SpintaxError as error:
+            facts = {"number": number, "error": error}
+            raise ValidationError(_("Variant %(number)d: %(error)s") % facts, code="spintax") from error
+
+
+def _attachment_field(verbose_name, help_text) -> models.FileField:
+    """One attachment of a message, checked on upload (campaigns/media.py)."""
+    return models.FileField(
+        verbose_name,
+        upload_to="campaigns/%Y/%m/",
+        max_length=255,
+        blank=True,
+        validators=[media_valid],
+        help_text=help_text,
+    )
+
+
+def _default_fatigue_days() -> int:
+    return settings.LAUNCH_FATIGUE_DAYS
 
 
 class Category(models.Model):
@@ -117,10 +154,14 @@ FROZEN_AFTER_LAUNCH = (
     "device",
     "categories",
     "message_1_text",
+    "message_1_variants",
+    "message_1_media",
     "message_1_template_name",
     "message_1_template_language",
     "message_1_template_variables",
     "starts_at",
+    "fatigue_days",
+    "skip_other_campaigns",
 )
 # The one list of columns a status move writes (`Campaign.status_save`).
 STATUS_FIELDS = ["status", "launched_at", "launched_by", "finished_at", "updated_at"]
@@ -137,7 +178,30 @@ class Campaign(models.Model):
     )
     categories = models.ManyToManyField(Category, related_name="campaigns", verbose_name=_("categories"))
     message_1_text = models.TextField(
-        _("Message 1"), blank=True, help_text=_("Use {{ first_name }}, {{ name }} or any contact field.")
+        _("Message 1"),
+        blank=True,
+        validators=[spintax_valid],
+        help_text=_(
+            "Use {{ first_name }}, {{ name }} or any contact field; {Hello|Hi|Bonjour} makes variants, "
+            "one chosen per recipient."
+        ),
+    )
+    message_1_variants = models.JSONField(
+        _("other variants of Message 1"),
+        default=list,
+        blank=True,
+        validators=[variant_texts],
+        help_text=_(
+            "More texts for Message 1, as a list; recipients are dealt every variant in turn, "
+            'e.g. ["Hi {{ first_name }}!", "{Hello|Good morning}"].'
+        ),
+    )
+    message_1_media = _attachment_field(
+        _("Message 1 attachment"),
+        _(
+            "An image (JPEG, PNG, WebP, 5 MB), document (PDF, office, 100 MB), MP4 video or MP3/OGG "
+            "audio (16 MB); the text is its caption."
+        ),
     )
     message_1_template_name = models.CharField(
         _("Message 1 WhatsApp template"),
@@ -150,6 +214,12 @@ class Campaign(models.Model):
         _("template variables"), default=list, blank=True, validators=[json_list_or_object]
     )
     message_2_text = models.TextField(_("Message 2 (follow-up)"))
+    message_2_media = _attachment_field(
+        _("Message 2 attachment"), _("As for Message 1; the follow-up's text is its caption.")
+    )
+    # Wassenger's file id of each attachment uploaded for this campaign, by stored name
+    # (campaigns/media.py): each file is uploaded once per campaign, a replaced one again.
+    media_uploads = models.JSONField(default=dict, blank=True, editable=False)
     variable_fallbacks = models.JSONField(
         _("fallbacks for missing variables"),
         default=dict,
@@ -158,6 +228,21 @@ class Campaign(models.Model):
         help_text=_('Used when a contact lacks a variable, e.g. {"first_name": "there"}.'),
     )
     starts_at = models.DateTimeField(_("start at"), null=True, blank=True)
+    fatigue_days = models.PositiveSmallIntegerField(
+        _("skip contacts messaged in the last N days"),
+        default=_default_fatigue_days,
+        help_text=_(
+            "Contacts who received a Message 1 from any campaign in these days are skipped; 0: none."
+        ),
+    )
+    skip_other_campaigns = models.BooleanField(
+        _("skip contacts of other campaigns in progress"),
+        default=False,
+        help_text=_(
+            "Skip contacts who are in another campaign that is scheduled, sending or paused "
+            "(waiting for their Message 1, or sent it and maybe replied)."
+        ),
+    )
     status = models.CharField(
         _("status"), max_length=10, choices=CampaignStatus, default=CampaignStatus.DRAFT, editable=False
     )

@@ -67,6 +67,12 @@ class TemplateNotPersonalisable(LaunchRefused):
     code, http_status = "template_variables_not_personalisable", 400
 
 
+class MalformedVariants(LaunchRefused):
+    """Message 1's braces make no valid `{a|b}` groups (saved without the editor's check)."""
+
+    code, http_status = "malformed_variants", 400
+
+
 class DeviceCannotSend(LaunchRefused):
     code = "device_cannot_send"
 
@@ -103,9 +109,19 @@ def audience_refusal(preview: LaunchPreview) -> LaunchRefused | None:
         return None
     if not preview.distinct_contacts:
         return NoRecipients(_("The campaign's categories have no contacts."))
+    facts = {"n": preview.distinct_contacts, "out": preview.opted_out, "bad": preview.invalid}
+    if preview.recently_messaged or preview.in_other_campaigns:
+        facts.update(recent=preview.recently_messaged, days=preview.campaign.fatigue_days)
+        facts["busy"] = preview.in_other_campaigns
+        return NoRecipients(
+            _(
+                "None of the %(n)d contacts can receive it: %(out)d opted out, %(bad)d invalid numbers, "
+                "%(recent)d messaged in the last %(days)d days, %(busy)d in another campaign in progress."
+            )
+            % facts
+        )
     return NoRecipients(
-        _("None of the %(n)d contacts can receive it: %(out)d opted out, %(bad)d invalid numbers.")
-        % {"n": preview.distinct_contacts, "out": preview.opted_out, "bad": preview.invalid}
+        _("None of the %(n)d contacts can receive it: %(out)d opted out, %(bad)d invalid numbers.") % facts
     )
 
 
@@ -149,3 +165,15 @@ def template_refusal(names) -> LaunchRefused | None:
         )
         % {"names": _braced(names)}
     )
+
+
+def variants_refusal(campaign: Campaign) -> LaunchRefused | None:
+    """Message 1's variants cannot be read: refused rather than sent with braces in it."""
+    from campaigns.launch_sql import campaign_message_1_variants
+    from campaigns.rendering import SpintaxError
+
+    try:
+        campaign_message_1_variants(campaign)
+    except SpintaxError as error:
+        return MalformedVariants(_("Message 1: %(error)s") % {"error": error})
+    return None

@@ -7,6 +7,8 @@ one it is reported before launch (see `missing_variables`), never sent as a blan
 
 import re
 
+from django.utils.translation import gettext as _
+
 # A name starts with a letter (any alphabet) or _, and may hold words separated by single
 # spaces, digits, dots, hyphens and apostrophes: a contact's own fields are named after
 # the columns of the file they came from ("Code postal", "Âge"), and such a name must never
@@ -49,3 +51,102 @@ def render(text: str, values: dict[str, str], fallbacks: dict[str, str] | None =
 
 def render_for_contact(text: str, contact, fallbacks: dict[str, str] | None = None) -> str:
     return render(text, contact_values(contact), fallbacks)
+
+
+# --- Variants of Message 1: spintax -----------------------------------------------------------
+#
+# `{Bonjour|Salut|Hello} {{ first_name }}` is three texts. A group is `{` choices separated by
+# `|` `}`, choices may hold groups of their own, and `{{ … }}` is always a variable (or text
+# written as it is), never a group. Every text is expanded at launch into its variants; a
+# brace that is not part of either is an error shown in the editor, so no recipient ever gets
+# a message with braces in it.
+
+VARIANT_LIMIT = 100
+
+
+class SpintaxError(ValueError):
+    """The text's braces do not make valid groups; the message says where and why."""
+
+
+def spintax_expand(text: str) -> list[str]:
+    """Every text `text` stands for, in order, without repeats; raises SpintaxError."""
+    choices, position = _sequence(text or "", 0, inside=False)
+    if position < len(text or ""):  # a `}` or `|` closed nothing: only possible at the top
+        raise SpintaxError(_spintax_message("unopened", position))
+    return list(dict.fromkeys(choices))
+
+
+def _sequence(text: str, position: int, *, inside: bool) -> tuple[list[str], int]:
+    """The texts of the sequence starting at `position`, up to a `|` or `}` of an enclosing group."""
+    texts, literal = [""], []
+    while position < len(text):
+        char = text[position]
+        if text.startswith("{{", position):
+            end = text.find("}}", position + 2)
+            if end < 0:
+                raise SpintaxError(_spintax_message("unclosed_variable", position))
+            literal.append(text[position : end + 2])
+            position = end + 2
+        elif char == "{":
+            texts = _product(texts, ["".join(literal)])
+            options, position = _group(text, position)
+            texts, literal = _product(texts, options), []
+        elif char == "}" and not inside:
+            raise SpintaxError(_spintax_message("unopened", position))
+        elif char in "|}" and inside:
+            break
+        else:
+            literal.append(char)
+            position += 1
+    return _product(texts, ["".join(literal)]), position
+
+
+def _group(text: str, start: int) -> tuple[list[str], int]:
+    """The choices of the group opening at `start`, and the position after its `}`."""
+    options, position, count = [], start + 1, 0
+    while True:
+        choices, position = _sequence(text, position, inside=True)
+        options += choices
+        count += 1
+        if position >= len(text):
+            raise SpintaxError(_spintax_message("unclosed", start))
+        if text[position] == "}":
+            break
+        position += 1  # past the `|`
+    if count < 2:
+        raise SpintaxError(_spintax_message("single", start))
+    return options, position + 1
+
+
+def _product(prefixes: list[str], suffixes: list[str]) -> list[str]:
+    if len(prefixes) * len(suffixes) > VARIANT_LIMIT:
+        raise SpintaxError(_spintax_message("too_many", None))
+    return [prefix + suffix for prefix in prefixes for suffix in suffixes]
+
+
+def _spintax_message(problem: str, position: int | None) -> str:
+    where = {"position": (position or 0) + 1, "limit": VARIANT_LIMIT}
+    return {
+        "unclosed": _("The “{” at character %(position)d is never closed by a “}”."),
+        "unopened": _("The “}” at character %(position)d closes no “{”."),
+        "unclosed_variable": _("The “{{” at character %(position)d is never closed by “}}”."),
+        "single": _(
+            "The group at character %(position)d has a single choice: write {Hello|Hi} "
+            "with “|” between the choices, or remove the braces."
+        ),
+        "too_many": _("These choices make more than %(limit)d different texts: use fewer groups."),
+    }[problem] % where
+
+
+def message_1_variants(text: str, others: list[str] | None = None) -> list[str]:
+    """Every variant of Message 1: those of its text, then those of each other variant, once each."""
+    found = [variant for source in [text, *(others or [])] for variant in spintax_expand(source)]
+    variants = list(dict.fromkeys(found))
+    if len(variants) > VARIANT_LIMIT:
+        raise SpintaxError(_spintax_message("too_many", None))
+    return variants
+
+
+def variant_counts(variants: int, recipients: int) -> list[int]:
+    """How many recipients get each variant when they are dealt in turn: at most one apart."""
+    return [recipients // variants + (number < recipients % variants) for number in range(variants)]

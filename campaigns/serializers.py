@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from rest_framework import serializers
 
+from campaigns.media import media_valid
 from campaigns.models import Campaign, Category, Contact
 from campaigns.phones import E164_REGEX, phone_normalize
 
@@ -156,6 +157,13 @@ class CampaignSerializer(serializers.ModelSerializer):
     message_1_template_variables = serializers.JSONField(
         required=False, help_text="Values of the template's parameters: a list, or an object by name."
     )
+    # Multipart only; null (a GET's body sent back with no attachment, or to remove one) clears it.
+    message_1_media = serializers.FileField(
+        required=False, allow_null=True, help_text="Message 1's attachment (multipart); null removes it."
+    )
+    message_2_media = serializers.FileField(
+        required=False, allow_null=True, help_text="Message 2's attachment (multipart); null removes it."
+    )
     variable_fallbacks = serializers.DictField(
         child=serializers.CharField(allow_blank=True, max_length=1000),
         required=False,
@@ -170,12 +178,17 @@ class CampaignSerializer(serializers.ModelSerializer):
             "device",
             "categories",
             "message_1_text",
+            "message_1_variants",
+            "message_1_media",
             "message_1_template_name",
             "message_1_template_language",
             "message_1_template_variables",
             "message_2_text",
+            "message_2_media",
             "variable_fallbacks",
             "starts_at",
+            "fatigue_days",
+            "skip_other_campaigns",
             "status",
             "created_by",
             "launched_at",
@@ -194,6 +207,12 @@ class CampaignSerializer(serializers.ModelSerializer):
     def validate_variable_fallbacks(self, value: dict) -> dict:
         return json_checked(value)
 
+    def validate_message_1_media(self, value):
+        return _attachment_checked(value)
+
+    def validate_message_2_media(self, value):
+        return _attachment_checked(value)
+
     def validate(self, attrs: dict) -> dict:
         merged = {field: getattr(self.instance, field, "") for field in _MESSAGE_1_FIELDS} | attrs
         if not merged["message_1_text"] and not merged["message_1_template_name"]:
@@ -207,7 +226,32 @@ class CampaignSerializer(serializers.ModelSerializer):
         return attrs
 
 
+def _attachment_checked(value):
+    """The model's own check (type by content, size), which a declared field does not run; None is ""."""
+    if value is None:
+        return ""
+    try:
+        media_valid(value)
+    except DjangoValidationError as error:
+        raise serializers.ValidationError(error.messages) from error
+    return value
+
+
 _MESSAGE_1_FIELDS = ("message_1_text", "message_1_template_name", "message_1_template_language")
+
+
+class TestSendRequestSerializer(serializers.Serializer):
+    contact = serializers.PrimaryKeyRelatedField(
+        queryset=Contact.objects.all(), help_text="The contact whose Message 1 is sent."
+    )
+    phone = serializers.CharField(max_length=40, help_text="The number to send it to, any format.")
+
+
+class TestSendResultSerializer(serializers.Serializer):
+    phone = serializers.CharField(help_text="E.164.")
+    text = serializers.CharField()
+    wassenger_id = serializers.CharField()
+    device = serializers.IntegerField(source="device.pk", help_text="The device it went from.")
 
 
 class LaunchRequestSerializer(serializers.Serializer):
@@ -229,6 +273,17 @@ class CancelResultSerializer(serializers.Serializer):
     messages_cancelled = serializers.IntegerField()
 
 
+class VariantFunnelSerializer(serializers.Serializer):
+    variant = serializers.IntegerField(source="number")
+    text = serializers.CharField()
+    recipients = serializers.IntegerField(source="counts.recipients")
+    sent = serializers.IntegerField(source="counts.sent")
+    delivered = serializers.IntegerField(source="counts.delivered")
+    read = serializers.IntegerField(source="counts.read")
+    replied = serializers.IntegerField(source="counts.replied")
+    message_2_sent = serializers.IntegerField(source="counts.message_2_sent")
+
+
 class CampaignStatsSerializer(serializers.Serializer):
     messages = serializers.IntegerField(help_text="All messages of the campaign.")
     by_kind = serializers.DictField(
@@ -236,3 +291,6 @@ class CampaignStatsSerializer(serializers.Serializer):
         help_text="{kind: {status: count}}, every kind and status present, zeros included.",
     )
     preview = serializers.DictField(help_text="The launch preview's numbers, as they are now.")
+    by_variant = VariantFunnelSerializer(
+        many=True, help_text="Message 1's funnel per variant (empty with a single text): replies per variant."
+    )

@@ -17,16 +17,19 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count, OuterRef, Q, Subquery
-from django.http import Http404, StreamingHttpResponse
+from django.http import FileResponse, Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from campaigns.figures import campaign_counts, campaign_progress, failures_by_reason
+from campaigns.cloning import campaign_clone, cloned_message
+from campaigns.figures import campaign_counts, campaign_progress, failures_by_reason, funnel_by_variant
 from campaigns.launch import campaign_launch, launched_message
 from campaigns.launch_page import STATUS_MOVES, launch_page_context, move_pending, move_run
+from campaigns.media import attachment_open, campaign_attachments
 from campaigns.models import Campaign, CampaignStatus, Category, Contact, WhatsAppStatus
 from campaigns.refusals import CampaignRefused
+from campaigns.test_send import TestSendForm, test_send_form_run
 from config import clock
 from messaging.models import Message, MessageKind, MessageStatus
 
@@ -140,6 +143,8 @@ def campaign_detail(request, pk: int):
         **_live_context(campaign),
         "section": "campaigns",
         "timeline": rows,
+        "by_variant": funnel_by_variant(campaign),
+        "attachments": campaign_attachments(campaign),
         "timeline_status": status if status in MessageStatus.values else "",
         "message_statuses": MessageStatus.choices,
         "can_act": _can_act(request.user),
@@ -157,6 +162,17 @@ def campaign_live(request, pk: int):
     return render(request, "operator/_campaign_live.html", _live_context(_campaign(pk)))
 
 
+@login_required
+@require_GET
+def campaign_media(request, pk: int, message: str):
+    """A campaign's attachment, for the pages that show it (the storage may be private)."""
+    campaign = _campaign(pk)
+    if message not in ("message_1", "message_2") or not getattr(campaign, f"{message}_media"):
+        raise Http404
+    content, mime = attachment_open(campaign, message)
+    return FileResponse(content, content_type=mime)
+
+
 # --- CSV export ---------------------------------------------------------------------------------
 
 CSV_COLUMNS = {
@@ -164,6 +180,7 @@ CSV_COLUMNS = {
     "first_name": "contact__first_name",
     "name": "contact__name",
     "message_1_status": "status",
+    "message_1_variant": "variant",
     "attempts": "attempts",
     "sent_at": "sent_at",
     "delivered_at": "delivered_at",
@@ -246,7 +263,35 @@ def campaign_launch_view(request, pk: int):
         messages.success(request, launched_message(result))
         return redirect("campaign-detail", pk=campaign.pk)
     context = {"section": "campaigns", "original": campaign, **launch_page_context(campaign=campaign)}
+    context["attachments"] = campaign_attachments(campaign)
     return render(request, "operator/campaign_launch.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def campaign_test_send_view(request, pk: int):
+    """GET: whose Message 1, to which number; POST: send it now (paced like any send)."""
+    campaign = _acting(request, pk)
+    form = TestSendForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        done = test_send_form_run(campaign=campaign, form=form, by=request.user)
+        if done:
+            messages.success(request, done)
+            return redirect("campaign-detail", pk=campaign.pk)
+    context = {"section": "campaigns", "campaign": campaign, "form": form}
+    return render(request, "operator/campaign_test_send.html", context)
+
+
+@login_required
+@require_POST
+def campaign_clone_view(request, pk: int):
+    """A new draft with this campaign's content; the operator lands on it."""
+    if not request.user.has_perm("campaigns.add_campaign"):
+        raise PermissionDenied
+    campaign = _acting(request, pk)
+    clone = campaign_clone(campaign=campaign, by=request.user)
+    messages.success(request, cloned_message(campaign, clone))
+    return redirect("campaign-detail", pk=clone.pk)
 
 
 @login_required

@@ -50,7 +50,8 @@ def _model_of(view):
 
 def _permissions(model, method: str, view) -> list[str]:
     action = getattr(view, "action", None)
-    verbs = {"create": ["add"], "bulk": ["add", "change"]}.get(action)  # bulk creates and updates
+    # A clone creates; a bulk import creates and updates.
+    verbs = {"create": ["add"], "clone": ["add"], "bulk": ["add", "change"]}.get(action)
     verbs = verbs or (["delete"] if method == "DELETE" else ["change"])
     return [f"{model._meta.app_label}.{verb}_{model._meta.model_name}" for verb in verbs]
 

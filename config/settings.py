@@ -153,13 +153,24 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 # Production serves collected, hashed and compressed files (run collectstatic on deploy).
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Campaign attachments (campaigns/media.py); any Django storage backend may replace it.
+    "default": {
+        "BACKEND": env.str("MEDIA_STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage")
+    },
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if PRODUCTION
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+
+# Where campaign attachments are stored by the default storage, and the URL path it names them by.
+MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "var" / "media")
+MEDIA_URL = env.str("MEDIA_URL", default="/media/")
+# How an attachment reaches Wassenger: "upload" (POST /v1/files once per campaign, then its id)
+# or "url" (Wassenger fetches MEDIA_PUBLIC_BASE_URL + the file's URL; it must be public).
+MEDIA_SEND_MODE = env.str("MEDIA_SEND_MODE", default="upload")
+MEDIA_PUBLIC_BASE_URL = env.str("MEDIA_PUBLIC_BASE_URL", default="")
 
 # >>> operator: the operator pages (/ dashboard, campaigns, contacts; templates/, static/)
 # Language: the browser's (Accept-Language) when it is one of LANGUAGES, else LANGUAGE_CODE;
@@ -287,11 +298,16 @@ REPLY_WINDOW_HOURS = env.float("REPLY_WINDOW_HOURS", default=24.0)
 CAMPAIGN_COMPLETION_GRACE_SECONDS = env.float("CAMPAIGN_COMPLETION_GRACE_SECONDS", default=3600.0)
 
 # >>> launch: knobs of campaign launch (campaigns/launch.py)
+# A new campaign's fatigue rule: skip contacts who received a Message 1 from any campaign in
+# the last N days (0: skip nobody). Each campaign keeps its own value.
+LAUNCH_FATIGUE_DAYS = env.int("LAUNCH_FATIGUE_DAYS", default=7)
 # <<< launch
 
 # >>> contacts: knobs of contact import and WhatsApp number checks (campaigns/importing.py, verification.py)
 # CSV rows parsed and written per set-based statement; memory grows with it, not with the file.
 IMPORT_BATCH_SIZE = env.int("IMPORT_BATCH_SIZE", default=5000)
+# The largest contact file (CSV or .xlsx) the admin and import_contacts accept, in MB.
+IMPORT_MAX_MB = env.float("IMPORT_MAX_MB", default=50.0)
 # Where the admin keeps an uploaded CSV between its preview and the operator's confirmation.
 IMPORT_UPLOAD_DIR = BASE_DIR / "var" / "imports"
 # A number checked less than this many days ago is not checked again.

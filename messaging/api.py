@@ -69,6 +69,7 @@ class MessageSerializer(serializers.ModelSerializer):
             "kind",
             "status",
             "content",
+            "variant",
             "reference",
             "attempts",
             "next_attempt_at",
@@ -93,7 +94,7 @@ class MessageFilter(filters.FilterSet):
 
     class Meta:
         model = Message
-        fields = ["campaign", "contact", "device", "status", "kind"]
+        fields = ["campaign", "contact", "device", "status", "kind", "variant"]
 
 
 class MessageViewSet(ApiViewSetMixin, viewsets.ReadOnlyModelViewSet):

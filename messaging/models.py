@@ -216,6 +216,8 @@ class Message(models.Model):
     )
     kind = models.CharField(_("kind"), max_length=10, choices=MessageKind)
     content = models.TextField(_("content"), blank=True)
+    # Message 1 only, when its campaign has several variants: which one (1, 2, …) it got at launch.
+    variant = models.PositiveSmallIntegerField(_("variant"), null=True, blank=True)
     status = models.CharField(
         _("status"),
         max_length=10,

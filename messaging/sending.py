@@ -24,6 +24,7 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils.translation import gettext
 
 from campaigns.contacts import contact_mark_not_on_whatsapp
+from campaigns.media import media_payload
 from campaigns.models import CampaignStatus
 from config import clock
 from config.logging import phone_mask
@@ -134,7 +135,8 @@ def sender_plan(device: Device, now) -> Plan | None:
 
 
 def message_payload(claim: Claim, *, device_wassenger_id: str = "") -> dict:
-    """The send_message arguments for a claimed message (text, or Message 1's template)."""
+    """The send_message arguments for a claimed message (text, or Message 1's template), with
+    the campaign's attachment for its kind, uploaded to Wassenger on its first send."""
     payload = {
         "phone": claim.phone,
         "reference": claim.reference,
@@ -143,8 +145,10 @@ def message_payload(claim: Claim, *, device_wassenger_id: str = "") -> dict:
     }
     if claim.template:
         payload["template"] = claim.template
-    else:
-        payload["text"] = claim.content
+        return payload
+    payload["text"] = claim.content
+    if media := media_payload(campaign_id=claim.campaign_id, kind=claim.kind):
+        payload["media"] = media
     return payload
 
 

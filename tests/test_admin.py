@@ -107,6 +107,8 @@ def test_a_campaign_with_json_of_the_wrong_shape_is_refused_and_its_launch_page_
         "message_2_text": campaign.message_2_text,
         "message_1_template_variables": "[]",
         "variable_fallbacks": "{}",
+        "message_1_variants": "[]",
+        "fatigue_days": "7",
     }
     change = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
     response = operator.post(change, {**form, field: value})

@@ -3,7 +3,7 @@
 Everything that knows Wassenger's wire lives in this package, and nothing outside it
 reads a raw Wassenger field by hand:
 
-    client.py     the HTTP calls (send, look up, check a number, list devices)
+    client.py     the HTTP calls (send, upload an attachment, look up, check a number, list devices)
     errors.py     the typed errors every failed call becomes
     payloads.py   readers of the webhook payloads Wassenger posts (event names,
                   Format A/B, ids, acks, texts, times, session states)
@@ -31,6 +31,7 @@ from messaging.wassenger.client import (
     list_webhooks,
     send_message,
     update_webhook,
+    upload_file,
 )
 from messaging.wassenger.errors import (
     AuthError,
@@ -67,4 +68,5 @@ __all__ = [
     "list_webhooks",
     "send_message",
     "update_webhook",
+    "upload_file",
 ]

@@ -167,10 +167,13 @@ def send_message(
     template: dict | None = None,
     device: str = "",
     priority: str = "normal",
+    media: dict | None = None,
 ) -> SendResult:
     """Queue one WhatsApp message to `phone`: exactly one of `text` or `template`.
 
     `template` is `{"name", "language", "variables": [...]}`; see `_template_payload`.
+    `media` is `{"file": <id from upload_file>}` or `{"url": <public URL>}` (optionally with
+    `filename`); the text is then its caption.
     """
     if bool(text) == bool(template):
         raise ValueError("send_message needs exactly one of text or template")
@@ -180,7 +183,26 @@ def send_message(
     payload.update({"message": text} if text else {"template": _template_payload(template)})
     if device:
         payload["device"] = device
+    if media:
+        payload["media"] = dict(media)
     return _request("POST", "/messages", _parse_send, json=payload, phone=phone)
+
+
+def upload_file(*, content: bytes, filename: str, mime: str = "") -> str:
+    """Upload an attachment once (`POST /v1/files`, multipart `file`); returns its file id, for
+    `media: {"file": id}`. The answer's shape is not documented: a file object, or a list of
+    them (lenient, as for lists of messages) [I]."""
+    files = {"file": (filename, content, mime or "application/octet-stream")}
+    return _request("POST", "/files", _parse_file_id, files=files)
+
+
+def _parse_file_id(response: requests.Response) -> str:
+    body = _success_json(response, (list, dict))
+    items = [body] if isinstance(body, dict) and "id" in body else _listed(body)
+    ids = [item["id"] for item in items if isinstance(item, dict) and isinstance(item.get("id"), str)]
+    if not ids or not ids[0]:
+        raise OutcomeUnknown("2xx without a file id", status=response.status_code)
+    return ids[0]
 
 
 def list_devices() -> list[dict]:

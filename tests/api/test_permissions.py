@@ -46,6 +46,8 @@ MATRIX = [
     ("patch", "/api/campaigns/{campaign}/", {"name": "Renamed"}, 200),
     ("delete", "/api/campaigns/{campaign}/", None, 204),
     ("post", "/api/campaigns/{campaign}/launch/", {}, 200),
+    ("post", "/api/campaigns/{campaign}/clone/", None, 201),
+    ("post", "/api/campaigns/{campaign}/test-send/", {}, 400),
     ("post", "/api/campaigns/{campaign}/pause/", None, 409),
     ("post", "/api/campaigns/{campaign}/resume/", None, 409),
     ("post", "/api/campaigns/{campaign}/cancel/", None, 200),

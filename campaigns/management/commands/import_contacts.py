@@ -1,4 +1,4 @@
-"""`manage.py import_contacts FILE --category NAME [--region FR] [--dry-run]`: a CSV into a category.
+"""`manage.py import_contacts FILE --category NAME [--region FR] [--dry-run]`: a CSV or .xlsx into a category.
 
 The whole file is one transaction: if it fails, nothing is written. Rows with an invalid
 phone are reported (line, value, reason) and skipped; they do not fail the import.
@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
-from campaigns.importing import ImportFailed, ImportReport, contacts_import
+from campaigns.importing import ImportFailed, ImportReport, contacts_import, rows_expected
 
 EXIT_UNREADABLE = 1
 BAR_WIDTH = 30
@@ -19,7 +19,10 @@ class Command(BaseCommand):
     help = __doc__
 
     def add_arguments(self, parser):
-        parser.add_argument("file", help=_("CSV file (UTF-8, “,” or “;” separated, with a header line)."))
+        parser.add_argument(
+            "file",
+            help=_("CSV file (UTF-8, “,” or “;” separated) or Excel .xlsx workbook, with a header line."),
+        )
         parser.add_argument("--category", required=True, help=_("Category name; created if missing."))
         parser.add_argument(
             "--region",
@@ -32,8 +35,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, file: str, category: str, region: str, dry_run: bool, **options):
         try:
-            total = _data_lines(file)
             with open(file, "rb") as stream:
+                total = _rows_expected(stream)
                 report = contacts_import(
                     file=stream, category=category, region=region.upper(), dry_run=dry_run,
                     progress=lambda rows: self._progress(rows, total),
@@ -53,15 +56,13 @@ class Command(BaseCommand):
         self.stderr.flush()
 
 
-def _data_lines(path: str) -> int:
-    """Lines after the header: the progress bar's total (blank lines make it a little high)."""
-    count = 0
-    with open(path, "rb") as stream:
-        while block := stream.read(1 << 20):
-            count += block.count(b"\n")
-            last = block
-    ends_open = count and not last.endswith(b"\n")
-    return max(count + bool(ends_open) - 1, 0)
+def _rows_expected(stream) -> int:
+    """The progress bar's total; a file too damaged to count fails in the import itself."""
+    try:
+        return rows_expected(stream)
+    except Exception:  # noqa: BLE001 - only the bar's total is lost
+        stream.seek(0)
+        return 0
 
 
 def report_lines(report: ImportReport) -> list[str]:

@@ -58,6 +58,11 @@ def _exit_code(refusal: CampaignRefused) -> int:
     return EXIT_QUOTA if isinstance(refusal, QuotaExceeded) else EXIT_REFUSED
 
 
+def _fatigue_facts(preview: LaunchPreview) -> dict:
+    days = preview.campaign.fatigue_days
+    return {"recent": preview.recently_messaged, "days": days, "busy": preview.in_other_campaigns}
+
+
 def preview_lines(preview: LaunchPreview) -> list[str]:
     """The launch preview as plain text."""
     pace = preview.pace
@@ -65,6 +70,8 @@ def preview_lines(preview: LaunchPreview) -> list[str]:
         _("Recipients: %(n)d") % {"n": preview.recipients},
         _("Skipped: %(dup)d in several categories (counted once), %(out)d opted out, %(bad)d not on WhatsApp")
         % {"dup": preview.duplicates, "out": preview.opted_out, "bad": preview.invalid},
+        _("Skipped: %(recent)d received a Message 1 in the last %(days)d days, %(busy)d in another campaign")
+        % _fatigue_facts(preview),
         _("Starts: %(start)s") % {"start": format_time(pace.start)},
         _("Message 1 still allowed on the start day: %(n)d (%(queued)d queued by other campaigns)")
         % {"n": pace.remaining_today, "queued": pace.queued_ahead},
@@ -81,4 +88,9 @@ def preview_lines(preview: LaunchPreview) -> list[str]:
     if preview.sample:
         sample = preview.sample
         lines.append(_("Message 1 for %(who)s: %(text)s") % {"who": sample.contact, "text": sample.message_1})
+    lines += [
+        _("Variant %(number)d, to %(n)d recipients: %(text)s")
+        % {"number": v.number, "n": v.recipients, "text": v.text}
+        for v in preview.variants
+    ]
     return lines

@@ -9,6 +9,8 @@ the message, drop_before_accept does not: "was it really sent?" stays answerable
 
     /v1/messages               POST send · GET list (?reference=…&reference=…&phone=…&page=&size=)
     /v1/messages/{id}          GET
+    /v1/files                  POST multipart `file`: an attachment, answered as a list of one file
+                               object; a send's `media` names it ({"file": id}) or a URL ({"url"})
     /v1/numbers/exists         POST {"phone"} or GET ?phone=…
     /v1/devices, /v1/devices/{id}   (session, status and plan from sandbox/account.py)
     /v1/webhooks               GET list · POST register
@@ -17,6 +19,7 @@ the message, drop_before_accept does not: "was it really sent?" stays answerable
                                "then", "after"}: a live session / ban / plan change
     /sandbox/messages          GET (?phone=…&reference=…) · DELETE clears (the send log too)
     /sandbox/sends             GET every send request, faulty or not (?reference=…)
+    /sandbox/files             GET every uploaded file (filename, mime, size, sha256)
     /sandbox/stats             GET counts
     /sandbox/faults            GET · POST {"error_500": 0.1, …}
     /sandbox/config            GET (without secrets)
@@ -24,6 +27,8 @@ the message, drop_before_accept does not: "was it really sent?" stays answerable
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
 import hmac
 import json
 import logging
@@ -53,6 +58,7 @@ from messaging.wassenger.sandbox.webhooks import Lifecycle, Scheduler, WebhookPo
 logger = logging.getLogger("messaging.sandbox")
 
 MAX_BODY_BYTES = 1_000_000
+MAX_UPLOAD_BYTES = 110 * 1024 * 1024  # a multipart upload: WhatsApp's documents go to 100 MB
 PRIORITIES = ("low", "normal", "high", "urgent")
 
 
@@ -64,6 +70,7 @@ class Request:
     headers: dict[str, str]
     body: object = None  # parsed JSON; None when empty
     lists: dict[str, list[str]] = field(default_factory=dict)  # every value of each query key
+    raw: bytes = b""  # a multipart body, as received
 
 
 @dataclass
@@ -139,7 +146,7 @@ class Sandbox:
     # --- /v1/messages ---
 
     def send(self, request: Request) -> Reply:
-        invalid = _send_problem(request.body)
+        invalid = _send_problem(request.body) or self._media_problem(request.body)
         if invalid:
             self.store.count("refused_invalid")
             return invalid
@@ -172,10 +179,47 @@ class Sandbox:
         fate = sandbox_fate(
             payload["phone"], seed=cfg.seed, reply_share=cfg.reply_share, stop_share=cfg.stop_share
         )
-        message = new_message(payload, device_id=cfg.device_id, fault=fault, fate=fate)
+        media = self._media_received(payload.get("media"))
+        message = new_message(payload, device_id=cfg.device_id, fault=fault, fate=fate, media=media)
         generation = self.store.add(message)
         self.lifecycle.accepted(message, generation)
         return message
+
+    def _media_problem(self, body: dict) -> Reply | None:
+        """A 400 for a `media` Wassenger could not send: a file it does not have, a URL that is not one."""
+        media = body.get("media")
+        if media is None:
+            return None
+        file_id, url = (media.get(key) if isinstance(media, dict) else None for key in ("file", "url"))
+        if isinstance(file_id, str) and self.store.get_file(file_id):
+            return None
+        if isinstance(url, str) and urlsplit(url).scheme in ("http", "https") and urlsplit(url).netloc:
+            return None
+        return error_reply(
+            400, "Invalid media: an uploaded file id or a public URL is required", "error:invalid_media"
+        )
+
+    def _media_received(self, media: object) -> dict | None:
+        """What the message carries: the request's `media`, with the uploaded file's facts."""
+        if not isinstance(media, dict):
+            return None
+        uploaded = self.store.get_file(media.get("file", "")) if isinstance(media.get("file"), str) else None
+        facts = {key: uploaded[key] for key in ("mime", "size", "sha256")} if uploaded else {}
+        return {**media, **facts}
+
+    # --- /v1/files ---
+
+    def upload_file(self, request: Request) -> Reply:
+        part = _multipart_file(request)
+        if part is None:
+            return error_reply(400, "A multipart body with a `file` part is required", "error:invalid_file")
+        filename, mime, content = part
+        if not content:
+            return error_reply(400, "The file is empty", "error:invalid_file")
+        return Reply(201, [self.store.add_file(filename=filename, mime=mime, content=content)])
+
+    def sandbox_files(self, request: Request) -> Reply:
+        return Reply(200, self.store.files())
 
     def list_messages(self, request: Request) -> Reply:
         """`GET /v1/messages` as section 0 has it: `reference` is an array filter (repeated,
@@ -306,6 +350,8 @@ _ROUTES: list[tuple[str, re.Pattern, Handler]] = [
     ("POST", re.compile(r"/v1/messages"), Sandbox.send),
     ("GET", re.compile(r"/v1/messages"), Sandbox.list_messages),
     ("GET", re.compile(r"/v1/messages/([^/]+)"), Sandbox.get_message),
+    ("POST", re.compile(r"/v1/files"), Sandbox.upload_file),
+    ("GET", re.compile(r"/sandbox/files"), Sandbox.sandbox_files),
     ("POST", re.compile(r"/v1/numbers/exists"), Sandbox.number_exists),
     ("GET", re.compile(r"/v1/numbers/exists"), Sandbox.number_exists),
     ("GET", re.compile(r"/v1/devices"), Sandbox.devices),
@@ -338,6 +384,20 @@ def _route(method: str, path: str) -> tuple[Handler, tuple[str, ...]] | Reply:
     if allowed:
         return error_reply(405, f"Method {method} not allowed here", "error:method_not_allowed")
     return error_reply(404, "Not found", "error:not_found")
+
+
+def _multipart_file(request: Request) -> tuple[str, str, bytes] | None:
+    """(filename, content type, bytes) of the `file` part of a multipart/form-data body."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        return None
+    envelope = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
+    parsed = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(envelope + request.raw)
+    for part in parsed.iter_parts() if parsed.is_multipart() else ():
+        if part.get_param("name", header="content-disposition") == "file":
+            filename = part.get_filename() or "file"
+            return filename, part.get_content_type(), part.get_payload(decode=True) or b""
+    return None
 
 
 def _send_problem(body: object) -> Reply | None:
@@ -427,14 +487,17 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[0] for k, v in lists.items()}
         length = self.headers.get("Content-Length", "0").strip()
         length = int(length) if length.isascii() and length.isdigit() else 0
-        if length > MAX_BODY_BYTES:
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        multipart = headers.get("content-type", "").startswith("multipart/form-data")
+        if length > (MAX_UPLOAD_BYTES if multipart else MAX_BODY_BYTES):
             return error_reply(413, "Request body too large", "error:payload_too_large")
         raw = self.rfile.read(length) if length > 0 else b""
+        if multipart:
+            return Request(self.command, split.path, query, headers, None, lists, raw=raw)
         try:
             body = json.loads(raw) if raw.strip() else None
         except ValueError:
             return error_reply(400, "Invalid JSON body", "error:invalid_json")
-        headers = {k.lower(): v for k, v in self.headers.items()}
         return Request(self.command, split.path, query, headers, body, lists)
 
     def _write(self, reply: Reply) -> None:

@@ -209,7 +209,9 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def new_message(payload: dict, *, device_id: str, fault: str | None, fate: str) -> dict:
+def new_message(
+    payload: dict, *, device_id: str, fault: str | None, fate: str, media: dict | None = None
+) -> dict:
     """A Wassenger message object for an accepted send (shaped like the KEET example).
 
     The `sandbox` key is ours: it never leaves through /v1, only through /sandbox.
@@ -231,7 +233,7 @@ def new_message(payload: dict, *, device_id: str, fault: str | None, fate: str) 
         "retentionPolicy": "plan_defaults",
         "retry": {"count": 0},
         "webhookStatus": "pending",
-        "media": {"format": "native"},
+        "media": {"format": "native", **(media or {})},
         "device": payload.get("device") or device_id,
     }
     if "template" in payload:
@@ -260,6 +262,7 @@ class Store:
     _replied: set[str] = field(default_factory=set)
     _counts: Counter = field(default_factory=Counter)
     _sends: deque = field(default_factory=lambda: deque(maxlen=SEND_LOG_LIMIT))
+    _files: dict[str, dict] = field(default_factory=dict)  # POST /v1/files, by id
     generation: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -314,6 +317,32 @@ class Store:
         with self._lock:
             return [dict(s) for s in self._sends if not reference or s["reference"] == reference]
 
+    def add_file(self, *, filename: str, mime: str, content: bytes) -> dict:
+        """An uploaded file as Wassenger describes one [I]: the content is not kept, its digest is."""
+        kind = mime.split("/", 1)[0]
+        record = {
+            "id": secrets.token_hex(12),
+            "filename": filename,
+            "mime": mime,
+            "size": len(content),
+            "format": kind if kind in ("image", "video", "audio") else "document",
+            "sha256": hashlib.sha256(content).hexdigest(),
+            "createdAt": now_iso(),
+        }
+        with self._lock:
+            self._files[record["id"]] = record
+            self._counts["files_uploaded"] += 1
+        return dict(record)
+
+    def get_file(self, file_id: str) -> dict | None:
+        with self._lock:
+            found = self._files.get(file_id)
+            return dict(found) if found else None
+
+    def files(self) -> list[dict]:
+        with self._lock:
+            return [dict(f) for f in self._files.values()]
+
     def count(self, key: str, n: int = 1) -> None:
         with self._lock:
             self._counts[key] += n
@@ -324,6 +353,7 @@ class Store:
             self._messages.clear()
             self._replied.clear()
             self._sends.clear()
+            self._files.clear()
             self._counts.clear()
             self.generation += 1
             return deleted
