@@ -25,7 +25,7 @@ class ScheduleSpec:
 
 
 SCHEDULES: list[ScheduleSpec] = [
-    # Restart dead senders, reconcile unknown sends, start/complete campaigns [8.5].
+    # Recover what died (leases, cut-short sends), reconcile unknown sends, start/complete campaigns [8.5].
     ScheduleSpec("relance: dispatch senders", "messaging.tasks.dispatch", minutes=1),
     # Expired leases and old task results.
     ScheduleSpec("relance: cleanup", "messaging.tasks.cleanup", minutes=10),

@@ -35,7 +35,7 @@ import os
 import socket
 import threading
 import uuid
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import timedelta
 
 from django.conf import settings
@@ -86,7 +86,9 @@ class SenderLoop:
     """Serves the devices it holds, earliest slot first, until `stop()`.
 
     `threads=0` runs every step in the calling thread (tests on a simulated clock, where
-    `clock.sleep` moves time); `only` restricts the loop to some devices.
+    `clock.sleep` moves time), and an error stops the loop there; with threads, an error is
+    logged and the device looked at again a poll later. `only` restricts the loop to some
+    devices.
     """
 
     def __init__(self, *, owner: str | None = None, threads: int | None = None, only=None):
@@ -103,12 +105,16 @@ class SenderLoop:
         self._pool: ThreadPoolExecutor | None = None
         self._thread_connections: set = set()
         self._lock = threading.Lock()
+        self._wake = threading.Event()  # a step finished, a wake-up came, or stop()
+        self._woken = False  # a wake-up came (NOTIFY): look for due devices now
+        self._listener: threading.Thread | None = None
 
     # --- Running -----------------------------------------------------------------------------
 
     def stop(self) -> None:
         """Ask the loop to stop (safe from a signal handler): nothing more is claimed."""
         self.stopping.set()
+        self._wake.set()
 
     def held(self) -> set[int]:
         return set(self.slots) | set(self.busy.values())
@@ -117,6 +123,8 @@ class SenderLoop:
         """Serve until stopped (or, with `until_idle`, until no device has work now)."""
         if self.threads:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="sender")
+            self._listener = threading.Thread(target=self._listen, name="sender-wakeups", daemon=True)
+            self._listener.start()
         try:
             self._announce(clock.now())
             while not self.stopping.is_set():
@@ -140,7 +148,9 @@ class SenderLoop:
             if self._pool is None:
                 self._finish(device_id, self._step(device_id, snapshot))
             else:
-                self.busy[self._pool.submit(self._step, device_id, snapshot)] = device_id
+                future = self._pool.submit(self._step, device_id, snapshot)
+                future.add_done_callback(lambda _: self._wake.set())
+                self.busy[future] = device_id
 
     def _step(self, device_id: int, snapshot) -> Step:
         """One device's slot; a failure of its own is logged and the device looked at again
@@ -151,6 +161,8 @@ class SenderLoop:
             keep = self._keeps(device_id)
             return device_step(device_id=device_id, owner=self.owner, device=snapshot, keep=keep)
         except Exception:
+            if self._pool is None:  # in the caller's thread (tests, a shell): the caller sees it
+                raise
             logger.exception("sender loop: device %s failed its step; looking again later", device_id)
             _drop_broken_connection()
             return Step(None, clock.now() + timedelta(seconds=settings.SENDER_LOOP_POLL_SECONDS))
@@ -186,10 +198,9 @@ class SenderLoop:
         seconds = max(0.0, (until - now).total_seconds())
         if self._pool is None:
             clock.sleep(seconds)
-        elif self.busy:
-            wait(list(self.busy), timeout=seconds, return_when=FIRST_COMPLETED)
-        elif seconds:
-            self.stopping.wait(seconds)
+        elif seconds and not any(f.done() for f in self.busy):
+            self._wake.wait(seconds)
+        self._wake.clear()
 
     def _upkeep_moments(self) -> list:
         renew = self.renewed_at + _lease() / 3
@@ -198,6 +209,9 @@ class SenderLoop:
         return [renew, self.polled_at + timedelta(seconds=settings.SENDER_LOOP_POLL_SECONDS)]
 
     def _poll_due(self, now) -> bool:
+        if self._woken:
+            self._woken = False
+            return True
         if self.only:
             return not self.slots and not self.busy
         return now >= self.polled_at + timedelta(seconds=settings.SENDER_LOOP_POLL_SECONDS)
@@ -211,6 +225,8 @@ class SenderLoop:
                 self.polled_at = now
                 self._take_fair_share(now)
         except Exception:  # the database went away, say: the next round tries again
+            if self._pool is None:
+                raise
             logger.exception("sender loop: lease upkeep failed; trying again")
             _drop_broken_connection()
 
@@ -270,6 +286,25 @@ class SenderLoop:
     def _release(self, device_ids) -> None:
         _rows(_RELEASE_SQL, owner=self.owner, ids=list(device_ids), returning=False)
 
+    def _listen(self) -> None:
+        """Wake the loop when a launch, a resume or a reply gives a device work (NOTIFY from
+        messaging.dispatch.senders_wake): Message 2 need not wait for the next poll."""
+        import psycopg
+
+        from config.embedded_pg import url_for
+        from messaging.dispatch import WAKE_CHANNEL
+
+        url = url_for(connection.settings_dict).replace("postgres://", "postgresql://", 1)
+        try:
+            with psycopg.connect(url, autocommit=True) as listener:
+                listener.execute(f"LISTEN {WAKE_CHANNEL}")
+                while not self.stopping.is_set():
+                    for _ in listener.notifies(timeout=0.25, stop_after=1):
+                        self._woken = True
+                        self._wake.set()
+        except Exception:  # the loop still polls: a wake-up is a shortcut, never a need
+            logger.warning("sender loop: no wake-ups (polling only)", exc_info=True)
+
     # --- Stopping --------------------------------------------------------------------------------
 
     def _shutdown(self) -> None:
@@ -290,6 +325,8 @@ class SenderLoop:
             logger.exception("sender loop: could not release its leases")
         for thread_connection in self._thread_connections:
             thread_connection.close()
+        if self._listener is not None:
+            self._listener.join(timeout=2)
 
     def _remember_connection(self) -> None:
         """Each pool thread's own connection, closed by the loop when it stops."""

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from campaigns.contacts import contact_opt_out
 from campaigns.lifecycle import campaign_cancel
 from campaigns.models import Campaign, CampaignStatus, Contact, WhatsAppStatus
+from messaging import dispatch as dispatch_module
 from messaging import wassenger
 from messaging.claims import device_snapshot, message_claim
 from messaging.devices import device_resume
@@ -730,3 +731,60 @@ def test_saving_a_device_in_the_admin_keeps_the_columns_the_sender_wrote_meanwhi
     device.refresh_from_db()
     assert device.label == "Renamed"
     assert {name: getattr(device, name) for name in sender_columns} == sender_columns
+
+
+# --- The dispatcher's budget (issue 19) -----------------------------------------------------------
+
+
+def unknown_sends(fake_clock, api, device, settings, count: int) -> list[Message]:
+    campaign = sending_campaign(device, contacts=count)
+    Message.objects.filter(campaign=campaign).update(
+        status=MessageStatus.UNKNOWN, next_attempt_at=fake_clock.now(), attempts=1
+    )
+    return list(Message.objects.filter(campaign=campaign).order_by("pk"))
+
+
+def test_one_bad_row_is_logged_and_skipped_and_never_breaks_the_tick(
+    fake_clock, api, device, settings, monkeypatch, caplog
+):
+    bad, *good = unknown_sends(fake_clock, api, device, settings, 4)
+    real = dispatch_module.message_reconcile
+
+    def reconcile(message, **options):
+        if message.pk == bad.pk:
+            raise RuntimeError("a row the code did not foresee")
+        return real(message, **options)
+
+    monkeypatch.setattr(dispatch_module, "message_reconcile", reconcile)
+    monkeypatch.setattr(dispatch_module.lifecycle, "campaigns_start_due", lambda: 1 / 0)
+    report = dispatch_run()
+    assert report["reconciled"] == 3 and report["campaigns_started"] == 0  # the others ran
+    assert {m.status for m in Message.objects.filter(pk__in=[m.pk for m in good])} == {MessageStatus.PENDING}
+    assert Message.objects.get(pk=bad.pk).status == MessageStatus.UNKNOWN  # looked at again later
+    logged = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert f"reconciling message {bad.pk} failed; skipped until the next tick" in logged
+    assert "dispatch: campaigns_started failed; the next tick tries again" in logged
+
+
+def test_reconciliation_stays_within_the_ticks_budget_when_wassenger_is_slow(
+    fake_clock, api, device, settings, monkeypatch
+):
+    import time as real_time
+
+    unknown_sends(fake_clock, api, device, settings, 6)
+    settings.DISPATCH_BUDGET_SECONDS, settings.RECONCILE_SLICE = 0.5, 100
+    timeouts = []
+
+    def slow_lookup(reference, *, timeout=None):
+        timeouts.append(timeout)
+        real_time.sleep(0.2)
+        raise wassenger.OutcomeUnknown("no answer")
+
+    monkeypatch.setattr(wassenger, "find_message_by_reference", slow_lookup)
+    started = real_time.monotonic()
+    dispatch_run()
+    assert real_time.monotonic() - started < 1.0 and len(timeouts) == 3  # the rest next tick
+    assert set(timeouts) == {settings.RECONCILE_LOOKUP_TIMEOUT}  # each lookup with a short timeout
+    settings.RECONCILE_SLICE = 2
+    dispatch_run()
+    assert len(timeouts) == 5  # a bounded slice a tick

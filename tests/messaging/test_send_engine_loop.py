@@ -224,3 +224,26 @@ def test_a_loop_killed_with_sigkill_loses_its_devices_to_the_other_within_a_leas
     sent = Counter(m["phone"] for m in sandbox.messages())
     assert sent == dict.fromkeys(Message.objects.values_list("contact__phone", flat=True), 1)
     assert len(devices) == 6
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_wake_up_sends_a_new_message_at_once_not_at_the_next_poll(settings):
+    from messaging.dispatch import senders_wake
+
+    settings.SENDER_LOOP_POLL_SECONDS = 30  # only the wake-up can find the device in time
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        api = fake_wassenger.install(mock)
+        (device,) = devices_with_campaigns([{**FAST_PACING, "messages": 0}], prefix="41")
+        loop = SenderLoop(threads=2)
+        thread = run_in_thread(loop)
+        try:
+            time.sleep(0.5)  # the loop looked once and found nothing
+            (campaign,) = device.campaigns.all()
+            queue_message_1(campaign=campaign, contacts=[Contact.objects.create(phone="+33641000001")])
+            woken = time.monotonic()
+            senders_wake(device.pk)
+            wait_for(lambda: len(api.accepted) == 1, timeout=5, interval=0.01)
+            assert time.monotonic() - woken < 2
+        finally:
+            loop.stop()
+            thread.join(timeout=10)
