@@ -12,7 +12,7 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -99,13 +99,45 @@ def campaigns_start_due() -> int:
 
 def campaigns_complete_finished() -> int:
     """Sending campaigns with nothing left to send and every reply window closed (for
-    CAMPAIGN_COMPLETION_GRACE_SECONDS: replies only get Message 2 while it is sending)."""
+    CAMPAIGN_COMPLETION_GRACE_SECONDS: replies only get Message 2 while it is sending).
+
+    Each is completed under its row lock, and only if it is still sending and still done
+    once locked: an operator's pause or cancel, or a reply's Message 2 created meanwhile
+    (`campaign_share_lock` makes the reply wait for the lock, or the completion for the
+    reply), is never overwritten nor left pending in a completed campaign.
+    """
+    done = Campaign.objects.filter(status=CampaignStatus.SENDING).exclude(Exists(_still_open(OuterRef("pk"))))
+    return sum(_completed_if_still_done(pk) for pk in _ids(done))
+
+
+def _still_open(campaign):
     window = timedelta(hours=settings.REPLY_WINDOW_HOURS, seconds=settings.CAMPAIGN_COMPLETION_GRACE_SECONDS)
-    still_open = Message.objects.filter(campaign=OuterRef("pk")).filter(
+    return Message.objects.filter(campaign=campaign).filter(
         Q(status__in=OPEN_STATUSES) | Q(kind=MessageKind.MESSAGE_1, sent_at__gt=clock.now() - window)
     )
-    done = Campaign.objects.filter(status=CampaignStatus.SENDING).exclude(Exists(still_open))
-    return sum(_moved_if_still(pk, CampaignStatus.SENDING, CampaignStatus.COMPLETED) for pk in _ids(done))
+
+
+@transaction.atomic
+def _completed_if_still_done(campaign_id: int) -> bool:
+    campaign = campaign_locked(campaign_id)
+    if campaign.status != CampaignStatus.SENDING or _still_open(campaign_id).exists():
+        return False
+    campaign.status_save(CampaignStatus.COMPLETED)
+    return True
+
+
+# The table name comes from the model, never from input.
+_SHARE_LOCK_SQL = f"SELECT status FROM {Campaign._meta.db_table} WHERE id = %s FOR SHARE"  # noqa: S608
+
+
+def campaign_share_lock(campaign_id: int) -> str:
+    """Hold the campaign's row against a status change until the transaction ends, and say
+    its status as it is now (whoever changed it before is committed). Many holders at once
+    do not wait for one another: replies processed together on one campaign stay parallel."""
+    with connection.cursor() as cursor:
+        cursor.execute(_SHARE_LOCK_SQL, [campaign_id])
+        row = cursor.fetchone()
+    return row[0] if row else ""
 
 
 def _ids(campaigns) -> list[int]:
