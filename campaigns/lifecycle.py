@@ -17,10 +17,10 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from campaigns.models import Campaign, CampaignStatus
+from campaigns.models import Campaign, CampaignStatus, FailedRetry
 from campaigns.refusals import StatusRefused
 from config import clock
-from messaging.messages import messages_cancel_pending
+from messaging.messages import messages_cancel_pending, messages_requeue_failed, messages_retriable
 from messaging.models import CANCELLED_WITH_CAMPAIGN, OPEN_STATUSES, Message, MessageKind
 
 logger = logging.getLogger(__name__)
@@ -79,6 +79,45 @@ def _campaign_move(campaign: Campaign, status: str, *, allowed_from: set, by) ->
     campaign.status_save(status, by=by)
     logger.info("campaign %s %s by %s", campaign.pk, status, by)
     return campaign
+
+
+RETRIABLE_FROM = {CampaignStatus.SENDING, CampaignStatus.PAUSED, CampaignStatus.COMPLETED}
+
+
+@transaction.atomic
+def campaign_retry_failed(*, campaign: Campaign, by=None) -> int:
+    """ "Send the failed ones again": the campaign's failed Message 1s that Wassenger never
+    accepted, whose contact is on WhatsApp and not opted out, go back to pending with fresh
+    attempts; a completed campaign sends again. Audited; returns how many.
+
+    A contact still never gets Message 1 twice from one campaign: an accepted message is
+    never retried, and the message row (one per contact and campaign) is the one sent again.
+    """
+    campaign = campaign_locked(campaign.pk)
+    if campaign.status not in RETRIABLE_FROM:
+        raise StatusRefused(
+            _("Campaign “%(name)s” is %(current)s: its failed messages cannot be sent again.")
+            % {"name": campaign.name, "current": campaign.get_status_display()}
+        )
+    failed = Message.objects.filter(campaign=campaign, kind=MessageKind.MESSAGE_1)
+    retried = messages_requeue_failed(messages=failed)
+    FailedRetry.objects.create(
+        campaign=campaign,
+        requested_by=by if getattr(by, "pk", None) else None,
+        requested_at=clock.now(),
+        messages_retried=retried,
+    )
+    if retried and campaign.status == CampaignStatus.COMPLETED:
+        campaign.status_save(CampaignStatus.SENDING, by=by)
+    if retried:
+        sender_start(campaign.device_id)
+    logger.info("campaign %s: %s failed messages sent again by %s", campaign.pk, retried, by)
+    return retried
+
+
+def failed_retriable_count(campaign: Campaign) -> int:
+    """How many a "send the failed ones again" would send again now."""
+    return messages_retriable(Message.objects.filter(campaign=campaign, kind=MessageKind.MESSAGE_1)).count()
 
 
 _VERBS = {

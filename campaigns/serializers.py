@@ -229,6 +229,11 @@ class CancelResultSerializer(serializers.Serializer):
     messages_cancelled = serializers.IntegerField()
 
 
+class RetryResultSerializer(serializers.Serializer):
+    campaign = CampaignSerializer()
+    messages_retried = serializers.IntegerField(help_text="Failed Message 1s put back in the queue.")
+
+
 class CampaignStatsSerializer(serializers.Serializer):
     messages = serializers.IntegerField(help_text="All messages of the campaign.")
     by_kind = serializers.DictField(
