@@ -19,6 +19,10 @@ from django.db.models import Count
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.formats import localize
+from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
+from django.utils.timezone import localtime
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
@@ -27,6 +31,7 @@ from campaigns.contacts import contact_opt_out
 from campaigns.importing import ImportFailed, contacts_import, upload_refusal
 from campaigns.launch import campaign_launch, launched_message
 from campaigns.launch_page import STATUS_MOVES, launch_page_context, move_allowed, move_pending, move_run
+from campaigns.lifecycle import failed_retriable_count
 from campaigns.media import campaign_attachments
 from campaigns.models import Campaign, Category, Contact, VerificationJob
 from campaigns.refusals import CampaignRefused
@@ -243,10 +248,28 @@ class CampaignAdmin(admin.ModelAdmin):
         "launched_at",
         "launched_by",
         "finished_at",
+        "failed_retries",
         "created_at",
         "updated_at",
     ]
     actions = ["launch_selected", "clone_selected", "verify_recipients"]
+
+    @admin.display(description=gettext_lazy("failed ones sent again"))
+    def failed_retries(self, campaign):
+        """The audit of "send the failed ones again": who, when, how many (the latest 20)."""
+        if campaign.pk is None:
+            return "—"
+        retries = campaign.failed_retries.select_related("requested_by")[:20]
+        rows = [
+            _("%(when)s by %(who)s: %(count)d sent again")
+            % {
+                "when": localize(localtime(r.requested_at)),
+                "who": r.requested_by or "—",
+                "count": r.messages_retried,
+            }
+            for r in retries
+        ]
+        return format_html_join(mark_safe("<br>"), "{}", ((row,) for row in rows)) or "—"
 
     def get_readonly_fields(self, request, obj=None):
         return [*(obj.frozen_fields() if obj else ()), *self.readonly_fields]
@@ -259,6 +282,13 @@ class CampaignAdmin(admin.ModelAdmin):
         if not change:
             obj.created_by = request.user
         super().save_model(request, obj, form, change)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        campaign = self.get_object(request, unquote(object_id))
+        retriable = failed_retriable_count(campaign) if campaign is not None else 0
+        return super().change_view(
+            request, object_id, form_url, {**(extra_context or {}), "retriable": retriable}
+        )
 
     def get_urls(self):
         name = f"{self.opts.app_label}_{self.opts.model_name}"
@@ -351,6 +381,7 @@ class CampaignAdmin(admin.ModelAdmin):
         context = {
             **self._context(request, campaign, title),
             "move": STATUS_MOVES[move],
+            "move_name": move,
             "pending": move_pending(campaign=campaign, move=move),
             "allowed": move_allowed(campaign=campaign, move=move),
         }

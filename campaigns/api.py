@@ -23,7 +23,7 @@ from campaigns.cloning import campaign_clone
 from campaigns.contacts import ContactRow, contact_opt_out, contacts_upsert
 from campaigns.figures import funnel_by_variant
 from campaigns.launch import campaign_launch, launch_preview
-from campaigns.lifecycle import campaign_cancel, campaign_pause, campaign_resume
+from campaigns.lifecycle import campaign_cancel, campaign_pause, campaign_resume, campaign_retry_failed
 from campaigns.models import Campaign, CampaignStatus, Category, Contact
 from campaigns.refusals import CampaignRefused
 from campaigns.serializers import (
@@ -37,6 +37,7 @@ from campaigns.serializers import (
     LaunchResultSerializer,
     QuotaRefusalSerializer,
     RefusalSerializer,
+    RetryResultSerializer,
     TestSendRequestSerializer,
     TestSendResultSerializer,
 )
@@ -374,6 +375,19 @@ class CampaignViewSet(ApiViewSetMixin, viewsets.ModelViewSet):
             return refusal_response(refusal)
         campaign.refresh_from_db()
         return Response({"campaign": CampaignSerializer(campaign).data, "messages_cancelled": cancelled})
+
+    @extend_schema(request=None, responses={200: RetryResultSerializer, 409: _REFUSED})
+    @action(detail=True, methods=["post"], url_path="retry-failed")
+    def retry_failed(self, request, pk=None):
+        """Send the failed Message 1s again: those Wassenger never accepted, whose contact is on
+        WhatsApp and not opted out, go back to pending with fresh attempts (a completed
+        campaign sends again). Each call is recorded (who, when, how many)."""
+        try:
+            retried = campaign_retry_failed(campaign=self.get_object(), by=request.user)
+        except CampaignRefused as refusal:
+            return refusal_response(refusal)
+        campaign = self.get_object()
+        return Response({"campaign": CampaignSerializer(campaign).data, "messages_retried": retried})
 
     @extend_schema(responses={200: CampaignStatsSerializer})
     @action(detail=True, methods=["get"])

@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from django.utils.translation import gettext_lazy, ngettext
 
 from campaigns.launch import format_time, launch_preview
-from campaigns.lifecycle import campaign_cancel, campaign_pause, campaign_resume
+from campaigns.lifecycle import (
+    RETRIABLE_FROM,
+    campaign_cancel,
+    campaign_pause,
+    campaign_resume,
+    campaign_retry_failed,
+    failed_retriable_count,
+)
 from campaigns.models import Campaign, CampaignStatus
 from campaigns.refusals import QuotaExceeded
 from messaging.devices import plan_warnings
@@ -70,6 +77,16 @@ STATUS_MOVES = {
         ),
         gettext_lazy("Campaign “%(name)s” cancelled."),
     ),
+    "retry": StatusMove(
+        campaign_retry_failed,
+        gettext_lazy("Send the failed ones again"),
+        gettext_lazy(
+            "Failed Message 1s that Wassenger never accepted go back to the queue with fresh attempts, "
+            "paced like the others. Contacts not on WhatsApp or opted out are left out, and no contact "
+            "receives Message 1 twice."
+        ),
+        gettext_lazy("Campaign “%(name)s”: failed messages sent again."),
+    ),
 }
 
 
@@ -78,11 +95,15 @@ def move_allowed(*, campaign: Campaign, move: str) -> bool:
         "pause": campaign.status == CampaignStatus.SENDING,
         "resume": campaign.status == CampaignStatus.PAUSED,
         "cancel": not campaign.is_final,
+        "retry": campaign.status in RETRIABLE_FROM and failed_retriable_count(campaign) > 0,
     }[move]
 
 
 def move_pending(*, campaign: Campaign, move: str) -> int | None:
-    """How many messages a cancel would cancel (shown on its confirmation), else None."""
+    """How many messages a cancel would cancel, or a retry send again (shown on its
+    confirmation), else None."""
+    if move == "retry":
+        return failed_retriable_count(campaign)
     if move != "cancel":
         return None
     return Message.objects.filter(campaign=campaign, status=MessageStatus.PENDING).count()
@@ -95,5 +116,9 @@ def move_run(*, campaign: Campaign, move: str, by) -> str:
     if move == "cancel":
         done += " " + ngettext(
             "%(count)d pending message cancelled.", "%(count)d pending messages cancelled.", outcome
+        ) % {"count": outcome}
+    if move == "retry":
+        done += " " + ngettext(
+            "%(count)d message goes back to the queue.", "%(count)d messages go back to the queue.", outcome
         ) % {"count": outcome}
     return done

@@ -12,15 +12,15 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from campaigns.models import Campaign, CampaignStatus
+from campaigns.models import Campaign, CampaignStatus, FailedRetry
 from campaigns.refusals import StatusRefused
 from config import clock
-from messaging.messages import messages_cancel_pending
+from messaging.messages import messages_cancel_pending, messages_requeue_failed, messages_retriable
 from messaging.models import CANCELLED_WITH_CAMPAIGN, OPEN_STATUSES, Message, MessageKind
 
 logger = logging.getLogger(__name__)
@@ -81,6 +81,45 @@ def _campaign_move(campaign: Campaign, status: str, *, allowed_from: set, by) ->
     return campaign
 
 
+RETRIABLE_FROM = {CampaignStatus.SENDING, CampaignStatus.PAUSED, CampaignStatus.COMPLETED}
+
+
+@transaction.atomic
+def campaign_retry_failed(*, campaign: Campaign, by=None) -> int:
+    """ "Send the failed ones again": the campaign's failed Message 1s that Wassenger never
+    accepted, whose contact is on WhatsApp and not opted out, go back to pending with fresh
+    attempts; a completed campaign sends again. Audited; returns how many.
+
+    A contact still never gets Message 1 twice from one campaign: an accepted message is
+    never retried, and the message row (one per contact and campaign) is the one sent again.
+    """
+    campaign = campaign_locked(campaign.pk)
+    if campaign.status not in RETRIABLE_FROM:
+        raise StatusRefused(
+            _("Campaign “%(name)s” is %(current)s: its failed messages cannot be sent again.")
+            % {"name": campaign.name, "current": campaign.get_status_display()}
+        )
+    failed = Message.objects.filter(campaign=campaign, kind=MessageKind.MESSAGE_1)
+    retried = messages_requeue_failed(messages=failed)
+    FailedRetry.objects.create(
+        campaign=campaign,
+        requested_by=by if getattr(by, "pk", None) else None,
+        requested_at=clock.now(),
+        messages_retried=retried,
+    )
+    if retried and campaign.status == CampaignStatus.COMPLETED:
+        campaign.status_save(CampaignStatus.SENDING, by=by)
+    if retried:
+        sender_start(campaign.device_id)
+    logger.info("campaign %s: %s failed messages sent again by %s", campaign.pk, retried, by)
+    return retried
+
+
+def failed_retriable_count(campaign: Campaign) -> int:
+    """How many a "send the failed ones again" would send again now."""
+    return messages_retriable(Message.objects.filter(campaign=campaign, kind=MessageKind.MESSAGE_1)).count()
+
+
 _VERBS = {
     CampaignStatus.PAUSED: gettext_lazy("paused"),
     CampaignStatus.SENDING: gettext_lazy("resumed"),
@@ -99,13 +138,45 @@ def campaigns_start_due() -> int:
 
 def campaigns_complete_finished() -> int:
     """Sending campaigns with nothing left to send and every reply window closed (for
-    CAMPAIGN_COMPLETION_GRACE_SECONDS: replies only get Message 2 while it is sending)."""
+    CAMPAIGN_COMPLETION_GRACE_SECONDS: replies only get Message 2 while it is sending).
+
+    Each is completed under its row lock, and only if it is still sending and still done
+    once locked: an operator's pause or cancel, or a reply's Message 2 created meanwhile
+    (`campaign_share_lock` makes the reply wait for the lock, or the completion for the
+    reply), is never overwritten nor left pending in a completed campaign.
+    """
+    done = Campaign.objects.filter(status=CampaignStatus.SENDING).exclude(Exists(_still_open(OuterRef("pk"))))
+    return sum(_completed_if_still_done(pk) for pk in _ids(done))
+
+
+def _still_open(campaign):
     window = timedelta(hours=settings.REPLY_WINDOW_HOURS, seconds=settings.CAMPAIGN_COMPLETION_GRACE_SECONDS)
-    still_open = Message.objects.filter(campaign=OuterRef("pk")).filter(
+    return Message.objects.filter(campaign=campaign).filter(
         Q(status__in=OPEN_STATUSES) | Q(kind=MessageKind.MESSAGE_1, sent_at__gt=clock.now() - window)
     )
-    done = Campaign.objects.filter(status=CampaignStatus.SENDING).exclude(Exists(still_open))
-    return sum(_moved_if_still(pk, CampaignStatus.SENDING, CampaignStatus.COMPLETED) for pk in _ids(done))
+
+
+@transaction.atomic
+def _completed_if_still_done(campaign_id: int) -> bool:
+    campaign = campaign_locked(campaign_id)
+    if campaign.status != CampaignStatus.SENDING or _still_open(campaign_id).exists():
+        return False
+    campaign.status_save(CampaignStatus.COMPLETED)
+    return True
+
+
+# The table name comes from the model, never from input.
+_SHARE_LOCK_SQL = f"SELECT status FROM {Campaign._meta.db_table} WHERE id = %s FOR SHARE"  # noqa: S608
+
+
+def campaign_share_lock(campaign_id: int) -> str:
+    """Hold the campaign's row against a status change until the transaction ends, and say
+    its status as it is now (whoever changed it before is committed). Many holders at once
+    do not wait for one another: replies processed together on one campaign stay parallel."""
+    with connection.cursor() as cursor:
+        cursor.execute(_SHARE_LOCK_SQL, [campaign_id])
+        row = cursor.fetchone()
+    return row[0] if row else ""
 
 
 def _ids(campaigns) -> list[int]:

@@ -139,7 +139,8 @@ CAMPAIGN_TRANSITIONS = {
     CampaignStatus.SCHEDULED: {CampaignStatus.SENDING},
     CampaignStatus.SENDING: {CampaignStatus.PAUSED, CampaignStatus.COMPLETED},
     CampaignStatus.PAUSED: {CampaignStatus.SENDING},
-    CampaignStatus.COMPLETED: set(),
+    # Reopened by "send the failed ones again" (campaigns/lifecycle.py campaign_retry_failed).
+    CampaignStatus.COMPLETED: {CampaignStatus.SENDING},
     CampaignStatus.CANCELLED: set(),
 }
 for _status in set(CampaignStatus) - FINAL_CAMPAIGN_STATUSES:
@@ -165,6 +166,25 @@ FROZEN_AFTER_LAUNCH = (
 )
 # The one list of columns a status move writes (`Campaign.status_save`).
 STATUS_FIELDS = ["status", "launched_at", "launched_by", "finished_at", "updated_at"]
+
+
+class FailedRetry(models.Model):
+    """An operator's "send the failed ones again": who, when, and how many went back."""
+
+    campaign = models.ForeignKey("Campaign", on_delete=models.CASCADE, related_name="failed_retries")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, verbose_name=_("by")
+    )
+    requested_at = models.DateTimeField(_("at"))
+    messages_retried = models.PositiveIntegerField(_("messages sent again"))
+
+    class Meta:
+        ordering = ["-requested_at"]
+        verbose_name = _("retry of failed messages")
+        verbose_name_plural = _("retries of failed messages")
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id}: {self.messages_retried} @ {self.requested_at:%Y-%m-%d %H:%M}"
 
 
 class InvalidTransition(ValueError):
@@ -316,6 +336,8 @@ class Campaign(models.Model):
         self.status = status
         if status in FINAL_CAMPAIGN_STATUSES:
             self.finished_at = clock.now()
+        else:  # a completed campaign reopened to send its failed messages again
+            self.finished_at = None
 
     def status_save(self, status: str, *, by=None) -> None:
         """Move to `status` and save it with its timestamps: the only writer of a campaign's

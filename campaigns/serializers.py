@@ -284,6 +284,11 @@ class VariantFunnelSerializer(serializers.Serializer):
     message_2_sent = serializers.IntegerField(source="counts.message_2_sent")
 
 
+class RetryResultSerializer(serializers.Serializer):
+    campaign = CampaignSerializer()
+    messages_retried = serializers.IntegerField(help_text="Failed Message 1s put back in the queue.")
+
+
 class CampaignStatsSerializer(serializers.Serializer):
     messages = serializers.IntegerField(help_text="All messages of the campaign.")
     by_kind = serializers.DictField(

@@ -26,6 +26,7 @@ from campaigns.cloning import campaign_clone, cloned_message
 from campaigns.figures import campaign_counts, campaign_progress, failures_by_reason, funnel_by_variant
 from campaigns.launch import campaign_launch, launched_message
 from campaigns.launch_page import STATUS_MOVES, launch_page_context, move_pending, move_run
+from campaigns.lifecycle import failed_retriable_count
 from campaigns.media import attachment_open, campaign_attachments
 from campaigns.models import Campaign, CampaignStatus, Category, Contact, WhatsAppStatus
 from campaigns.refusals import CampaignRefused
@@ -148,6 +149,7 @@ def campaign_detail(request, pk: int):
         "timeline_status": status if status in MessageStatus.values else "",
         "message_statuses": MessageStatus.choices,
         "can_act": _can_act(request.user),
+        "retriable": failed_retriable_count(campaign),
         "refresh_seconds": settings.OPERATOR_REFRESH_SECONDS,
         "live": not campaign.is_final and campaign.status != CampaignStatus.DRAFT,
     }

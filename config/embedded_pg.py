@@ -14,11 +14,13 @@ That way the app can restart freely while the database keeps its data and stays 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
 import sys
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -52,21 +54,42 @@ def is_running() -> bool:
 
 
 def ensure_running() -> dict:
-    """Start the server if needed, create our database, return Django's DATABASES entry."""
+    """Start the server if needed, create our database, return Django's DATABASES entry.
+
+    Two commands started at the same moment on a fresh checkout (`make run` in one terminal,
+    `manage.py shell` in another) would both run initdb or both CREATE DATABASE, and one would
+    crash: a lock file next to the data directory lets one start and create while the other
+    waits, then finds both done.
+    """
     info = _postmaster()
-    if info is None:
-        PGDATA.parent.mkdir(parents=True, exist_ok=True)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            info = _pgserver().get_server(PGDATA, cleanup_mode=None).get_postmaster_info()
-    socket_dir = info.socket_dir
-    _ensure_database(str(socket_dir))
+    if info is None or not _database_exists(str(info.socket_dir)):
+        with _start_lock():
+            info = _postmaster() or _server_start()
+            _ensure_database(str(info.socket_dir))
     return {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": DATABASE_NAME,
         "USER": "postgres",
-        "HOST": str(socket_dir),
+        "HOST": str(info.socket_dir),
     }
+
+
+@contextmanager
+def _start_lock():
+    """An exclusive lock between the processes of this checkout, held while starting."""
+    PGDATA.parent.mkdir(parents=True, exist_ok=True)
+    with open(PGDATA.parent / f"{PGDATA.name}.start.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _server_start():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _pgserver().get_server(PGDATA, cleanup_mode=None).get_postmaster_info()
 
 
 def url_for(settings_entry: dict, name: str | None = None) -> str:
@@ -80,13 +103,21 @@ def url_for(settings_entry: dict, name: str | None = None) -> str:
     return f"postgres://{user}:{password}@{host}:{port}/{database}"
 
 
-def _ensure_database(socket_dir: str) -> None:
+def _database_exists(socket_dir: str) -> bool:
     import psycopg
 
     with psycopg.connect(host=socket_dir, user="postgres", dbname="postgres", autocommit=True) as c:
-        exists = c.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE_NAME]).fetchone()
-        if not exists:
-            c.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+        found = c.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE_NAME]).fetchone()
+    return found is not None
+
+
+def _ensure_database(socket_dir: str) -> None:
+    import psycopg
+
+    if _database_exists(socket_dir):
+        return
+    with psycopg.connect(host=socket_dir, user="postgres", dbname="postgres", autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
 
 
 def stop() -> None:

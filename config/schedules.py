@@ -39,6 +39,11 @@ SCHEDULES: list[ScheduleSpec] = [
     # day just ended is reported (a DAILY schedule would follow a local TIME_ZONE's summer
     # time, and a missed run would lose the day).
     ScheduleSpec("relance: daily rollover", "monitoring.tasks.daily_rollover", minutes=5),
+    # The number checks' cluster says it is alive: the schedule runs on it alone
+    # (settings.VERIFY_CLUSTER), so a dead one is seen even while the default one runs.
+    ScheduleSpec(
+        "relance: number checks heartbeat", "monitoring.tasks.verify_heartbeat", minutes=1, cluster="verify"
+    ),
 ]
 
 

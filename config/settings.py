@@ -350,6 +350,9 @@ ALERT_FAILURE_RATE = env.float("ALERT_FAILURE_RATE", default=0.2)
 ALERT_FAILURE_MIN_ATTEMPTS = env.int("ALERT_FAILURE_MIN_ATTEMPTS", default=20)
 # /health/ answers 503 when the workers' heartbeat (written every 2 minutes) is older.
 HEALTH_HEARTBEAT_MAX_AGE_SECONDS = env.float("HEALTH_HEARTBEAT_MAX_AGE_SECONDS", default=300.0)
+# Senders are stuck when a device the pacing lets send has had messages due this long with
+# nothing sent (above a batch pause and a gap, so that ordinary waiting never counts).
+SENDER_STUCK_SECONDS = env.float("SENDER_STUCK_SECONDS", default=600.0)
 
 # --- Background work (django-q2, ORM broker on the same database) ----------------------
 # See "django-q2 facts" in DESIGN: every task is safe to run twice; `retry` is far above

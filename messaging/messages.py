@@ -1,4 +1,5 @@
-"""Messages that will not be sent after all: the one place pending messages are cancelled.
+"""Messages that will not be sent after all, or will be sent again: the one place pending
+messages are cancelled and failed ones put back.
 
 Opting a contact out, cancelling a campaign and the dispatcher's sweep (which catches a
 message that was in flight at that moment and came back to `pending`) all call
@@ -21,3 +22,29 @@ def messages_cancel_pending(*, messages: QuerySet[Message], reason: str, now: da
     """Cancel those of `messages` still pending, saying `reason`; returns how many."""
     pending = messages.filter(status=MessageStatus.PENDING)
     return pending.update(status=MessageStatus.CANCELLED, last_error=reason, updated_at=now or clock.now())
+
+
+def messages_retriable(messages: QuerySet[Message]) -> QuerySet[Message]:
+    """Those of `messages` that failed before Wassenger accepted them, for a reason about the
+    link or the moment rather than the contact: not the ones Wassenger accepted (it may have
+    delivered them), nor a contact not on WhatsApp or opted out since."""
+    from campaigns.models import WhatsAppStatus
+
+    return (
+        messages.filter(status=MessageStatus.FAILED, wassenger_id="", sent_at__isnull=True)
+        .exclude(contact__whatsapp_status=WhatsAppStatus.INVALID)
+        .exclude(contact__opted_out_at__isnull=False)
+    )
+
+
+def messages_requeue_failed(*, messages: QuerySet[Message], now: datetime | None = None) -> int:
+    """Put the retriable ones of `messages` back to pending with fresh attempts; how many."""
+    now = now or clock.now()
+    return messages_retriable(messages).update(
+        status=MessageStatus.PENDING,
+        attempts=0,
+        next_attempt_at=now,
+        failed_at=None,
+        last_error="",
+        updated_at=now,
+    )

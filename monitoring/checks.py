@@ -27,7 +27,14 @@ from messaging.devices import (
 from messaging.models import Device
 from monitoring.alerts import incident_close, incident_open, incident_sync
 from monitoring.figures import LEVEL_ORDER, AlertLevel, DeviceFigures, daily_figures
-from monitoring.health import HEARTBEAT_NAME, Workers, heartbeat_write, messages_check, workers_state
+from monitoring.health import (
+    SENDERS,
+    Workers,
+    heartbeat_write,
+    messages_check,
+    senders_stuck_check,
+    workers_state,
+)
 from monitoring.models import DailyReport, Incident
 
 logger = logging.getLogger(__name__)
@@ -38,7 +45,9 @@ def health_check_run() -> dict:
     report = {"wassenger": wassenger_check(), "messages": messages_check()}
     heartbeat_write(report)
     devices_incident_sync()  # from what the check or a `number:session` event last said
-    workers_incident_sync(workers_state())  # the heartbeat is fresh again: an outage is over
+    workers = workers_state()
+    workers_incident_sync(workers)  # the heartbeat is fresh again: an outage is over
+    senders_stuck_incident_sync(workers)
     today = daily_figures(clock.now().date())
     for row in today:
         alerts_for_device(row)
@@ -46,8 +55,27 @@ def health_check_run() -> dict:
 
 
 def workers_incident_sync(workers: Workers) -> None:
-    """Open the "workers down" incident while they are, close it once they are back."""
-    incident_sync(kind="workers_down", key=HEARTBEAT_NAME, active=workers.down, summary=workers.summary)
+    """One "workers down" incident per cluster (and for the sender loops) while it is
+    silent, closed once it beats again."""
+    for watched in workers.watched:
+        incident_sync(kind="workers_down", key=watched.name, active=watched.down, summary=watched.summary)
+
+
+def senders_stuck_incident_sync(workers: Workers) -> None:
+    """Senders up, yet a device that may send has had messages due for long: one incident
+    per device, closed once it sends (or stops being due). Senders down is its own incident."""
+    stuck = senders_stuck_check()["devices"] if not workers.of(SENDERS).stale else []
+    stuck_ids = {d["id"]: d for d in stuck}
+    open_now = Incident.objects.filter(kind="senders_stuck", closed_at=None)
+    open_keys = set(open_now.values_list("key", flat=True))
+    for key in open_keys | {str(i) for i in stuck_ids}:
+        found = stuck_ids.get(int(key))
+        summary = (
+            f"Senders stuck: device {key} has had messages due for {found['due_for_seconds']} s, none sent"
+            if found
+            else f"Senders stuck: device {key}"
+        )
+        incident_sync(kind="senders_stuck", key=key, active=found is not None, summary=summary)
 
 
 def wassenger_check() -> dict:

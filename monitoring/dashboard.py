@@ -19,7 +19,7 @@ from campaigns.models import Campaign, CampaignStatus, Category, Contact
 from messaging.devices import plan_warnings
 from messaging.models import Device, Message
 from monitoring.figures import DeviceFigures, daily_figures
-from monitoring.health import messages_check, workers_check
+from monitoring.health import messages_check, senders_stuck_check, workers_check
 
 # --- Devices, chart, workers ----------------------------------------------------------------
 
@@ -73,8 +73,9 @@ class Dashboard:
     gauges: list[Gauge]
     hours: list[HourBar]
     campaigns: list[CampaignProgress]
-    workers: dict  # health.workers_check(): ok, heartbeat_age_seconds, cluster_status_published
+    workers: dict  # health.workers_check(): ok, each cluster's heartbeat (clusters), silent ones
     messages: dict  # health.messages_check(): due, stuck
+    senders_stuck: list[dict] = ()  # health.senders_stuck_check()'s devices
     banners: list[str] = ()  # open incidents of a banned or unlinked number, for the top of the page
 
     @property
@@ -93,6 +94,7 @@ def dashboard(*, now: datetime) -> Dashboard:
         campaigns=campaigns_in_progress(now=now),
         workers=workers_check(),
         messages=messages_check(),
+        senders_stuck=senders_stuck_check()["devices"],
         banners=number_banners(),
     )
 

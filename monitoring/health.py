@@ -1,8 +1,8 @@
 """Is Relance healthy? Findings for `/health/`, the dashboard, the 2-minute check and `check_workers`.
 
-Healthy means: the database answers, the cluster's heartbeat is fresh, and no device is
-halted. Workers are judged down from the outside (a stale heartbeat and no cluster
-status in the shared cache), because dead workers cannot report themselves.
+Healthy means: the database answers, every cluster's heartbeat and the sender loops' are
+fresh, no sender is stuck, and no device is halted. Workers are judged down from the
+outside (a stale heartbeat), because dead workers cannot report themselves.
 
 Everything here only reads and returns findings: a GET of `/health/` or of the dashboard
 changes nothing. Incidents (and their emails) are opened and closed from these findings by
@@ -20,22 +20,47 @@ from config import clock
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT_NAME = "cluster"
+HEARTBEAT_NAME = "default"  # the default cluster's, written by its 2-minute health check
+
+# Everything that must be seen alive, each judged by its own heartbeat: the default cluster
+# (its health check, every 2 minutes), the number checks' cluster (a one-minute heartbeat task
+# scheduled on it, and each number a running bulk check records, since one long job keeps
+# its only worker busy) and the sender loops (their presence row, renewed every third of a
+# lease; any one alive is enough). The names are what /health/ and the incidents say.
+DEFAULT, VERIFY, SENDERS = HEARTBEAT_NAME, "verify", "senders"
+WATCHED = (DEFAULT, VERIFY, SENDERS)
 
 
-def heartbeat_write(details: dict | None = None) -> None:
+def heartbeat_write(details: dict | None = None, *, name: str = HEARTBEAT_NAME) -> None:
     from monitoring.models import Heartbeat
 
-    Heartbeat.objects.update_or_create(
-        name=HEARTBEAT_NAME, defaults={"beat_at": clock.now(), "details": details or {}}
-    )
+    Heartbeat.objects.update_or_create(name=name, defaults={"beat_at": clock.now(), "details": details or {}})
+
+
+def heartbeat_beat(name: str) -> None:
+    """Say `name` is alive (any process may call it), keeping its last details."""
+    from monitoring.models import Heartbeat
+
+    now = clock.now()
+    if not Heartbeat.objects.filter(name=name).update(beat_at=now):
+        Heartbeat.objects.get_or_create(name=name, defaults={"beat_at": now})
+
+
+def heartbeat_ages() -> dict[str, float | None]:
+    """Seconds since each watched one was last seen; None: never."""
+    from django.db.models import Max
+
+    from messaging.models import SenderLoop
+    from monitoring.models import Heartbeat
+
+    seen = dict(Heartbeat.objects.filter(name__in=WATCHED).values_list("name", "beat_at"))
+    seen[SENDERS] = SenderLoop.objects.aggregate(last=Max("seen_at"))["last"]
+    now = clock.now()
+    return {name: None if seen.get(name) is None else (now - seen[name]).total_seconds() for name in WATCHED}
 
 
 def heartbeat_age_seconds() -> float | None:
-    from monitoring.models import Heartbeat
-
-    beat = Heartbeat.objects.filter(name=HEARTBEAT_NAME).values_list("beat_at", flat=True).first()
-    return None if beat is None else (clock.now() - beat).total_seconds()
+    return heartbeat_ages()[DEFAULT]
 
 
 def wassenger_last_check() -> dict:
@@ -62,32 +87,55 @@ def cluster_reports_itself() -> bool:
 
 
 @dataclass(frozen=True)
-class Workers:
-    """What the heartbeat and the shared cache say of the workers."""
+class Watched:
+    """One cluster (or the sender loops) as its heartbeat shows it."""
 
-    heartbeat_age_seconds: float | None  # None: no heartbeat written yet
-    cluster_status_published: bool
+    name: str
+    age_seconds: float | None  # None: never seen
+    first_start: bool  # nothing seen yet of it while a cluster already reports itself
 
     @property
     def stale(self) -> bool:
-        age = self.heartbeat_age_seconds
-        return age is None or age > settings.HEALTH_HEARTBEAT_MAX_AGE_SECONDS
+        return self.age_seconds is None or self.age_seconds > settings.HEALTH_HEARTBEAT_MAX_AGE_SECONDS
 
     @property
     def down(self) -> bool:
-        """Stale, except on a first start: no heartbeat written yet while a cluster already
-        reports itself, whose health check is about to run.
-
-        A cluster reporting itself is no proof that the default one (which writes the
-        heartbeat) is alive: the senders' and the number checks' clusters report themselves
-        under the same name.
-        """
-        return self.stale and (self.heartbeat_age_seconds is not None or not self.cluster_status_published)
+        """Stale, except on a first start: never seen yet while a cluster already reports
+        itself (its first heartbeat is about to come)."""
+        return self.stale and not (self.age_seconds is None and self.first_start)
 
     @property
     def summary(self) -> str:
-        age = self.heartbeat_age_seconds
-        return "Workers down: " + ("no heartbeat yet" if age is None else f"last heartbeat {age:.0f} s ago")
+        age = self.age_seconds
+        last = "no heartbeat yet" if age is None else f"last heartbeat {age:.0f} s ago"
+        return f"Workers down ({self.name}): {last}"
+
+    def as_check(self) -> dict:
+        age = self.age_seconds
+        return {"ok": not self.stale, "heartbeat_age_seconds": None if age is None else round(age, 1)}
+
+
+@dataclass(frozen=True)
+class Workers:
+    """What the heartbeats and the shared cache say of every cluster and the sender loops."""
+
+    watched: tuple[Watched, ...]
+    cluster_status_published: bool
+
+    def of(self, name: str) -> Watched:
+        return next(w for w in self.watched if w.name == name)
+
+    @property
+    def heartbeat_age_seconds(self) -> float | None:
+        return self.of(DEFAULT).age_seconds
+
+    @property
+    def stale(self) -> bool:
+        return any(w.stale for w in self.watched)
+
+    @property
+    def down(self) -> bool:
+        return any(w.down for w in self.watched)
 
     def as_check(self) -> dict:
         age = self.heartbeat_age_seconds
@@ -95,16 +143,60 @@ class Workers:
             "ok": not self.stale,
             "heartbeat_age_seconds": None if age is None else round(age, 1),
             "cluster_status_published": self.cluster_status_published,
+            "clusters": {w.name: w.as_check() for w in self.watched},
+            "silent": [w.name for w in self.watched if w.stale],
         }
 
 
 def workers_state() -> Workers:
-    return Workers(heartbeat_age_seconds(), cluster_reports_itself())
+    published = cluster_reports_itself()
+    ages = heartbeat_ages()
+    return Workers(tuple(Watched(name, ages[name], published) for name in WATCHED), published)
 
 
 def workers_check() -> dict:
     """Stale heartbeat: unhealthy. Whether that makes an incident is the checks' call."""
     return workers_state().as_check()
+
+
+def senders_stuck_check() -> dict:
+    """Devices the pacing lets send now, with messages due for longer than
+    SENDER_STUCK_SECONDS and no send in that time: the sender loops may be up, yet nothing
+    goes out. A halted device, one that cannot reach Wassenger (its breaker), one waiting
+    for its pause, its daily limit or its send window is waiting, not stuck."""
+    from django.db.models import OuterRef, Subquery
+
+    from messaging.claims import devices_with_sending_facts
+    from messaging.models import Device, Message, MessageStatus
+    from messaging.pacing import Action
+    from messaging.sending import sender_plan
+
+    now = clock.now()
+    limit = timedelta(seconds=settings.SENDER_STUCK_SECONDS)
+    ids = Device.objects.filter(halted_at=None, link_down_since=None).values_list("pk", flat=True)
+    idle = [
+        device.pk
+        for device in devices_with_sending_facts(list(ids), now)
+        if (plan := sender_plan(device, now)) is not None
+        and plan.action == Action.SEND
+        and (device.last_sent_at is None or now - device.last_sent_at > limit)
+    ]
+    if not idle:
+        return {"ok": True, "devices": []}
+    # The message its sender would claim next (the claim's order and index), and since when.
+    next_due = Message.objects.filter(
+        device_id=OuterRef("pk"),
+        status=MessageStatus.PENDING,
+        next_attempt_at__lte=now,
+        campaign__status="sending",
+    ).order_by("-kind", "id")
+    due = Device.objects.filter(pk__in=idle).annotate(due_at=Subquery(next_due.values("next_attempt_at")[:1]))
+    stuck = [
+        {"id": pk, "due_for_seconds": round((now - due_at).total_seconds())}
+        for pk, due_at in due.order_by("pk").values_list("pk", "due_at")
+        if due_at is not None and now - due_at > limit
+    ]
+    return {"ok": not stuck, "devices": stuck}
 
 
 def database_check() -> dict:
@@ -162,6 +254,10 @@ def messages_check() -> dict:
     }
 
 
+def name_ok(workers: dict, name: str) -> bool:
+    return workers["clusters"][name]["ok"]
+
+
 def health_report() -> dict:
     """Every check, and whether the whole is healthy (the reasons when it is not)."""
     database = database_check()
@@ -174,11 +270,16 @@ def health_report() -> dict:
         "messages": messages_check(),
         "wassenger": wassenger_last_check(),
     }
-    reasons = []
-    if not checks["workers"]["ok"]:
-        reasons.append(
-            f"workers down: heartbeat older than {settings.HEALTH_HEARTBEAT_MAX_AGE_SECONDS:.0f} s"
-        )
+    reasons = [
+        f"workers down: {name} heartbeat older than {settings.HEALTH_HEARTBEAT_MAX_AGE_SECONDS:.0f} s"
+        for name in checks["workers"]["silent"]
+    ]
+    if name_ok(checks["workers"], SENDERS):
+        checks["senders_stuck"] = senders_stuck_check()
+        reasons += [
+            f"senders stuck: device {d['id']} has had messages due for {d['due_for_seconds']} s, none sent"
+            for d in checks["senders_stuck"]["devices"]
+        ]
     if not checks["devices"]["ok"]:
         reasons.append("a device is halted")
     if any(d["unreachable_since"] for d in checks["devices"]["devices"]):

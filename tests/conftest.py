@@ -45,6 +45,22 @@ def fake_clock(monkeypatch) -> FakeClock:
 
 
 @pytest.fixture
+def other_workers_alive(fake_clock, monkeypatch):
+    """The number checks' cluster and a sender loop alive, beating as the clock moves, so
+    that a test of the default cluster's checks sees only what it is about."""
+    from tests.factories import make_other_workers_beat
+
+    advance = fake_clock.advance
+
+    def advance_and_beat(seconds: float) -> None:
+        advance(seconds)
+        make_other_workers_beat()
+
+    monkeypatch.setattr(fake_clock, "advance", advance_and_beat)
+    make_other_workers_beat()
+
+
+@pytest.fixture
 def manage(monkeypatch, capsys):
     """Run a management command as `manage.py NAME ARGS` does: returns (exit code, out, err)."""
     # run_from_argv closes every connection at the end, which would end the test's transaction.

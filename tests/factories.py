@@ -77,3 +77,23 @@ def queue_message_1(*, campaign: Campaign, contacts: Iterable[Contact], content:
         )
         for contact in contacts
     )
+
+
+def make_workers_alive() -> None:
+    """Every cluster and a sender loop seen just now, as a healthy installation shows them."""
+    from monitoring.health import heartbeat_write
+
+    heartbeat_write()
+    make_other_workers_beat()
+
+
+def make_other_workers_beat() -> None:
+    """The number checks' cluster and the sender loop seen just now (not the default cluster)."""
+    from config import clock
+    from messaging.models import SenderLoop
+    from monitoring.health import VERIFY, heartbeat_beat
+
+    heartbeat_beat(VERIFY)
+    SenderLoop.objects.update_or_create(
+        owner="tests-sender-loop", defaults={"started_at": clock.now(), "seen_at": clock.now()}
+    )

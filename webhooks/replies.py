@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from campaigns.contacts import contact_opt_out
+from campaigns.lifecycle import campaign_share_lock
 from campaigns.models import CampaignStatus, Contact
 from campaigns.phones import phone_normalize
 from campaigns.rendering import render_for_contact
@@ -105,6 +106,9 @@ def reply_record(*, contact: Contact, replied_at: datetime) -> str:
     if contact.opted_out_at is not None:
         return f"contact {contact.pk} opted out: no Message 2"
     answered = list(_unanswered_in_window(contact, replied_at))
+    # The campaign may have completed since the query read it: under its share lock, its
+    # status is the committed one, and it cannot complete until this Message 2 is in.
+    answered = [m for m in answered if campaign_share_lock(m.campaign_id) in FOLLOW_UP_CAMPAIGN_STATUSES]
     if not answered:
         return _why_no_follow_up(contact, replied_at)
     queued = [m for m in answered if _follow_up(message=m, contact=contact, replied_at=replied_at)]

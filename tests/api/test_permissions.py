@@ -51,6 +51,7 @@ MATRIX = [
     ("post", "/api/campaigns/{campaign}/pause/", None, 409),
     ("post", "/api/campaigns/{campaign}/resume/", None, 409),
     ("post", "/api/campaigns/{campaign}/cancel/", None, 200),
+    ("post", "/api/campaigns/{campaign}/retry-failed/", None, 409),  # a draft has nothing sent
     ("get", "/api/campaigns/{campaign}/stats/", None, 200),
     ("get", "/api/messages/", None, 200),
     ("get", "/api/messages/{message}/", None, 200),

@@ -87,8 +87,8 @@ def test_launch_and_finish_times_come_from_the_clock(fake_clock):
     assert campaign.is_final
 
 
-def test_final_statuses_allow_no_move():
-    assert CAMPAIGN_TRANSITIONS[CampaignStatus.COMPLETED] == set()
+def test_a_cancelled_campaign_is_final_and_a_completed_one_only_reopens_to_send_failures_again():
+    assert CAMPAIGN_TRANSITIONS[CampaignStatus.COMPLETED] == {CampaignStatus.SENDING}
     assert CAMPAIGN_TRANSITIONS[CampaignStatus.CANCELLED] == set()
     assert connection.vendor == "postgresql"
 

@@ -55,6 +55,7 @@ def wassenger_up(settings):
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("other_workers_alive")
 def test_a_halted_device_lasting_an_hour_sends_one_email_and_one_when_it_ends(
     fake_clock, admins, wassenger_up
 ):
@@ -71,6 +72,7 @@ def test_a_halted_device_lasting_an_hour_sends_one_email_and_one_when_it_ends(
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("other_workers_alive")
 def test_each_quota_level_is_announced_once_as_it_is_reached(fake_clock, admins, wassenger_up):
     device = make_device(label="Lyon", daily_limit=1000)
     day = DeviceDay.objects.create(device=device, day=fake_clock.now().date(), message_1_count=751)
@@ -91,6 +93,7 @@ def test_each_quota_level_is_announced_once_as_it_is_reached(fake_clock, admins,
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("other_workers_alive")
 def test_a_failure_rate_over_the_setting_raises_one_alert(fake_clock, admins, wassenger_up, settings):
     settings.ALERT_FAILURE_MIN_ATTEMPTS = 4
     device = make_device(label="Nice")
@@ -119,6 +122,7 @@ def test_the_daily_report_counts_by_utc_day_and_is_sent_once(fake_clock, admins)
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("other_workers_alive")
 def test_quota_incidents_of_a_closed_day_are_closed_at_rollover(fake_clock, admins, wassenger_up):
     device = make_device(label="Lille")
     DeviceDay.objects.create(device=device, day=fake_clock.now().date(), message_1_count=800)
@@ -150,6 +154,7 @@ def test_opt_outs_of_the_day_count_under_each_device_that_wrote_to_the_contact(
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("other_workers_alive")
 def test_a_failure_rate_incident_of_a_closed_day_is_closed_at_rollover(
     fake_clock, admins, wassenger_up, settings
 ):
@@ -185,6 +190,7 @@ def test_a_daily_report_the_mail_server_refused_is_sent_at_the_next_run(fake_clo
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("other_workers_alive")
 def test_a_mail_server_down_for_two_days_loses_no_report_and_closes_the_days_incidents(
     fake_clock, admins, wassenger_up, monkeypatch
 ):

@@ -14,16 +14,17 @@ from django.core import mail
 from django.core.management import call_command
 from django.urls import reverse
 
-from messaging.models import Device
+from messaging.models import Device, SenderLoop
 from monitoring.checks import health_check_run
 from monitoring.health import heartbeat_write
 from monitoring.models import Incident
 from tests.clusters import qcluster_kill, qcluster_start
-from tests.factories import make_device
+from tests.factories import make_device, make_message, make_sending_campaign, make_workers_alive
 
 pytestmark = pytest.mark.django_db
 
 
+@pytest.mark.usefixtures("other_workers_alive")
 def test_health_needs_no_login_and_says_healthy_with_a_fresh_heartbeat(client, fake_clock):
     heartbeat_write()
     response = client.get("/health/")
@@ -32,14 +33,16 @@ def test_health_needs_no_login_and_says_healthy_with_a_fresh_heartbeat(client, f
     assert body["healthy"] is True and body["checks"]["database"]["ok"] is True
 
 
+@pytest.mark.usefixtures("other_workers_alive")
 def test_health_is_503_with_the_reason_when_the_heartbeat_is_older_than_5_minutes(client, fake_clock):
     heartbeat_write()
     fake_clock.advance(301)
     response = client.get("/health/")
     assert response.status_code == 503
-    assert response.json()["reasons"] == ["workers down: heartbeat older than 300 s"]
+    assert response.json()["reasons"] == ["workers down: default heartbeat older than 300 s"]
 
 
+@pytest.mark.usefixtures("other_workers_alive")
 def test_health_shows_what_the_last_check_found_of_wassenger_without_failing_for_it(client, fake_clock):
     assert client.get("/health/").json()["checks"]["wassenger"] == {"ok": None, "error": "not checked yet"}
     heartbeat_write({"wassenger": {"ok": False, "error": "WassengerUnavailable"}})
@@ -52,6 +55,7 @@ def test_health_is_503_when_no_heartbeat_was_ever_written(client, fake_clock):
     assert client.get("/health/").status_code == 503
 
 
+@pytest.mark.usefixtures("other_workers_alive")
 def test_health_is_503_when_a_device_is_halted_and_shows_no_personal_data(client, fake_clock):
     heartbeat_write()
     device = make_device(label="Secret label", phone="+33612345678")
@@ -61,6 +65,7 @@ def test_health_is_503_when_a_device_is_halted_and_shows_no_personal_data(client
     assert b"+33612345678" not in response.content and b"Secret label" not in response.content
 
 
+@pytest.mark.usefixtures("other_workers_alive")
 def test_health_says_when_sending_waits_for_midnight(client, fake_clock):
     heartbeat_write()
     device = make_device(daily_limit=10)
@@ -70,27 +75,73 @@ def test_health_says_when_sending_waits_for_midnight(client, fake_clock):
     assert mine["note"] == "daily limit reached: sending waits for 00:00 UTC"
 
 
-def test_check_workers_exits_0_when_alive_and_1_when_the_heartbeat_is_stale(fake_clock, capsys):
-    heartbeat_write()
+def test_check_workers_exits_0_when_alive_and_1_naming_the_silent_one(fake_clock, capsys):
+    make_workers_alive()
     call_command("check_workers")
     fake_clock.advance(timedelta(minutes=6).total_seconds())
+    heartbeat_write()  # the default cluster beats on; the number checks and senders fell silent
     with pytest.raises(SystemExit) as exit_info:
         call_command("check_workers")
     assert exit_info.value.code == 1
-    assert "workers down: heartbeat 360 s old" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "workers down: verify heartbeat 360 s old" in err
+    assert "workers down: senders heartbeat 360 s old" in err
+    assert "default" not in err
+
+
+@pytest.mark.parametrize("silent", ["default", "verify", "senders"])
+def test_health_is_503_naming_whichever_cluster_is_silent_and_one_incident_is_raised_for_it(
+    client, fake_clock, settings, silent
+):
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    make_workers_alive()
+    assert client.get("/health/").status_code == 200
+    fake_clock.advance(301)
+    for name in {"default", "verify", "senders"} - {silent}:  # the others beat on
+        if name == "senders":
+            SenderLoop.objects.update(seen_at=fake_clock.now())
+        else:
+            heartbeat_write(name=name)
+
+    response = client.get("/health/")
+
+    assert response.status_code == 503
+    assert response.json()["reasons"] == [f"workers down: {silent} heartbeat older than 300 s"]
+    assert response.json()["checks"]["workers"]["silent"] == [silent]
+    with pytest.raises(SystemExit):
+        call_command("check_workers")
+    call_command_quietly_twice()
+    assert [(i.kind, i.key) for i in Incident.objects.filter(closed_at=None)] == [("workers_down", silent)]
+    subject = f"[Relance] Workers down ({silent}): last heartbeat 301 s ago"
+    assert [m.subject for m in mail.outbox] == [subject]
+
+
+def call_command_quietly_twice() -> None:
+    """check_workers again (cron runs it every minute): still one incident, one email."""
+    for _ in range(2):
+        with pytest.raises(SystemExit):
+            call_command("check_workers")
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_real_cluster_makes_health_turn_200_within_one_period(client):
     assert client.get("/health/").status_code == 503
-    cluster = qcluster_start()
+    call_command("setup_schedules", verbosity=0)
+    started = [qcluster_start(), qcluster_start(name="verify"), qcluster_start(name="senders")]
     try:
         deadline = time.monotonic() + 120  # the health check runs every 2 minutes
         while client.get("/health/").status_code != 200:
             assert time.monotonic() < deadline, client.get("/health/").json()
             time.sleep(1)
+        assert set(client.get("/health/").json()["checks"]["workers"]["clusters"]) == {
+            "default",
+            "verify",
+            "senders",
+        }
     finally:
-        qcluster_kill(cluster)
+        for process in started:
+            qcluster_kill(process)
 
 
 def _free_port() -> int:
@@ -147,15 +198,18 @@ def test_workers_down_is_raised_when_the_default_cluster_stops_though_the_others
     with pytest.raises(SystemExit):
         call_command("check_workers")
     assert not Incident.objects.exists()
-    heartbeat_write()
+    make_workers_alive()
     fake_clock.advance(301)  # then the default cluster dies
+    SenderLoop.objects.update(seen_at=fake_clock.now())
+    heartbeat_write(name="verify")
     assert client.get("/health/").status_code == 503
     with pytest.raises(SystemExit):
         call_command("check_workers")
-    assert Incident.objects.get(closed_at=None).kind == "workers_down"
-    assert [m.subject for m in mail.outbox] == ["[Relance] Workers down: last heartbeat 301 s ago"]
+    assert [(i.kind, i.key) for i in Incident.objects.filter(closed_at=None)] == [("workers_down", "default")]
+    assert [m.subject for m in mail.outbox] == ["[Relance] Workers down (default): last heartbeat 301 s ago"]
 
 
+@pytest.mark.usefixtures("other_workers_alive")
 def test_reading_health_and_the_dashboard_with_a_stale_heartbeat_opens_no_incident_the_checks_do(
     client, django_user_model, fake_clock, monkeypatch, settings
 ):
@@ -181,7 +235,48 @@ def test_reading_health_and_the_dashboard_with_a_stale_heartbeat_opens_no_incide
     open_now = Incident.objects.filter(closed_at=None).values_list("kind", flat=True)
     assert list(open_now) == ["device_halted"]
     assert [m.subject for m in mail.outbox] == [
-        "[Relance] Workers down: last heartbeat 301 s ago",
-        "[Relance] Resolved: Workers down: last heartbeat 301 s ago",
+        "[Relance] Workers down (default): last heartbeat 301 s ago",
+        "[Relance] Resolved: Workers down (default): last heartbeat 301 s ago",
         "[Relance] Device Main halted: logged out",
     ]
+
+
+def test_senders_up_but_not_sending_while_messages_are_due_are_reported_stuck(client, fake_clock, settings):
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    device = make_device(label="Paris")
+    campaign = make_sending_campaign(device=device)
+    make_message(campaign=campaign, next_attempt_at=fake_clock.now())
+    make_workers_alive()
+    assert client.get("/health/").status_code == 200  # due just now: the sender is on it
+
+    fake_clock.advance(settings.SENDER_STUCK_SECONDS + 1)
+    make_workers_alive()  # every heartbeat fresh: the loops run, yet nothing went out
+
+    body = client.get("/health/").json()
+    assert body["reasons"] == [f"senders stuck: device {device.pk} has had messages due for 601 s, none sent"]
+    call_command("check_workers")  # alive: check_workers is about heartbeats only
+    from monitoring.checks import senders_stuck_incident_sync
+    from monitoring.health import workers_state
+
+    senders_stuck_incident_sync(workers_state())
+    assert [(i.kind, i.key) for i in Incident.objects.filter(closed_at=None)] == [
+        ("senders_stuck", str(device.pk))
+    ]
+
+    Device.objects.filter(pk=device.pk).update(last_sent_at=fake_clock.now())  # it sends again
+    senders_stuck_incident_sync(workers_state())
+    assert not Incident.objects.filter(closed_at=None).exists()
+
+
+def test_a_device_waiting_for_its_daily_limit_or_halted_is_not_stuck(client, fake_clock, settings):
+    full = make_device(label="Full", daily_limit=1)
+    full.days.create(day=fake_clock.now().date(), message_1_count=1)
+    halted = make_device(label="Halted")
+    Device.objects.filter(pk=halted.pk).update(halted_at=fake_clock.now())
+    for device in (full, halted):
+        make_message(campaign=make_sending_campaign(device=device), next_attempt_at=fake_clock.now())
+    fake_clock.advance(settings.SENDER_STUCK_SECONDS + 60)
+    make_workers_alive()
+
+    assert client.get("/health/").json()["checks"]["senders_stuck"] == {"ok": True, "devices": []}

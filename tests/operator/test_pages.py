@@ -137,12 +137,14 @@ def test_a_paused_campaign_has_no_finish_and_does_not_delay_the_others(viewer, f
     assert progress[sending.pk].estimated_finish == NOW + timedelta(minutes=1)
 
 
+@pytest.mark.usefixtures("other_workers_alive")
 def test_dashboard_says_whether_the_workers_are_running(viewer, fake_clock):
     assert "Down: nothing is being sent" in viewer.get(reverse("dashboard-live")).content.decode()
     heartbeat_write()
     assert "Running" in viewer.get(reverse("dashboard-live")).content.decode()
 
 
+@pytest.mark.usefixtures("other_workers_alive")
 def test_dashboard_queries_do_not_grow_with_campaigns_or_contacts(viewer, fake_clock):
     devices = [make_device(), make_device()]
     heartbeat_write()

@@ -6,8 +6,8 @@ from monitoring.health import workers_state
 
 class Command(BaseCommand):
     help = (
-        "For cron: exit 0 when the workers' heartbeat is fresh, 1 when it is not (the admins "
-        "are emailed once per outage), 2 when the database cannot be reached."
+        "For cron: exit 0 when every cluster's heartbeat and the sender loops' are fresh, 1 when "
+        "one is not (the admins are emailed once per outage), 2 when the database cannot be reached."
     )
 
     def handle(self, *args, **options):
@@ -19,10 +19,12 @@ class Command(BaseCommand):
         except DatabaseError as error:
             self.stderr.write(f"database unreachable: {error}")
             raise SystemExit(2) from None
-        result = workers.as_check()
-        age = result["heartbeat_age_seconds"]
-        if result["ok"]:
-            self.stdout.write(f"workers alive: heartbeat {age:.0f} s ago")
-            return
-        self.stderr.write(f"workers down: heartbeat {'never seen' if age is None else f'{age:.0f} s old'}")
-        raise SystemExit(1)
+        for watched in workers.watched:
+            age = watched.age_seconds
+            seen = "never seen" if age is None else f"{age:.0f} s old"
+            if watched.stale:
+                self.stderr.write(f"workers down: {watched.name} heartbeat {seen}")
+            else:
+                self.stdout.write(f"workers alive: {watched.name} heartbeat {seen}")
+        if workers.stale:
+            raise SystemExit(1)
