@@ -338,7 +338,9 @@ class CampaignViewSet(ApiViewSetMixin, viewsets.ModelViewSet):
         """Send Message 1, as `contact` would read it, to `phone` through the campaign's device, now."""
         campaign = self.get_object()
         body = TestSendRequestSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
+        if not body.is_valid():  # the refusal's shape, as every 400 of this API
+            refusal = {"code": "invalid", "detail": "The test send is invalid.", "errors": body.errors}
+            return Response(refusal, status=status.HTTP_400_BAD_REQUEST)
         try:
             result = campaign_test_send(campaign=campaign, by=request.user, **body.validated_data)
         except CampaignRefused as refusal:

@@ -126,8 +126,9 @@ def test_a_waiting_device_costs_the_loop_nothing_while_it_waits(fake_clock, sett
     twenty, sends_of_twenty = statements_of_a_loop_serving(20, prefix="38")
     assert (sends_of_one, sends_of_twenty) == (2, 40)
     # Nineteen more devices, each waiting 1000 s: only their own sends cost (a few statements
-    # each), not their waits; the loop's upkeep (polls, lease renewals) is shared by all.
-    assert twenty - one <= 38 * 5, (one, twenty)
+    # each, and one read of each campaign's attachments: campaigns/media.py caches it), not
+    # their waits; the loop's upkeep (polls, lease renewals) is shared by all.
+    assert twenty - one <= 38 * 5 + 19, (one, twenty)
 
 
 # --- Several loops ------------------------------------------------------------------------------
