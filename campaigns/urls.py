@@ -10,4 +10,5 @@ urlpatterns = [
     path("campaigns/<int:pk>/launch/", views.campaign_launch_view, name="campaign-launch"),
     path("campaigns/<int:pk>/<str:move>/", views.campaign_move, name="campaign-move"),
     path("contacts/", views.contact_list, name="contact-list"),
+    path("contacts/<int:pk>/", views.contact_detail, name="contact-detail"),
 ]

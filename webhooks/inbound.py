@@ -10,6 +10,7 @@ wrote in each event's reason).
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
 
 from messaging.wassenger import payloads
@@ -119,3 +120,45 @@ def _phone(item: dict, own: frozenset[str]) -> str:
     from webhooks.replies import phone_or_raw  # replies imports models this module's callers load
 
     return phone_or_raw(payloads.inbound_contact_number(item, own_numbers=own))
+
+
+# --- Reading them: the replies page and API, a contact's conversation ------------------------
+
+
+def inbound_search(*, campaign=None, device=None, outcome: str = "", text: str = ""):
+    """Inbound messages, newest first, filtered as the replies page and API offer."""
+    rows = InboundMessage.objects.select_related("contact", "campaign", "device")
+    if campaign is not None:
+        rows = rows.filter(campaign=campaign)
+    if device is not None:
+        rows = rows.filter(device=device)
+    if outcome in InboundOutcome.values:
+        rows = rows.filter(outcome=outcome)
+    if text:
+        rows = rows.filter(text__icontains=text)
+    return rows.order_by("-written_at", "-id")
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One message of a conversation: ours (a Message 1 or 2) or theirs (an inbound one)."""
+
+    at: datetime
+    message: object | None = None  # messaging.Message
+    inbound: InboundMessage | None = None
+
+    @property
+    def ours(self) -> bool:
+        return self.message is not None
+
+
+def contact_conversation(contact) -> list[Turn]:
+    """The contact's whole conversation in order: every message we created for them (sent or
+    not yet) and everything they wrote."""
+    from messaging.models import Message
+
+    ours = Message.objects.filter(contact=contact).select_related("campaign")
+    theirs = InboundMessage.objects.filter(contact=contact).select_related("campaign")
+    turns = [Turn(m.sent_at or m.created_at, message=m) for m in ours]
+    turns += [Turn(i.written_at, inbound=i) for i in theirs]
+    return sorted(turns, key=lambda turn: (turn.at, not turn.ours))
