@@ -107,11 +107,13 @@ class InboundMessage(models.Model):
     event = models.OneToOneField(
         WebhookEvent, on_delete=models.CASCADE, related_name="inbound", verbose_name=_("webhook event")
     )
+    # No index of their own on contact and campaign: the composite indexes below start with them.
     contact = models.ForeignKey(
         "campaigns.Contact",
         on_delete=models.SET_NULL,
         null=True,
         blank=True,
+        db_index=False,
         related_name="inbound_messages",
         verbose_name=_("contact"),
     )
@@ -134,6 +136,7 @@ class InboundMessage(models.Model):
         on_delete=models.SET_NULL,
         null=True,
         blank=True,
+        db_index=False,
         related_name="inbound_messages",
         verbose_name=_("campaign"),
     )

@@ -12,7 +12,7 @@ from tests import wassenger_shapes as shapes
 from tests.factories import make_contact
 from tests.webhooks.conftest import message_2_of, reply_event, sent_message_1
 from tests.webhooks.test_replies import documented
-from webhooks.inbound import inbound_backfill
+from webhooks.inbound import inbound_backfill, outcome_from_reason
 from webhooks.models import InboundMessage, InboundOutcome
 
 pytestmark = pytest.mark.django_db
@@ -83,7 +83,12 @@ def test_each_outcome_is_recorded(post, fake_clock, text, setup, outcome):
         message.campaign.status = CampaignStatus(setup)
         message.campaign.save(update_fields=["status"])
     post(reply_event(message.contact.phone, text))
-    assert InboundMessage.objects.order_by("pk").last().outcome == outcome
+    row = InboundMessage.objects.order_by("pk").last()
+    assert row.outcome == outcome
+    # What the backfill reads in the event's reason says the same (a reason does not say the
+    # campaign was paused then: the backfill lists such a reply as having triggered Message 2).
+    backfilled = InboundOutcome.MESSAGE_2 if setup == "paused" else outcome
+    assert outcome_from_reason(row.event.reason)[0] == backfilled
 
 
 def test_a_group_message_is_a_row_tied_to_no_contact(post):

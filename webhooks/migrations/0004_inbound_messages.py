@@ -42,12 +42,12 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='inboundmessage',
             name='campaign',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='inbound_messages', to='campaigns.campaign', verbose_name='campaign'),
+            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='inbound_messages', to='campaigns.campaign', verbose_name='campaign'),
         ),
         migrations.AddField(
             model_name='inboundmessage',
             name='contact',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='inbound_messages', to='campaigns.contact', verbose_name='contact'),
+            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='inbound_messages', to='campaigns.contact', verbose_name='contact'),
         ),
         migrations.AddField(
             model_name='inboundmessage',
