@@ -68,7 +68,7 @@ def contact_list(request):
         contacts = contacts.filter(
             Q(phone__icontains=query) | Q(name__icontains=query) | Q(first_name__icontains=query)
         )
-    category = _id_or_none(request.GET.get("category", ""))
+    category = id_or_none(request.GET.get("category", ""))
     if category is not None:
         contacts = contacts.filter(categories=category)
     totals = Contact.objects.aggregate(
@@ -97,7 +97,7 @@ def contact_detail(request, pk: int):
     return render(request, "operator/contact_detail.html", context)
 
 
-def _id_or_none(text: str) -> int | None:
+def id_or_none(text: str) -> int | None:
     # Not str.isdigit(): "²" is a digit to it, and int() refuses it.
     return int(text) if text.isascii() and text.isdigit() else None
 

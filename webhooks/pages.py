@@ -11,19 +11,16 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from campaigns.models import Campaign
+from campaigns.views import id_or_none
 from messaging.models import Device
 from webhooks.inbound import inbound_search
 from webhooks.models import InboundOutcome
 
 
-def _id_or_none(text: str) -> int | None:
-    return int(text) if text.isascii() and text.isdigit() else None
-
-
 def _replies_context(request) -> dict:
     filters = {
-        "campaign": Campaign.objects.filter(pk=_id_or_none(request.GET.get("campaign", ""))).first(),
-        "device": Device.objects.filter(pk=_id_or_none(request.GET.get("device", ""))).first(),
+        "campaign": Campaign.objects.filter(pk=id_or_none(request.GET.get("campaign", ""))).first(),
+        "device": Device.objects.filter(pk=id_or_none(request.GET.get("device", ""))).first(),
         "outcome": request.GET.get("outcome", ""),
         "text": request.GET.get("q", "").strip(),
     }
