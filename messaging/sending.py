@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils.translation import gettext
+from django_q.tasks import async_task
 
 from campaigns.contacts import contact_mark_not_on_whatsapp
 from campaigns.models import CampaignStatus
@@ -304,6 +305,8 @@ _FOUND_AT_RANK = {
 }
 # last_error of a failure Wassenger reported (webhooks/processing.py reads it the same way).
 REPORTED_FAILURE = "Wassenger: "
+# Webhook events waiting for a settled message's outcome (named: webhooks depends on messaging).
+RELEASE_WAITING_TASK = "webhooks.tasks.release_waiting"
 
 
 @transaction.atomic
@@ -332,6 +335,8 @@ def _settle_unknown(message: Message, remote) -> str:
     if remote is not None and remote.not_on_whatsapp:
         contact_mark_not_on_whatsapp(contact_id=message.contact_id, now=now)
     _log_settled(message, changes, remote)
+    # A reply (or receipt) that waited for this outcome is processed now, not at the next sweep.
+    transaction.on_commit(lambda: async_task(RELEASE_WAITING_TASK, message.pk), robust=True)
     return changes["status"]
 
 

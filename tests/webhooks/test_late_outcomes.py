@@ -4,8 +4,12 @@ long, spends no attempt meanwhile, and is processed as soon as the send is settl
 import pytest
 
 from config import clock
-from messaging.models import MessageStatus
+from messaging import wassenger
+from messaging.models import Message, MessageStatus
+from messaging.sending import message_reconcile, message_record_outcome
+from messaging.wassenger.client import RemoteMessage
 from tests.webhooks.conftest import ack_event, hex_id, later, message_2_of, reply_event, wa_id
+from tests.webhooks.test_receipts import a_claimed_send
 from tests.webhooks.test_replies import in_doubt_message_1
 from webhooks.models import EventStatus, InboundMessage, InboundOutcome, WebhookEvent
 from webhooks.processing import events_sweep
@@ -77,3 +81,21 @@ def test_a_receipt_with_only_ids_waits_for_a_send_in_flight_to_its_number(post, 
     assert events_sweep() == {EventStatus.PROCESSED: 1}
     message.refresh_from_db()
     assert message.status == MessageStatus.READ
+
+
+def test_reconciliation_settling_message_1_processes_the_waiting_reply_at_once(
+    post, fake_clock, monkeypatch, django_capture_on_commit_callbacks
+):
+    message, claim = a_claimed_send(fake_clock)
+    message_record_outcome(claim=claim, result=None, error=wassenger.OutcomeUnknown("read timeout"))
+    post(reply_event(message.contact.phone, "Oui"))
+    assert WebhookEvent.objects.get().status == EventStatus.RECEIVED
+    found = RemoteMessage(
+        wassenger_id=hex_id(), whatsapp_id=wa_id(), status="sent", delivery_status="delivered",
+        reference=str(message.reference), raw={}, sent_at=clock.now(),
+    )  # fmt: skip
+    monkeypatch.setattr(wassenger, "find_message_by_reference", lambda reference: found)
+    with django_capture_on_commit_callbacks(execute=True):
+        message_reconcile(Message.objects.get(pk=message.pk))
+    assert WebhookEvent.objects.get().status == EventStatus.PROCESSED  # no sweep needed
+    assert message_2_of(message) is not None
