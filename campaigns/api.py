@@ -44,6 +44,7 @@ from campaigns.serializers import (
 from campaigns.test_send import campaign_test_send
 from config.api import ApiViewSetMixin
 from messaging.models import MessageKind, MessageStatus
+from webhooks.api import ConversationTurnSerializer, conversation_data
 
 
 def refusal_response(refusal: CampaignRefused) -> Response:
@@ -178,6 +179,16 @@ class ContactViewSet(
             contact_opt_out(contact=contact)
         contact.refresh_from_db()
         return Response(ContactSerializer(contact).data)
+
+    @extend_schema(
+        summary="The contact's whole conversation, in order",
+        responses={200: ConversationTurnSerializer(many=True)},
+        filters=False,
+    )
+    @action(detail=True, methods=["get"], filterset_class=None, pagination_class=None)
+    def conversation(self, request, pk=None):
+        """Every Message 1 and 2 created for the contact and every message they wrote, oldest first."""
+        return Response(conversation_data(self.get_object()))
 
 
 def _bulk_refused(detail: str, errors: list) -> Response:

@@ -20,6 +20,7 @@ from campaigns.models import Campaign, CampaignStatus
 from messaging import pacing
 from messaging.claims import device_policy, device_state, devices_with_sending_facts
 from messaging.models import Device, Message, MessageKind, MessageStatus
+from webhooks.models import InboundMessage, InboundOutcome
 
 # Campaigns in progress: launched and not finished.
 IN_PROGRESS = (CampaignStatus.SENDING, CampaignStatus.PAUSED, CampaignStatus.SCHEDULED)
@@ -46,6 +47,7 @@ class CampaignCounts:
     failed: int = 0
     cancelled: int = 0
     open: int = 0  # not settled yet: pending, sending, or an unknown outcome
+    late_replies: int = 0  # replies after the window closed: no Message 2, not in `replied`
 
     @property
     def settled(self) -> int:
@@ -91,10 +93,14 @@ _COUNTS = {
 
 
 def campaign_counts(campaign_ids: Iterable[int]) -> dict[int, CampaignCounts]:
-    """Counts of each campaign, in one query; a campaign with no message gets zeros."""
+    """Counts of each campaign, in two queries; a campaign with no message gets zeros."""
     ids = list(campaign_ids)
     rows = Message.objects.filter(campaign_id__in=ids).values("campaign_id").annotate(**_COUNTS)
-    found = {row.pop("campaign_id"): CampaignCounts(**row) for row in rows}
+    late = _late_replies(ids)
+    found = {}
+    for row in rows:
+        pk = row.pop("campaign_id")
+        found[pk] = CampaignCounts(**row, late_replies=late.get(pk, 0))
     return {pk: found.get(pk, CampaignCounts()) for pk in ids}
 
 
@@ -137,6 +143,12 @@ def funnel_by_variant(campaign: Campaign) -> list[VariantFunnel]:
             VariantFunnel(number, texts[number - 1] if number <= len(texts) else "", CampaignCounts(**row))
         )
     return found
+
+
+def _late_replies(campaign_ids: list[int]) -> dict[int, int]:
+    """Contacts of each campaign who answered only after their window closed."""
+    late = InboundMessage.objects.filter(campaign_id__in=campaign_ids, outcome=InboundOutcome.LATE)
+    return dict(late.values_list("campaign_id").annotate(count=Count("contact_id", distinct=True)))
 
 
 def failures_by_reason(campaign: Campaign, *, limit: int = 10) -> list[dict]:

@@ -13,4 +13,5 @@ urlpatterns = [
     path("campaigns/<int:pk>/clone/", views.campaign_clone_view, name="campaign-clone"),
     path("campaigns/<int:pk>/<str:move>/", views.campaign_move, name="campaign-move"),
     path("contacts/", views.contact_list, name="contact-list"),
+    path("contacts/<int:pk>/", views.contact_detail, name="contact-detail"),
 ]

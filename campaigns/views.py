@@ -16,7 +16,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from django.http import FileResponse, Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
@@ -33,6 +33,8 @@ from campaigns.refusals import CampaignRefused
 from campaigns.test_send import TestSendForm, test_send_form_run
 from config import clock
 from messaging.models import Message, MessageKind, MessageStatus
+from webhooks.inbound import contact_conversation
+from webhooks.models import InboundMessage
 
 # --- Lists ------------------------------------------------------------------------------------
 
@@ -70,7 +72,7 @@ def contact_list(request):
         contacts = contacts.filter(
             Q(phone__icontains=query) | Q(name__icontains=query) | Q(first_name__icontains=query)
         )
-    category = _id_or_none(request.GET.get("category", ""))
+    category = id_or_none(request.GET.get("category", ""))
     if category is not None:
         contacts = contacts.filter(categories=category)
     totals = Contact.objects.aggregate(
@@ -89,7 +91,17 @@ def contact_list(request):
     return render(request, "operator/contact_list.html", context)
 
 
-def _id_or_none(text: str) -> int | None:
+@never_cache
+@login_required
+@require_GET
+def contact_detail(request, pk: int):
+    """One contact: who they are, and their whole conversation with every campaign."""
+    contact = get_object_or_404(Contact.objects.prefetch_related("categories"), pk=pk)
+    context = {"section": "contacts", "contact": contact, "conversation": contact_conversation(contact)}
+    return render(request, "operator/contact_detail.html", context)
+
+
+def id_or_none(text: str) -> int | None:
     # Not str.isdigit(): "²" is a digit to it, and int() refuses it.
     return int(text) if text.isascii() and text.isdigit() else None
 
@@ -111,6 +123,10 @@ def _live_context(campaign: Campaign) -> dict:
     }
 
 
+# The timeline's filter beyond Message 1's statuses: recipients who wrote back.
+REPLIED = "replied"
+
+
 def timeline(campaign: Campaign, *, status: str = ""):
     """One row per recipient: their Message 1 (with the contact) and their Message 2, if any."""
     message_2 = Message.objects.filter(
@@ -119,6 +135,7 @@ def timeline(campaign: Campaign, *, status: str = ""):
     rows = Message.objects.filter(campaign=campaign, kind=MessageKind.MESSAGE_1)
     if status in MessageStatus.values:
         rows = rows.filter(status=status)
+    rows = _with_reply(rows, replied_only=status == REPLIED)
     return (
         rows.select_related("contact")
         .annotate(
@@ -127,6 +144,24 @@ def timeline(campaign: Campaign, *, status: str = ""):
         )
         .order_by("contact_id")
     )
+
+
+# --- Replies in the timeline (webhooks' inbound messages) ---
+
+
+def _with_reply(rows, *, replied_only: bool):
+    """Each Message 1's first reply (text, when written), late ones included."""
+    replies = InboundMessage.objects.filter(message_1_id=OuterRef("pk")).order_by("written_at", "pk")
+    if replied_only:
+        rows = rows.filter(Exists(replies))
+    return rows.annotate(
+        reply_text=Subquery(replies.values("text")[:1]),
+        reply_written_at=Subquery(replies.values("written_at")[:1]),
+        reply_outcome=Subquery(replies.values("outcome")[:1]),
+    )
+
+
+# ---
 
 
 @never_cache
@@ -146,7 +181,7 @@ def campaign_detail(request, pk: int):
         "timeline": rows,
         "by_variant": funnel_by_variant(campaign),
         "attachments": campaign_attachments(campaign),
-        "timeline_status": status if status in MessageStatus.values else "",
+        "timeline_status": status if status in (*MessageStatus.values, REPLIED) else "",
         "message_statuses": MessageStatus.choices,
         "can_act": _can_act(request.user),
         "retriable": failed_retriable_count(campaign),
@@ -193,6 +228,9 @@ CSV_COLUMNS = {
     "last_error": "last_error",
     "message_2_status": "message_2_status",
     "message_2_sent_at": "message_2_sent_at",
+    # The reply (first inbound message answering Message 1, late ones included).
+    "reply_written_at": "reply_written_at",
+    "reply_text": "reply_text",
 }
 # A spreadsheet runs a cell that starts like this as a formula (CSV injection); a plain
 # number such as an E.164 phone (+33612345678) is harmless and is left as it is.

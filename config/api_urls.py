@@ -7,6 +7,7 @@ from rest_framework.routers import DefaultRouter
 from campaigns.api import CampaignViewSet, CategoryViewSet, ContactViewSet
 from messaging.api import DeviceViewSet, MessageViewSet
 from monitoring.api import DailyStatsView
+from webhooks.api import ReplyViewSet
 
 router = DefaultRouter()
 router.register("devices", DeviceViewSet, basename="device")
@@ -14,6 +15,7 @@ router.register("categories", CategoryViewSet, basename="category")
 router.register("contacts", ContactViewSet, basename="contact")
 router.register("campaigns", CampaignViewSet, basename="campaign")
 router.register("messages", MessageViewSet, basename="message")
+router.register("replies", ReplyViewSet, basename="reply")
 
 urlpatterns = [
     path("stats/daily/", DailyStatsView.as_view(), name="stats-daily"),

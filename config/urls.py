@@ -18,5 +18,6 @@ urlpatterns = [
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("campaigns.urls")),
+    path("", include("webhooks.pages")),
     path("", include("monitoring.urls")),
 ]

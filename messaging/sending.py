@@ -22,6 +22,7 @@ from django.db import transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.utils.translation import gettext
+from django_q.tasks import async_task
 
 from campaigns.contacts import contact_mark_not_on_whatsapp
 from campaigns.media import media_payload
@@ -329,6 +330,8 @@ _FOUND_AT_RANK = {
 }
 # last_error of a failure Wassenger reported (webhooks/processing.py reads it the same way).
 REPORTED_FAILURE = "Wassenger: "
+# Webhook events waiting for a settled message's outcome (named: webhooks depends on messaging).
+RELEASE_WAITING_TASK = "webhooks.tasks.release_waiting"
 
 
 @transaction.atomic
@@ -362,6 +365,8 @@ def _settle_unknown(message: Message, remote) -> str:
     if remote is not None and remote.not_on_whatsapp:
         contact_mark_not_on_whatsapp(contact_id=message.contact_id, now=now)
     _log_settled(message, changes, remote)
+    # A reply (or receipt) that waited for this outcome is processed now, not at the next sweep.
+    transaction.on_commit(lambda: async_task(RELEASE_WAITING_TASK, message.pk), robust=True)
     return changes["status"]
 
 

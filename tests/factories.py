@@ -97,3 +97,29 @@ def make_other_workers_beat() -> None:
     SenderLoop.objects.update_or_create(
         owner="tests-sender-loop", defaults={"started_at": clock.now(), "seen_at": clock.now()}
     )
+
+
+def make_inbound(*, contact=None, text: str = "Oui", outcome: str = "message_2", message_1=None, **fields):
+    """An inbound message (and the webhook event it came in), as processing writes it."""
+    from config import clock
+    from webhooks.models import InboundMessage, WebhookEvent
+
+    whatsapp_id = f"3EB0{next(_numbers):016X}"
+    event = WebhookEvent.objects.create(
+        event="message:in:new", message_id=whatsapp_id, dedup_key=f"message:in:new|{whatsapp_id}", payload={}
+    )
+    contact = contact or (message_1.contact if message_1 else None)
+    fields.setdefault("written_at", clock.now())
+    fields.setdefault("phone", contact.phone if contact else "+33699999999")
+    if message_1 is not None:
+        fields.setdefault("campaign", message_1.campaign)
+        fields.setdefault("device_id", message_1.device_id)
+    return InboundMessage.objects.create(
+        event=event,
+        contact=contact,
+        text=text,
+        outcome=outcome,
+        message_1=message_1,
+        whatsapp_id=whatsapp_id,
+        **fields,
+    )

@@ -5,7 +5,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from config.admin_base import ReadOnlyAdmin
-from webhooks.models import EventStatus, WebhookEvent
+from webhooks.models import EventStatus, InboundMessage, WebhookEvent
 from webhooks.processing import events_reprocess
 
 
@@ -47,3 +47,32 @@ class WebhookEventAdmin(ReadOnlyAdmin):
         counts = [f"{count} {EventStatus(status).label}" for status, count in sorted(outcome.items())]
         summary = ", ".join(counts) or _("nothing")
         self.message_user(request, _("Reprocessed: %(summary)s.") % {"summary": summary}, messages.SUCCESS)
+
+
+@admin.register(InboundMessage)
+class InboundMessageAdmin(ReadOnlyAdmin):
+    """What contacts (and anyone else) wrote to our numbers, and what Relance did with it."""
+
+    list_display = ["written_at", "phone", "contact", "short_text", "media_kind", "campaign", "outcome"]
+    list_filter = ["outcome", "campaign", "device"]
+    list_select_related = ["contact", "campaign"]
+    search_fields = ["text", "phone", "whatsapp_id"]
+    date_hierarchy = "written_at"
+    readonly_fields = [
+        "written_at",
+        "contact",
+        "phone",
+        "device",
+        "text",
+        "media_kind",
+        "whatsapp_id",
+        "campaign",
+        "message_1",
+        "outcome",
+        "event",
+    ]
+    fields = readonly_fields
+
+    @admin.display(description=_("text"))
+    def short_text(self, inbound: InboundMessage) -> str:
+        return inbound.text if len(inbound.text) <= 80 else inbound.text[:79] + "…"

@@ -15,10 +15,12 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
+from django_q.tasks import async_task
 
 from campaigns.contacts import contact_mark_not_on_whatsapp
 from campaigns.models import Contact
@@ -29,8 +31,9 @@ from messaging.sending import REPORTED_FAILURE, message_counts_again, message_co
 from messaging.wassenger import payloads
 from messaging.wassenger.payloads import EXPIRED_EVENTS, FAILED_EVENT, INBOUND_EVENT, SESSION_EVENT
 from webhooks import replies
-from webhooks.ingest import MAX_ID, Described, event_describe
-from webhooks.models import EventStatus, WebhookEvent
+from webhooks.inbound import inbound_record, inbound_written_at
+from webhooks.ingest import MAX_ID, PROCESS_TASK, Described, event_describe
+from webhooks.models import EventStatus, InboundOutcome, WebhookEvent
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +60,19 @@ class NotYet(Exception):
     the event stays `received` and the sweeper tries again."""
 
 
+class WaitsFor(NotYet):
+    """The event needs the outcome of a message still `sending` or `unknown`: it waits,
+    without spending an attempt, until that message is settled (events_sweep, events_release)."""
+
+    def __init__(self, message_id: int, reason: str):
+        super().__init__(reason)
+        self.message_id = message_id
+
+
+# Statuses of a send with no outcome yet.
+_IN_FLIGHT = (MessageStatus.SENDING, MessageStatus.UNKNOWN)
+
+
 # --- Processing one event -------------------------------------------------------------------
 
 
@@ -69,18 +85,29 @@ def event_process(*, event_id: int) -> str:
         event = locked.filter(pk=event_id, status=EventStatus.RECEIVED).first()
         if event is None:
             return WebhookEvent.objects.filter(pk=event_id).values_list("status", flat=True).first() or ""
-        status, reason = _attempt(event)
-        event.attempts += 1
-        event.status, event.reason = status, reason[:REASON_LIMIT]
+        status, reason, waiting_for = _attempt(event)
+        event.attempts += waiting_for is None  # waiting for a send's outcome spends no attempt
+        event.status, event.reason, event.waiting_for_id = status, reason[:REASON_LIMIT], waiting_for
         event.processed_at = None if status == EventStatus.RECEIVED else clock.now()
-        event.save(update_fields=["status", "reason", "attempts", "processed_at"])
+        event.save(update_fields=["status", "reason", "attempts", "processed_at", "waiting_for"])
     return status
 
 
-def _attempt(event: WebhookEvent) -> tuple[str, str]:
+def _attempt(event: WebhookEvent) -> tuple[str, str, int | None]:
+    try:
+        return (*_attempt_once(event), None)
+    except WaitsFor as waiting:
+        if event.event == INBOUND_EVENT:
+            _record_waiting(event)
+        return EventStatus.RECEIVED, f"waits: {waiting}", waiting.message_id
+
+
+def _attempt_once(event: WebhookEvent) -> tuple[str, str]:
     try:
         with transaction.atomic():  # a savepoint: a failed handler leaves nothing behind
             return _apply(event)
+    except WaitsFor:
+        raise
     except NotYet as waiting:
         return _again_or(event, EventStatus.PROCESSED, str(waiting))
     except Exception as error:
@@ -93,6 +120,14 @@ def _again_or(event: WebhookEvent, final: str, reason: str) -> tuple[str, str]:
     if event.attempts + 1 < settings.WEBHOOK_MAX_ATTEMPTS:
         return EventStatus.RECEIVED, f"will retry: {reason}"
     return final, reason
+
+
+def _record_waiting(event: WebhookEvent) -> None:
+    """A reply waiting for its Message 1 is listed already, as waiting (no contact row locked:
+    nothing acts on it yet)."""
+    phone = replies.contact_phone(event.payload)
+    contact = Contact.objects.filter(phone=phone).first() if phone else None
+    _inbound_row(event, phone, contact, replies.Verdict(InboundOutcome.WAITING, ""))
 
 
 def _apply(event: WebhookEvent) -> tuple[str, str]:
@@ -111,6 +146,14 @@ def _outbound(item: dict, described: Described, event: WebhookEvent) -> str:
     message = _our_message(item, data)
     if message is None:
         return "not a Relance message (its reference is not ours)"
+    was_in_flight = message.status in _IN_FLIGHT
+    reason = _record_outbound(message, data, described)
+    if was_in_flight and message.status not in _IN_FLIGHT:
+        events_release(message_ids=[message.pk])  # a receipt settled it: what waited goes on
+    return reason
+
+
+def _record_outbound(message: Message, data: dict, described: Described) -> str:
     if described.event in EXPIRED_EVENTS:
         return _record_expired(message, data, described)
     failed = described.event == FAILED_EVENT or described.ack.lower() in _FAILED_ACKS
@@ -133,8 +176,20 @@ def _our_message(item: dict, data: dict) -> Message | None:
     hex_ids = {i for i in ids if payloads.WASSENGER_ID.match(i)}
     message = locked.filter(Q(wassenger_id__in=hex_ids) | Q(whatsapp_id__in=ids)).order_by("pk").first()
     if message is None:
-        raise NotYet(f"no Relance message has id {', '.join(sorted(ids))}")
+        missing = f"no Relance message has id {', '.join(sorted(ids))}"
+        if (in_flight := _in_flight_to(payloads.outbound_recipient(data))) is not None:
+            raise WaitsFor(in_flight, f"{missing}; message {in_flight} to this number is still being sent")
+        raise NotYet(missing)
     return message
+
+
+def _in_flight_to(number: str) -> int | None:
+    """A message to `number` whose send has no outcome yet (its ids may be the receipt's)."""
+    phone = replies.phone_or_raw(number)
+    if not phone:
+        return None
+    in_flight = Message.objects.filter(contact__phone=phone, status__in=_IN_FLIGHT)
+    return in_flight.values_list("pk", flat=True).order_by("pk").first()
 
 
 def _rank_of(described: Described) -> int:
@@ -267,35 +322,45 @@ def _record_expired(message: Message, data: dict, described: Described) -> str:
 
 def _inbound(item: dict, described: Described, event: WebhookEvent) -> str:
     data = payloads.event_data(item)
-    if kind := payloads.inbound_kind(data):
-        return f"{kind} message: stored, never a reply"
     phone = replies.contact_phone(item)
-    contact = Contact.objects.select_for_update().filter(phone=phone).first() if phone else None
+    if kind := payloads.inbound_kind(data):
+        contact = None
+        verdict = replies.Verdict(InboundOutcome.GROUP, f"{kind} message: stored, never a reply")
+    else:
+        contact = Contact.objects.select_for_update().filter(phone=phone).first() if phone else None
+        verdict = _inbound_verdict(data, phone, contact, event)
+    _inbound_row(event, phone, contact, verdict)
+    return verdict.reason
+
+
+def _inbound_row(event: WebhookEvent, phone: str, contact: Contact | None, verdict) -> None:
+    item = event.payload
+    device = _event_device(item, payloads.session_device_id(item))
+    phone = phone or payloads.inbound_lid(payloads.event_data(item) or {})
+    inbound_record(
+        event=event, item=item, phone=phone, contact=contact, device_id=device and device.pk, verdict=verdict
+    )
+
+
+def _inbound_verdict(data: dict, phone: str, contact: Contact | None, event: WebhookEvent) -> replies.Verdict:
     if contact is None:
-        return replies.unplaced_reason(data, phone)
+        return replies.Verdict(InboundOutcome.UNKNOWN_SENDER, replies.unplaced_reason(data, phone))
     if replies.is_stop_word(payloads.reply_text(data)):
         return replies.opt_out_record(contact=contact)
-    # Until its last attempt, a reply waits for the outcome of a Message 1 still in flight;
-    # then it is judged on what is known.
+    # A reply waits for the outcome of a Message 1 still in flight, however long that takes
+    # (until then, judged on what is known, it would find no Message 1 sent).
     in_flight = replies.message_1_in_flight(contact)
-    if in_flight is not None and event.attempts + 1 < settings.WEBHOOK_MAX_ATTEMPTS:
-        raise NotYet(f"message {in_flight} to this contact is still being sent: the reply waits for it")
-    return replies.reply_record(contact=contact, replied_at=_reply_time(described, event))
-
-
-def _reply_time(described: Described, event: WebhookEvent) -> datetime:
-    """When the contact wrote: the message's own time, so that a reply delivered or
-    processed late is judged by when it was written; never later than its arrival."""
-    if described.occurred_at is None:
-        return event.received_at
-    return min(described.occurred_at, event.received_at)
+    if in_flight is not None:
+        reason = f"message {in_flight} to this contact is still being sent: the reply waits for it"
+        raise WaitsFor(in_flight, reason)
+    return replies.reply_record(contact=contact, replied_at=inbound_written_at(event))
 
 
 # --- number:session -----------------------------------------------------------------------------
 
 
 def _session(item: dict, described: Described, event: WebhookEvent) -> str:
-    device = _session_device(item, described.message_id)
+    device = _event_device(item, described.message_id, lock=True)
     if device is None:
         return "no Relance device for this number: nothing to do"
     if _newer_session_event_exists(event, described):
@@ -310,8 +375,9 @@ def _session(item: dict, described: Described, event: WebhookEvent) -> str:
     return f"device {device}: session {described.ack}, {outcome}"
 
 
-def _session_device(item: dict, wassenger_id: str) -> Device | None:
-    devices = Device.objects.select_for_update()
+def _event_device(item: dict, wassenger_id: str, *, lock: bool = False) -> Device | None:
+    """The device an event is about: by Wassenger's id or its number, else the only one."""
+    devices = Device.objects.select_for_update() if lock else Device.objects.all()
     phone = payloads.session_device_phone(item)
     match = Q(wassenger_id=wassenger_id) if wassenger_id else Q(pk__in=[])
     device = devices.filter(match | Q(phone=phone) if phone else match).first()
@@ -342,14 +408,32 @@ _HANDLERS: dict[str, Callable[[dict, Described, WebhookEvent], str]] = {
 
 
 def events_sweep() -> dict:
-    """Process events still waiting (cluster down on arrival, a crash, a retry due)."""
+    """Process events still waiting (cluster down on arrival, a crash, a retry due), and
+    those that waited for a send's outcome once it is known."""
     cutoff = clock.now() - timedelta(seconds=settings.WEBHOOK_SWEEP_AFTER_SECONDS)
-    waiting = WebhookEvent.objects.filter(status=EventStatus.RECEIVED, received_at__lte=cutoff)
-    ids = list(waiting.order_by("received_at").values_list("pk", flat=True)[:SWEEP_BATCH])
+    ids = list(_due_events(cutoff).order_by("received_at").values_list("pk", flat=True)[:SWEEP_BATCH])
     outcome = Counter(event_process(event_id=pk) for pk in ids)
     if ids:
         logger.info("webhook sweep: %s", dict(outcome))
     return dict(outcome)
+
+
+def _due_events(cutoff):
+    unsettled = Message.objects.filter(pk=OuterRef("waiting_for_id"), status__in=_IN_FLIGHT)
+    waiting = WebhookEvent.objects.filter(status=EventStatus.RECEIVED)
+    retry_due = Q(waiting_for__isnull=True, received_at__lte=cutoff)
+    return waiting.filter(retry_due | Q(waiting_for__isnull=False) & ~Exists(unsettled))
+
+
+def events_release(*, message_ids) -> int:
+    """Process, once committed, the events that waited for these messages' outcome (called
+    where a send is settled); returns how many were queued."""
+    waiting = WebhookEvent.objects.filter(status=EventStatus.RECEIVED, waiting_for_id__in=list(message_ids))
+    ids = list(waiting.values_list("pk", flat=True))
+    cluster = settings.Q_CLUSTER["name"]
+    for pk in ids:
+        transaction.on_commit(partial(async_task, PROCESS_TASK, pk, cluster=cluster), robust=True)
+    return len(ids)
 
 
 def events_reprocess(*, event_ids: list[int]) -> dict:

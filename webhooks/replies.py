@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import unicodedata
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -23,6 +24,7 @@ from config import clock
 from messaging.dispatch import sender_enqueue
 from messaging.models import ACCEPTED_STATUSES, Device, Message, MessageKind, MessageStatus
 from messaging.wassenger import payloads
+from webhooks.models import InboundOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +44,16 @@ def contact_phone(item: dict) -> str:
     """The contact of an inbound one-to-one message, in E.164; "" when the payload names no
     one but a number of ours (payloads.inbound_contact_number: the chat's other party)."""
     own = frozenset(Device.objects.exclude(phone="").values_list("phone", flat=True))
-    raw = payloads.inbound_contact_number(item, own_numbers=own)
+    return phone_or_raw(payloads.inbound_contact_number(item, own_numbers=own))
+
+
+def phone_or_raw(raw: str) -> str:
+    """`raw` in E.164, or as given when it is no valid number (it then matches no contact:
+    every stored phone is valid E.164)."""
     try:
         return phone_normalize(raw) if raw else ""
     except ValidationError:
-        return raw  # matches no contact (every stored phone is valid E.164)
+        return raw
 
 
 def unplaced_reason(data: dict, phone: str) -> str:
@@ -94,17 +101,28 @@ def is_stop_word(text: str) -> bool:
 # --- Acting on it -------------------------------------------------------------------------------
 
 
-def opt_out_record(*, contact: Contact) -> str:
+@dataclass(frozen=True)
+class Verdict:
+    """What Relance did with an inbound message: its outcome (InboundOutcome), the event's
+    reason, and the Message 1 it answered or was judged against."""
+
+    outcome: str
+    reason: str
+    message_1: Message | None = None
+
+
+def opt_out_record(*, contact: Contact) -> Verdict:
     """A stop word: the contact is opted out, its pending messages cancelled (the contact
-    rule, campaigns/contacts.py); returns what the event's reason says."""
+    rule, campaigns/contacts.py)."""
     cancelled = contact_opt_out(contact=contact)
-    return f"stop word: contact {contact.pk} opted out, {cancelled} pending message(s) cancelled"
+    reason = f"stop word: contact {contact.pk} opted out, {cancelled} pending message(s) cancelled"
+    return Verdict(InboundOutcome.OPT_OUT, reason, _last_message_1(contact))
 
 
-def reply_record(*, contact: Contact, replied_at: datetime) -> str:
+def reply_record(*, contact: Contact, replied_at: datetime) -> Verdict:
     """Mark each Message 1 answered within its window and queue its Message 2."""
     if contact.opted_out_at is not None:
-        return f"contact {contact.pk} opted out: no Message 2"
+        return Verdict(InboundOutcome.OPTED_OUT, f"contact {contact.pk} opted out: no Message 2")
     answered = list(_unanswered_in_window(contact, replied_at))
     # The campaign may have completed since the query read it: under its share lock, its
     # status is the committed one, and it cannot complete until this Message 2 is in.
@@ -115,7 +133,9 @@ def reply_record(*, contact: Contact, replied_at: datetime) -> str:
     for device_id in sorted({message.device_id for message in queued}):
         sender_enqueue(device_id)
     ids = ", ".join(str(message.pk) for message in answered)
-    return f"reply to message {ids}: {len(queued)} Message 2 queued"
+    paused = all(m.campaign.status == CampaignStatus.PAUSED for m in answered)
+    outcome = InboundOutcome.CAMPAIGN_PAUSED if paused else InboundOutcome.MESSAGE_2
+    return Verdict(outcome, f"reply to message {ids}: {len(queued)} Message 2 queued", answered[0])
 
 
 def message_1_in_flight(contact: Contact) -> int | None:
@@ -183,21 +203,31 @@ def _message_2_fields(message: Message, contact: Contact) -> dict:
     return fields
 
 
-def _why_no_follow_up(contact: Contact, replied_at: datetime) -> str:
-    """Say why a reply triggered nothing, for the operator reading the event."""
+def _last_message_1(contact: Contact) -> Message | None:
+    """The contact's latest Message 1 that went out (the one a reply is judged against)."""
     last = Message.objects.filter(contact=contact, kind=MessageKind.MESSAGE_1).select_related("campaign")
-    last = last.exclude(sent_at__isnull=True).order_by("-sent_at").first()
+    return last.exclude(sent_at__isnull=True).order_by("-sent_at").first()
+
+
+def _why_no_follow_up(contact: Contact, replied_at: datetime) -> Verdict:
+    """Say why a reply triggered nothing, for the operator reading the event."""
+    last = _last_message_1(contact)
     if last is None:
-        return "reply from a contact with no Message 1 sent: nothing to do"
+        reason = "reply from a contact with no Message 1 sent: nothing to do"
+        return Verdict(InboundOutcome.NOT_A_REPLY, reason)
     if last.replied_at is not None:
-        return f"message {last.pk} was already answered: Message 2 exists"
+        reason = f"message {last.pk} was already answered: Message 2 exists"
+        return Verdict(InboundOutcome.ALREADY_ANSWERED, reason, last)
     if last.sent_at > replied_at + CLOCK_SKEW:
-        return f"written before message {last.pk} was sent: no Message 2"
+        return Verdict(InboundOutcome.NOT_A_REPLY, f"written before message {last.pk} was sent: no Message 2")
     if last.sent_at < _window_start(replied_at):
-        return f"reply after the {settings.REPLY_WINDOW_HOURS:g} h window of message {last.pk}: no Message 2"
+        hours = settings.REPLY_WINDOW_HOURS
+        reason = f"reply after the {hours:g} h window of message {last.pk}: no Message 2"
+        return Verdict(InboundOutcome.LATE, reason, last)
     if last.status not in ACCEPTED_STATUSES:
-        return f"message {last.pk} is {last.status}: no Message 2"
-    return f"campaign {last.campaign_id} is {last.campaign.status}: no Message 2"
+        return Verdict(InboundOutcome.NOT_A_REPLY, f"message {last.pk} is {last.status}: no Message 2", last)
+    reason = f"campaign {last.campaign_id} is {last.campaign.status}: no Message 2"
+    return Verdict(InboundOutcome.CAMPAIGN_OVER, reason, last)
 
 
 def windows_expire(*, now: datetime) -> int:

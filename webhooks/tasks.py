@@ -5,7 +5,7 @@ processed while it is `received`, under a row lock.
 """
 
 from webhooks.models import WebhookEvent
-from webhooks.processing import event_process, events_sweep, windows_expire
+from webhooks.processing import event_process, events_release, events_sweep, windows_expire
 
 
 def process_event(event: int | str) -> str:
@@ -14,6 +14,11 @@ def process_event(event: int | str) -> str:
     if isinstance(event, str):
         event = WebhookEvent.objects.filter(dedup_key=event).values_list("pk", flat=True).first()
     return event_process(event_id=event) if event is not None else "no such event"
+
+
+def release_waiting(message_id: int) -> int:
+    """Process the events that waited for this message's outcome (reconciliation settled it)."""
+    return events_release(message_ids=[message_id])
 
 
 def sweep() -> dict:

@@ -293,6 +293,22 @@ def reply_text(data: dict) -> str:
     return first_text(data.get("body"), dig(data, "media", "caption"))
 
 
+_TEXT_TYPES = frozenset({"", "text", "chat"})
+
+
+def inbound_media_kind(data: dict) -> str:
+    """What a message is besides text ("image", "audio", "document", "location"…), "" for text."""
+    kind = text_of(data.get("type")).lower()[:32]
+    if kind in _TEXT_TYPES:
+        return "media" if isinstance(data.get("media"), dict) else ""
+    return kind
+
+
+def outbound_recipient(data: dict) -> str:
+    """The recipient's number of an outbound message's event, as given ("" if none)."""
+    return first_text(data.get("phone"), data.get("toNumber"), dig(data, "chat", "contact", "phone"))
+
+
 # --- Sessions (number:session) ----------------------------------------------------------------------
 
 

@@ -8,7 +8,14 @@ import pytest
 import yaml
 from django.contrib.auth.models import Permission
 
-from tests.factories import make_campaign, make_category, make_contact, make_device, make_message
+from tests.factories import (
+    make_campaign,
+    make_category,
+    make_contact,
+    make_device,
+    make_inbound,
+    make_message,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -39,6 +46,7 @@ MATRIX = [
     ("put", "/api/contacts/{contact}/", CONTACT, 200),
     ("patch", "/api/contacts/{contact}/", {"name": "Martin"}, 200),
     ("post", "/api/contacts/{contact}/opt-out/", None, 200),
+    ("get", "/api/contacts/{contact}/conversation/", None, 200),
     ("get", "/api/campaigns/", None, 200),
     ("post", "/api/campaigns/", "campaign", 201),
     ("get", "/api/campaigns/{campaign}/", None, 200),
@@ -55,6 +63,8 @@ MATRIX = [
     ("get", "/api/campaigns/{campaign}/stats/", None, 200),
     ("get", "/api/messages/", None, 200),
     ("get", "/api/messages/{message}/", None, 200),
+    ("get", "/api/replies/", None, 200),
+    ("get", "/api/replies/{reply}/", None, 200),
     ("get", "/api/stats/daily/", None, 200),
     ("get", "/api/schema/", None, 200),
     ("get", "/api/docs/", None, 200),
@@ -75,6 +85,7 @@ def rows():
         "contact": contact,
         "campaign": campaign,
         "message": message,
+        "reply": make_inbound(message_1=message),
     }
 
 
@@ -141,7 +152,8 @@ def test_the_matrix_covers_every_path_and_method_of_the_schema(staff):
             .replace("{category}", "{id}")
             .replace("{contact}", "{id}")
             .replace("{campaign}", "{id}")
-            .replace("{message}", "{id}"),
+            .replace("{message}", "{id}")
+            .replace("{reply}", "{id}"),
         )
         for method, path, _, _ in MATRIX
     }

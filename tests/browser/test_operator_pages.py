@@ -1,6 +1,6 @@
 """In a real browser: log in, launch a campaign from the admin against the sandbox, watch the
-dashboard's progress bar move without a reload, open the campaign, switch to French, and
-download the timeline CSV.
+dashboard's progress bar move without a reload, open the campaign, switch to French,
+download the timeline CSV, and read a contact's reply on the campaign, contact and replies pages.
 
 Everything is the production path: the live server, a real senders cluster and a real default
 cluster (webhooks) on the test database, the sandbox sending delivery and read receipts back to
@@ -22,6 +22,7 @@ from messaging.models import Message
 from tests.clusters import qcluster_kill, qcluster_start
 from tests.factories import make_category, make_device
 from tests.webhooks.conftest import SECRET, sandbox_calling_live_server
+from webhooks.models import InboundMessage, InboundOutcome
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -33,7 +34,8 @@ PASSWORD = "browser-test-password-4711"
 def sandbox(live_server, settings):
     server = sandbox_calling_live_server(
         live_server, settings,
-        "--seed", "2", "--delivered-delay", "0.3", "--read-delay", "0.5", "--reply-share", "0",
+        "--seed", "2", "--delivered-delay", "0.3", "--read-delay", "0.5",
+        "--reply-share", "0.2", "--stop-share", "0", "--reply-delay", "0.3",
     )  # fmt: skip
     yield server
     assert server.stop() == 0
@@ -140,4 +142,18 @@ def test_an_operator_launches_and_follows_a_campaign_in_the_browser(
     assert len(rows) == RECIPIENTS
     assert {row["message_1_status"] for row in rows} == {"read"}
     assert rows[0]["phone"] == "+33670000001" and rows[0]["name"] == "'=SUM(A1)"
-    assert Message.objects.filter(sent_at__isnull=False).count() == RECIPIENTS
+    assert Message.objects.filter(kind="message_1", sent_at__isnull=False).count() == RECIPIENTS
+
+    # One contact's reply, read where an operator looks: the campaign page (replied filter),
+    # the contact page and the replies page.
+    wait.until(lambda b: InboundMessage.objects.filter(outcome=InboundOutcome.MESSAGE_2).exists())
+    reply = InboundMessage.objects.filter(outcome=InboundOutcome.MESSAGE_2).order_by("pk").first()
+    browser.get(f"{live_server.url}/campaigns/{campaign.pk}/?status=replied")
+    texts = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#timeline .reply-text")]
+    assert reply.text in texts, texts
+    browser.get(f"{live_server.url}/contacts/{reply.contact_id}/")
+    assert reply.text in [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#conversation .reply-text")]
+    screenshot("07-contact-conversation")
+    browser.get(f"{live_server.url}/replies/")
+    assert reply.text in [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#replies .reply-text")]
+    screenshot("08-replies")

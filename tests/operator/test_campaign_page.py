@@ -173,9 +173,12 @@ def test_an_unknown_move_is_a_404(operator):
     assert operator.post(reverse("campaign-move", args=[make_campaign().pk, "explode"])).status_code == 404
 
 
-def test_times_are_utc_whatever_the_time_zone_setting(viewer, settings, fake_clock):
-    settings.TIME_ZONE = "Europe/Paris"
+def test_times_are_in_the_time_zone_setting_with_utc_on_hover(viewer, settings, fake_clock):
+    settings.TIME_ZONE = "Europe/Paris"  # summer time began at 01:00 UTC that very day
     campaign = seeded_campaign()
     Campaign.objects.filter(pk=campaign.pk).update(launched_at=NOW + timedelta(minutes=7))
     page = viewer.get(reverse("campaign-detail", args=[campaign.pk])).content.decode()
-    assert "2026-03-29 09:07 UTC" in page
+    assert (
+        '<time datetime="2026-03-29T09:07:00Z" title="2026-03-29 09:07:00 UTC">2026-03-29 11:07</time>'
+        in page
+    )

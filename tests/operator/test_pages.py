@@ -122,7 +122,8 @@ def test_dashboard_shows_each_campaign_in_progress_with_counts_and_its_estimated
     assert progress[second.name].estimated_finish == NOW + timedelta(minutes=9)
     page = viewer.get(reverse("dashboard-live")).content.decode()
     assert f'id="progress-{first.pk}" data-progress="50.0"' in page
-    assert "2026-03-29 09:04 UTC" in page and "2026-03-29 09:09 UTC" in page
+    assert 'title="2026-03-29 09:04:00 UTC">2026-03-29 09:04<' in page
+    assert 'title="2026-03-29 09:09:00 UTC">2026-03-29 09:09<' in page
 
 
 def test_a_paused_campaign_has_no_finish_and_does_not_delay_the_others(viewer, fake_clock):

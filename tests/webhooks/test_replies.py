@@ -72,20 +72,6 @@ def test_a_reply_that_overtakes_its_message_1_outcome_waits_for_it_then_gets_mes
     assert message_2_of(message).status == MessageStatus.PENDING
 
 
-def test_a_reply_stops_waiting_for_an_outcome_that_never_comes(post, fake_clock, settings):
-    settings.WEBHOOK_MAX_ATTEMPTS = 2
-    message = in_doubt_message_1()
-    post(reply_event(message.contact.phone, "Oui"))
-    fake_clock.advance(60)
-    events_sweep()
-    reply = WebhookEvent.objects.get()
-    assert (reply.status, reply.reason) == (
-        EventStatus.PROCESSED,
-        "reply from a contact with no Message 1 sent: nothing to do",
-    )
-    assert message_2_of(message) is None
-
-
 @pytest.mark.parametrize(
     "hours, minutes, follows_up", [(23, 59, True), (24, 0, True), (24, 1, False), (30, 0, False)]
 )
