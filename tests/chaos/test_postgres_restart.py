@@ -133,29 +133,42 @@ def settled(sandbox) -> bool:
         return False
 
 
+def replying_sandbox(web: str, settings, *, webhook_retries: int = 8):
+    """The sandbox, calling back `web`'s webhook (acks, and replies of REPLY_SHARE contacts),
+    retrying a webhook nobody took; this process's settings pointed at it."""
+    sandbox = start_sandbox(
+        "--webhook-url", f"http://{web}{URL}?secret={quote(SECRET)}", "--seed", str(SEED),
+        "--reply-share", str(REPLY_SHARE), "--stop-share", "0",
+        "--delivered-delay", "0.05", "--read-delay", "0.05", "--reply-delay", "0.05",
+        "--webhook-retries", str(webhook_retries), "--webhook-backoff", "0.2",
+    )  # fmt: skip
+    settings.WASSENGER_API_URL, settings.WASSENGER_API_TOKEN = f"{sandbox.url}/v1", SANDBOX_TOKEN
+    return sandbox
+
+
+def production_env(env: dict, sandbox) -> dict:
+    """`env` for Relance's processes: this process's database, the sandbox as Wassenger."""
+    env.update(
+        DATABASE_URL=url_for(connection.settings_dict),
+        WASSENGER_SANDBOX="false",
+        WASSENGER_API_URL=f"{sandbox.url}/v1",
+        WASSENGER_API_TOKEN=SANDBOX_TOKEN,
+        WASSENGER_WEBHOOK_SECRET=SECRET,
+        DJANGO_SUPERUSER_PASSWORD="chaos-admin-password",
+    )
+    return env
+
+
 def test_a_postgres_restart_mid_campaign_is_survived_by_web_and_clusters_unattended(
     private_postgres, django_db_blocker, settings, tmp_path
 ):
     env = settings_shrink(settings)
     settings.WEBHOOK_SWEEP_AFTER_SECONDS = 1
     web = f"127.0.0.1:{free_port()}"
-    sandbox = start_sandbox(
-        "--webhook-url", f"http://{web}{URL}?secret={quote(SECRET)}", "--seed", str(SEED),
-        "--reply-share", str(REPLY_SHARE), "--stop-share", "0",
-        "--delivered-delay", "0.05", "--read-delay", "0.05", "--reply-delay", "0.05",
-        "--webhook-retries", "8", "--webhook-backoff", "0.2",
-    )  # fmt: skip
-    settings.WASSENGER_API_URL, settings.WASSENGER_API_TOKEN = f"{sandbox.url}/v1", SANDBOX_TOKEN
+    sandbox = replying_sandbox(web, settings)
     log = tmp_path / "relance.log"
     with this_process_on(private_postgres, django_db_blocker):
-        env.update(
-            DATABASE_URL=url_for(connection.settings_dict),
-            WASSENGER_SANDBOX="false",
-            WASSENGER_API_URL=f"{sandbox.url}/v1",
-            WASSENGER_API_TOKEN=SANDBOX_TOKEN,
-            WASSENGER_WEBHOOK_SECRET=SECRET,
-            DJANGO_SUPERUSER_PASSWORD="chaos-admin-password",
-        )
+        production_env(env, sandbox)
         # runall migrates, then supervises the clusters (and a development web server the
         # test leaves alone); the sandbox calls the production web server, gunicorn.
         supervisor_web = f"127.0.0.1:{free_port()}"
