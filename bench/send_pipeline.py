@@ -139,11 +139,11 @@ def _seed(count: int, devices: int) -> list[int]:
         )
         campaign = Campaign.objects.create(
             name=f"bench {index}",
-            device=device,
             message_1_text="Bonjour",
             message_2_text="Merci",
             status=CampaignStatus.SENDING,
         )
+        campaign.devices.set([device])
         Message.objects.bulk_create(
             Message(
                 campaign=campaign,

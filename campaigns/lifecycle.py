@@ -28,15 +28,16 @@ logger = logging.getLogger(__name__)
 
 def campaign_locked(campaign_id: int) -> Campaign:
     """The campaign, its row locked until the transaction ends."""
-    return Campaign.objects.select_for_update().select_related("device").get(pk=campaign_id)
+    return Campaign.objects.select_for_update().get(pk=campaign_id)
 
 
-def sender_start(device_id: int) -> None:
-    """Wake the device's sender once the transaction commits."""
+def senders_start(campaign: Campaign) -> None:
+    """Wake the sender of each of the campaign's devices once the transaction commits."""
     # Imported here: the dispatcher imports this module to start and complete campaigns.
     from messaging.dispatch import sender_enqueue
 
-    sender_enqueue(device_id)
+    for device_id in campaign.device_ids():
+        sender_enqueue(device_id)
 
 
 # --- The operator's moves ---------------------------------------------------------------------
@@ -52,7 +53,7 @@ def campaign_pause(*, campaign: Campaign, by=None) -> Campaign:
 def campaign_resume(*, campaign: Campaign, by=None) -> Campaign:
     """Carry on where the pause left off: the same pending messages, none twice."""
     campaign = _campaign_move(campaign, CampaignStatus.SENDING, allowed_from={CampaignStatus.PAUSED}, by=by)
-    sender_start(campaign.device_id)
+    senders_start(campaign)
     return campaign
 
 
@@ -121,5 +122,5 @@ def _moved_if_still(campaign_id: int, current: str, status: str) -> bool:
         return False
     campaign.status_save(status)
     if status == CampaignStatus.SENDING:
-        sender_start(campaign.device_id)
+        senders_start(campaign)
     return True

@@ -79,7 +79,7 @@ def _call(client, method, path, body, rows):
     if body == "campaign":
         body = {
             "name": "C",
-            "device": rows["device"].pk,
+            "devices": [rows["device"].pk],
             "categories": [rows["category"].pk],
             "message_1_text": "Bonjour {{ first_name }}",
             "message_2_text": "Merci",
