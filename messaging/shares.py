@@ -75,11 +75,21 @@ def shares_balanced(*, lanes: list[Lane], count: int, now: datetime) -> list[int
             early = middle
     below = [capacity.by(early) for capacity in capacities]
     room = [capacity.by(late) - taken for capacity, taken in zip(capacities, below, strict=True)]
-    left = count - sum(below)
-    for position, index in enumerate(able):
-        extra = min(room[position], left)
-        shares[index], left = below[position] + extra, left - extra
+    for position, extra in enumerate(_spread(count - sum(below), room)):
+        shares[able[position]] = below[position] + extra
     return shares
+
+
+def _spread(count: int, room: list[int]) -> list[int]:
+    """`count` spread as evenly as `room` allows: lanes that finish together share alike."""
+    given = [0] * len(room)
+    while count > 0:
+        open_lanes = [i for i, left in enumerate(room) if left > given[i]]
+        each = max(count // len(open_lanes), 1)
+        for i in open_lanes:
+            taken = min(each, room[i] - given[i], count)
+            given[i], count = given[i] + taken, count - taken
+    return given
 
 
 class _Capacity:

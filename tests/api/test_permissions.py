@@ -50,6 +50,7 @@ MATRIX = [
     ("post", "/api/campaigns/{campaign}/resume/", None, 409),
     ("post", "/api/campaigns/{campaign}/cancel/", None, 200),
     ("get", "/api/campaigns/{campaign}/stats/", None, 200),
+    ("post", "/api/campaigns/{campaign}/hand-over/", {}, 200),
     ("get", "/api/messages/", None, 200),
     ("get", "/api/messages/{message}/", None, 200),
     ("get", "/api/stats/daily/", None, 200),
