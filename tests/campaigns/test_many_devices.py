@@ -131,3 +131,16 @@ def test_three_numbers_one_banned_mid_way_reach_every_contact_once_message_2_fro
         DeviceDay.objects.filter(day=fake_clock.now().date()).values_list("device_id", "message_1_count")
     )
     assert daily == dict(Counter(message_1s.values_list("device_id", flat=True)))
+
+
+@pytest.mark.parametrize("page", ["campaign-launch", "admin:campaigns_campaign_launch"])
+def test_the_launch_pages_show_each_numbers_share_and_finish(fake_clock, client, django_user_model, page):
+    from django.urls import reverse
+
+    a, b = (make_device(label=label, gap_seconds=60, batch_size=1000) for label in ("Nord", "Sud"))
+    campaign = campaign_to_everyone([a, b])
+    client.force_login(django_user_model.objects.create_superuser("op", "op@example.com", None))
+    html = client.get(reverse(page, args=[campaign.pk])).content.decode()
+    split = html[html.index('id="launch-split"') :].split("</table>")[0]
+    assert "Nord" in split and "Sud" in split and split.count("<td>15</td>") == 2
+    assert split.count("UTC") == 2  # each number's estimated finish
