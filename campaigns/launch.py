@@ -142,16 +142,25 @@ class Pace:
 
 
 def _quota_message(pace: Pace, recipients: int) -> str:
-    return _(
+    text = _(
         "The campaign has %(recipients)d recipients but only %(remaining)d Message 1 can still be "
         "sent on %(day)s (%(allowance)d a day on this device, the follow-up reserve set aside; "
         "%(queued)d already queued by other campaigns). It needs %(days)d days and would finish "
         "around %(finish)s. Accept sending over several days to launch it anyway."
-    ) % {
+    )
+    if len(pace.shared) > 1:
+        text = _(
+            "The campaign has %(recipients)d recipients but only %(remaining)d Message 1 can still be "
+            "sent on %(day)s (%(allowance)d a day on its %(devices)d devices together, the follow-up "
+            "reserve set aside; %(queued)d already queued by other campaigns). It needs %(days)d days "
+            "and would finish around %(finish)s. Accept sending over several days to launch it anyway."
+        )
+    return text % {
         "recipients": recipients,
         "remaining": pace.remaining_today,
         "day": pace.start.date().isoformat(),
         "allowance": pace.daily_allowance,
+        "devices": len(pace.shared),
         "queued": pace.queued_ahead,
         "days": pace.days_needed,
         "finish": format_time(pace.estimated_finish),

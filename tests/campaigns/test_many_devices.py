@@ -144,3 +144,14 @@ def test_the_launch_pages_show_each_numbers_share_and_finish(fake_clock, client,
     split = html[html.index('id="launch-split"') :].split("</table>")[0]
     assert "Nord" in split and "Sud" in split and split.count("<td>15</td>") == 2
     assert split.count("UTC") == 2  # each number's estimated finish
+
+
+def test_the_quota_is_that_of_all_the_numbers_together(fake_clock, wakeups):  # noqa: F811
+    from campaigns.refusals import QuotaExceeded
+
+    a, b = (make_device(daily_limit=10) for _ in range(2))  # 9 Message 1 a day each
+    campaign = campaign_to_everyone([a, b])
+    with pytest.raises(QuotaExceeded, match="18 Message 1 can still be sent .* on its 2 devices") as refused:
+        campaign_launch(campaign=campaign)
+    assert (refused.value.remaining_today, refused.value.days_needed) == (18, 2)
+    assert campaign_launch(campaign=campaign, allow_multi_day=True).messages_created == CONTACTS
