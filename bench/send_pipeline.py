@@ -143,11 +143,11 @@ def _seed(count: int, devices: int) -> list[int]:
         )
         campaign = Campaign.objects.create(
             name=f"bench {index}",
-            device=device,
             message_1_text="Bonjour",
             message_2_text="Merci",
             status=CampaignStatus.PAUSED,  # until the clock starts
         )
+        campaign.devices.set([device])
         Message.objects.bulk_create(
             Message(
                 campaign=campaign,

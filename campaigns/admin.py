@@ -29,8 +29,15 @@ from django.utils.translation import gettext_lazy, ngettext
 from campaigns.cloning import campaign_clone, cloned_message
 from campaigns.contacts import contact_opt_out
 from campaigns.importing import ImportFailed, contacts_import, upload_refusal
-from campaigns.launch import campaign_launch, launched_message
-from campaigns.launch_page import STATUS_MOVES, launch_page_context, move_allowed, move_pending, move_run
+from campaigns.launch import campaign_hand_over, campaign_launch, launched_message
+from campaigns.launch_page import (
+    STATUS_MOVES,
+    handed_over_message,
+    launch_page_context,
+    move_allowed,
+    move_pending,
+    move_run,
+)
 from campaigns.lifecycle import failed_retriable_count
 from campaigns.media import campaign_attachments
 from campaigns.models import Campaign, Category, Contact, VerificationJob
@@ -237,11 +244,10 @@ class VerificationJobAdmin(admin.ModelAdmin):
 
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
-    list_display = ["name", "status", "device", "starts_at", "launched_at", "finished_at", "created_at"]
-    list_filter = ["status", "device", "categories"]
+    list_display = ["name", "status", "device_list", "starts_at", "launched_at", "finished_at", "created_at"]
+    list_filter = ["status", "devices", "categories"]
     search_fields = ["name", "message_1_text", "message_2_text"]
-    list_select_related = ["device"]
-    filter_horizontal = ["categories"]
+    filter_horizontal = ["devices", "categories"]
     readonly_fields = [
         "status",
         "created_by",
@@ -252,7 +258,7 @@ class CampaignAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
     ]
-    actions = ["launch_selected", "clone_selected", "verify_recipients"]
+    actions = ["launch_selected", "clone_selected", "verify_recipients", "hand_over_halted"]
 
     @admin.display(description=gettext_lazy("failed ones sent again"))
     def failed_retries(self, campaign):
@@ -270,6 +276,13 @@ class CampaignAdmin(admin.ModelAdmin):
             for r in retries
         ]
         return format_html_join(mark_safe("<br>"), "{}", ((row,) for row in rows)) or "—"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("devices")
+
+    @admin.display(description=gettext_lazy("devices"))
+    def device_list(self, campaign):
+        return ", ".join(str(device) for device in campaign.devices.all())
 
     def get_readonly_fields(self, request, obj=None):
         return [*(obj.frozen_fields() if obj else ()), *self.readonly_fields]
@@ -321,6 +334,21 @@ class CampaignAdmin(admin.ModelAdmin):
     def verify_recipients(self, request, queryset):
         for campaign in queryset:
             _report_job(self, request, verification_start(campaign=campaign, by=request.user))
+
+    @admin.action(
+        description=gettext_lazy(
+            "Move the unsent Message 1s of halted devices to the campaign's other devices"
+        ),
+        permissions=["change"],
+    )
+    def hand_over_halted(self, request, queryset):
+        for campaign in queryset:
+            try:
+                moved = campaign_hand_over(campaign=campaign)
+            except CampaignRefused as refusal:
+                self.message_user(request, refusal.message, messages.ERROR)
+                continue
+            self.message_user(request, handed_over_message(campaign, moved), messages.SUCCESS)
 
     def launch_view(self, request, object_id):
         """GET: what the launch would do; POST: launch. A refusal is a message, never a 500."""

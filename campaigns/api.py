@@ -22,7 +22,7 @@ from rest_framework.response import Response
 from campaigns.cloning import campaign_clone
 from campaigns.contacts import ContactRow, contact_opt_out, contacts_upsert
 from campaigns.figures import funnel_by_variant
-from campaigns.launch import campaign_launch, launch_preview
+from campaigns.launch import campaign_hand_over, campaign_launch, launch_preview
 from campaigns.lifecycle import campaign_cancel, campaign_pause, campaign_resume, campaign_retry_failed
 from campaigns.models import Campaign, CampaignStatus, Category, Contact
 from campaigns.refusals import CampaignRefused
@@ -33,6 +33,8 @@ from campaigns.serializers import (
     CategorySerializer,
     ContactBulkItemSerializer,
     ContactSerializer,
+    HandOverRequestSerializer,
+    HandOverResultSerializer,
     LaunchRequestSerializer,
     LaunchResultSerializer,
     QuotaRefusalSerializer,
@@ -40,10 +42,11 @@ from campaigns.serializers import (
     RetryResultSerializer,
     TestSendRequestSerializer,
     TestSendResultSerializer,
+    device_shares,
 )
 from campaigns.test_send import campaign_test_send
 from config.api import ApiViewSetMixin
-from messaging.models import MessageKind, MessageStatus
+from messaging.models import Device, MessageKind, MessageStatus
 from webhooks.api import ConversationTurnSerializer, conversation_data
 
 
@@ -235,6 +238,7 @@ def _bulk_save(validated: list[dict]) -> tuple[list[Contact], int]:
 class CampaignFilter(filters.FilterSet):
     name = filters.CharFilter(lookup_expr="icontains")
     category = filters.ModelChoiceFilter(field_name="categories", queryset=Category.objects.all())
+    device = filters.ModelChoiceFilter(field_name="devices", queryset=Device.objects.all())
 
     class Meta:
         model = Campaign
@@ -258,6 +262,8 @@ def _changed_fields(campaign: Campaign, data: dict) -> list[str]:
     def differs(name: str, value) -> bool:
         if name == "categories":
             return set(value) != set(campaign.categories.all())
+        if name == "devices":
+            return [device.pk for device in value] != campaign.device_ids()
         return value != getattr(campaign, name)
 
     return [name for name, value in data.items() if differs(name, value)]
@@ -274,7 +280,7 @@ class CampaignViewSet(ApiViewSetMixin, viewsets.ModelViewSet):
     serializer_class = CampaignSerializer
     filterset_class = CampaignFilter
     ordering_fields = ["name", "created_at", "launched_at", "status"]
-    queryset = Campaign.objects.prefetch_related("categories").order_by("-created_at", "-id")
+    queryset = Campaign.objects.prefetch_related("categories", "devices").order_by("-created_at", "-id")
 
     def perform_create(self, serializer):
         serializer.save(created_by=self.request.user)
@@ -330,6 +336,7 @@ class CampaignViewSet(ApiViewSetMixin, viewsets.ModelViewSet):
             "scheduled": result.campaign.status == CampaignStatus.SCHEDULED,
             "days_needed": result.pace.days_needed,
             "estimated_finish": result.pace.estimated_finish,
+            "devices": device_shares(result.pace),
         }
         return Response(LaunchResultSerializer(body).data)
 
@@ -357,6 +364,27 @@ class CampaignViewSet(ApiViewSetMixin, viewsets.ModelViewSet):
         except CampaignRefused as refusal:
             return refusal_response(refusal)
         return Response(TestSendResultSerializer(result).data)
+
+    @extend_schema(
+        request=HandOverRequestSerializer,
+        responses={200: HandOverResultSerializer, 400: _REFUSED},
+    )
+    @action(detail=True, methods=["post"], url_path="hand-over")
+    def hand_over(self, request, pk=None):
+        """Move unsent Message 1s between the campaign's devices (by default off its halted
+        ones), balanced as at launch. A message being sent, or already sent, never moves."""
+        campaign = self.get_object()
+        try:
+            options = HandOverRequestSerializer(data=request.data)
+            options.is_valid(raise_exception=True)
+        except (ParseError, serializers.ValidationError) as error:
+            body = {"code": "invalid", "detail": "The hand-over options are invalid.", "errors": error.detail}
+            return Response(body, status=status.HTTP_400_BAD_REQUEST)
+        try:
+            moved = campaign_hand_over(campaign=campaign, **options.validated_data)
+        except CampaignRefused as refusal:
+            return refusal_response(refusal)
+        return Response(HandOverResultSerializer({"moved": {str(k): v for k, v in moved.items()}}).data)
 
     @extend_schema(request=None, responses={200: CampaignSerializer, 409: _REFUSED})
     @action(detail=True, methods=["post"])
@@ -429,6 +457,10 @@ def _preview_numbers(campaign: Campaign) -> dict:
         "recently_messaged": preview.recently_messaged,
         "in_other_campaigns": preview.in_other_campaigns,
         "remaining_today": preview.pace.remaining_today,
+        "devices": [
+            {**share, "estimated_finish": share["estimated_finish"] and share["estimated_finish"].isoformat()}
+            for share in device_shares(preview.pace)
+        ],
         "days_needed": preview.pace.days_needed,
         "estimated_finish": finish.isoformat() if finish else None,
         "missing_variables": preview.missing_without_fallback,

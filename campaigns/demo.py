@@ -107,7 +107,6 @@ def _campaign(device: Device, categories: list[Category]) -> Campaign:
     campaign, created = Campaign.objects.get_or_create(
         name=CAMPAIGN_NAME,
         defaults={
-            "device": device,
             "message_1_text": MESSAGE_1,
             "message_2_text": MESSAGE_2,
             "variable_fallbacks": {"first_name": "à vous"},
@@ -116,4 +115,5 @@ def _campaign(device: Device, categories: list[Category]) -> Campaign:
     )
     if created:
         campaign.categories.set(categories)
+        campaign.devices.set([device])
     return campaign

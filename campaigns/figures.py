@@ -170,7 +170,8 @@ class CampaignProgress:
 
 
 def campaigns_in_progress(*, now: datetime) -> list[CampaignProgress]:
-    campaigns = list(Campaign.objects.filter(status__in=IN_PROGRESS).select_related("device").order_by("pk"))
+    in_progress = Campaign.objects.filter(status__in=IN_PROGRESS).prefetch_related("devices")
+    campaigns = list(in_progress.order_by("pk"))
     counts = campaign_counts(c.pk for c in campaigns)
     finishes = _estimated_finishes(campaigns, counts, now=now)
     return [CampaignProgress(c, counts[c.pk], *finishes[c.pk]) for c in campaigns]
@@ -178,23 +179,51 @@ def campaigns_in_progress(*, now: datetime) -> list[CampaignProgress]:
 
 def _estimated_finishes(campaigns, counts, *, now) -> dict[int, tuple[datetime | None, str]]:
     """Per device, campaigns are served in id order (the sender claims the oldest Message 1),
-    after every waiting Message 2: each campaign ends once the ones before it have."""
-    device_ids = sorted({c.device_id for c in campaigns})
+    after every waiting Message 2: each campaign's part on a device ends once the ones
+    before it have, and the campaign ends with its last device."""
+    open_by_device = _open_by_device([c.pk for c in campaigns if c.status != CampaignStatus.PAUSED])
+    device_ids = sorted({device_id for parts in open_by_device.values() for device_id in parts})
     devices = {d.pk: d for d in devices_with_sending_facts(device_ids, now)} if device_ids else {}
     message_2 = _pending_message_2(device_ids)
     ahead: dict[int, int] = defaultdict(int)
     result = {}
     for campaign in campaigns:
-        device = devices[campaign.device_id]
         if campaign.status == CampaignStatus.PAUSED:
             result[campaign.pk] = (None, "paused")
             continue
         if not counts[campaign.pk].open:
             result[campaign.pk] = (None, "all_sent")
             continue
-        ahead[device.pk] += counts[campaign.pk].open
-        result[campaign.pk] = _finish(campaign, device, ahead[device.pk], message_2.get(device.pk, 0), now)
+        parts = []
+        for device_id, count in open_by_device.get(campaign.pk, {}).items():
+            ahead[device_id] += count
+            waiting_2 = message_2.get(device_id, 0)
+            parts.append(_finish(campaign, devices[device_id], ahead[device_id], waiting_2, now))
+        result[campaign.pk] = _latest(parts)
     return result
+
+
+def _latest(parts: list[tuple[datetime | None, str]]) -> tuple[datetime | None, str]:
+    """The campaign's finish: its last device's; a device with no estimate says why."""
+    for finish, note in parts:
+        if finish is None:
+            return None, note
+    return (max(finish for finish, _ in parts), "") if parts else (None, "all_sent")
+
+
+def _open_by_device(campaign_ids: list[int]) -> dict[int, dict[int, int]]:
+    """{campaign: {device: Message 1s not settled yet}}, in one GROUP BY."""
+    rows = (
+        Message.objects.filter(
+            campaign_id__in=campaign_ids, kind=MessageKind.MESSAGE_1, status__in=OPEN_STATUSES
+        )
+        .values_list("campaign_id", "device_id")
+        .annotate(n=Count("id"))
+    )
+    found: dict[int, dict[int, int]] = defaultdict(dict)
+    for campaign_id, device_id, count in sorted(rows.order_by()):
+        found[campaign_id][device_id] = count
+    return found
 
 
 def _finish(campaign: Campaign, device: Device, message_1: int, message_2: int, now: datetime):

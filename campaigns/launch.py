@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
+from django.db.models import Count
 from django.utils.translation import gettext as _
 
 from campaigns.launch_sql import (
@@ -26,16 +27,20 @@ from campaigns.launch_sql import (
     audience_counts,
     audience_sample,
     campaign_message_1_variants,
+    eligible_count,
     message_1_insert,
+    messages_per_device,
     template_variables,
 )
-from campaigns.lifecycle import campaign_locked, sender_start
+from campaigns.lifecycle import campaign_locked, senders_start
 from campaigns.models import Campaign, CampaignStatus
 from campaigns.refusals import (
     DeviceCannotSend,
     LaunchRefused,
+    NotACampaignDevice,
     QuotaExceeded,
     audience_refusal,
+    devices_refusal,
     status_refusal,
     template_refusal,
     variables_refusal,
@@ -44,8 +49,10 @@ from campaigns.refusals import (
 from campaigns.rendering import BUILTIN_VARIABLES, variant_counts
 from config import clock
 from messaging import pacing
-from messaging.claims import device_policy, device_snapshot, device_state
-from messaging.models import Message, MessageKind, MessageStatus
+from messaging.claims import device_policy, device_state, devices_with_sending_facts
+from messaging.devices import device_handover
+from messaging.models import Device, Message, MessageKind, MessageStatus
+from messaging.shares import Lane, shares_balanced
 
 logger = logging.getLogger(__name__)
 
@@ -54,26 +61,80 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Pace:
-    """The device's room for Message 1 on the start day, and when the campaign would end."""
+class DevicePace:
+    """One of the campaign's devices at launch: its room, its share and when it would end."""
 
-    start: datetime
+    device: Device
     daily_allowance: int  # Message 1 a day on this device, the Message 2 reserve set aside
     remaining_today: int  # Message 1 the start day still allows, after queued_ahead
     queued_ahead: int  # pending Message 1 of other campaigns on the same device
-    estimated_finish: datetime | None  # None when the device may send no Message 1 at all
-    days_needed: int | None  # UTC days from the start to the estimated finish, both counted
-    device_halted: bool
+    recipients: int  # this campaign's Message 1s given to it
+    estimated_finish: datetime | None  # None when it takes nothing
+    halted: bool
+    shared: bool  # takes part in the split (a halted device does not while another can send)
+
+
+@dataclass(frozen=True)
+class Pace:
+    """The campaign's devices on the start day, the split of its recipients between them, and
+    when the whole campaign would end (its last device's finish)."""
+
+    start: datetime
+    devices: tuple[DevicePace, ...]
+
+    @property
+    def shared(self) -> tuple[DevicePace, ...]:
+        return tuple(device for device in self.devices if device.shared)
+
+    @property
+    def daily_allowance(self) -> int:
+        return sum(device.daily_allowance for device in self.shared)
+
+    @property
+    def remaining_today(self) -> int:
+        return sum(device.remaining_today for device in self.shared)
+
+    @property
+    def queued_ahead(self) -> int:
+        return sum(device.queued_ahead for device in self.shared)
+
+    @property
+    def estimated_finish(self) -> datetime | None:
+        """None when no device may send a Message 1 at all."""
+        finishes = [device.estimated_finish for device in self.devices if device.estimated_finish]
+        return max(finishes) if finishes else None
+
+    @property
+    def days_needed(self) -> int | None:
+        """UTC days from the start to the estimated finish, both counted."""
+        finish = self.estimated_finish
+        return None if finish is None else (finish.date() - self.start.date()).days + 1
+
+    @property
+    def halted_devices(self) -> list[Device]:
+        return [device.device for device in self.devices if device.halted]
+
+    @property
+    def device_halted(self) -> bool:
+        """Nothing is sent until a device is resumed: every device it was given to is halted."""
+        given = [device for device in self.devices if device.recipients] or list(self.devices)
+        return bool(given) and all(device.halted for device in given)
 
     @property
     def scheduled(self) -> bool:
         return self.start > clock.now()
 
+    def device_shares(self) -> dict[int, int]:
+        """{device id: Message 1s given to it}, for the insert."""
+        return {device.device.pk: device.recipients for device in self.devices}
+
     def refusal(self, *, campaign: Campaign, recipients: int, allow_multi_day: bool) -> LaunchRefused | None:
+        if not self.devices:
+            return devices_refusal(campaign)
         if self.daily_allowance == 0:
             return DeviceCannotSend(
                 _("Device “%(device)s” may send no Message 1 at all: raise its daily limit.")
-                % {"device": campaign.device}
+                % {"device": ", ".join(str(device.device) for device in self.shared)}
             )
         if allow_multi_day or recipients <= self.remaining_today:
             return None
@@ -83,36 +144,61 @@ class Pace:
 
 
 def _quota_message(pace: Pace, recipients: int) -> str:
-    return _(
+    text = _(
         "The campaign has %(recipients)d recipients but only %(remaining)d Message 1 can still be "
         "sent on %(day)s (%(allowance)d a day on this device, the follow-up reserve set aside; "
         "%(queued)d already queued by other campaigns). It needs %(days)d days and would finish "
         "around %(finish)s. Accept sending over several days to launch it anyway."
-    ) % {
+    )
+    if len(pace.shared) > 1:
+        text = _(
+            "The campaign has %(recipients)d recipients but only %(remaining)d Message 1 can still be "
+            "sent on %(day)s (%(allowance)d a day on its %(devices)d devices together, the follow-up "
+            "reserve set aside; %(queued)d already queued by other campaigns). It needs %(days)d days "
+            "and would finish around %(finish)s. Accept sending over several days to launch it anyway."
+        )
+    return text % {
         "recipients": recipients,
         "remaining": pace.remaining_today,
         "day": pace.start.date().isoformat(),
         "allowance": pace.daily_allowance,
+        "devices": len(pace.shared),
         "queued": pace.queued_ahead,
         "days": pace.days_needed,
         "finish": format_time(pace.estimated_finish),
     }
 
 
-def _pace(campaign: Campaign, *, recipients: int, now: datetime) -> Pace:
-    """Pending Message 1s of the device's other live campaigns go first (lower ids), so they
-    count against the room and the estimate alike."""
+def _pace(campaign: Campaign, *, recipients: int, now: datetime, shares: dict | None = None) -> Pace:
+    """Each device's room and share; pending Message 1s of a device's other live campaigns go
+    first (lower ids), so they count against its room and its estimate alike. `shares`, when
+    given, is the split already made (device id → count); else the balanced one."""
     start = _start(campaign, now)
-    device = device_snapshot(campaign.device_id, now)
-    policy, state = device_policy(device), device_state(device, now)
-    allowance, queued = policy.allowance(pacing.Kind.MESSAGE_1), _queued_ahead(campaign)
-    room = pacing.pacing_remaining_today(policy=policy, state=state, now=start, kind=pacing.Kind.MESSAGE_1)
-    finish, days = None, None
-    if allowance > 0:
-        estimate = {"policy": policy, "state": state, "now": start, "message_1": queued + recipients}
-        finish = pacing.pacing_estimate_finish(**estimate)
-        days = (finish.date() - start.date()).days + 1
-    return Pace(start, allowance, max(room - queued, 0), queued, finish, days, device.halted_at is not None)
+    devices = devices_with_sending_facts(campaign.device_ids(), now)
+    queued = _queued_ahead(campaign, [device.pk for device in devices])
+    lanes = [Lane(device_policy(d), device_state(d, now), queued.get(d.pk, 0)) for d in devices]
+    # A halted device is given nothing while another can send: its messages would wait.
+    sending = [device.halted_at is None for device in devices]
+    shared = sending if any(sending) else [True] * len(devices)
+    if shares is None:
+        usable = [lane for lane, taking in zip(lanes, shared, strict=True) if taking]
+        split = iter(shares_balanced(lanes=usable, count=recipients, now=start))
+        counts = [next(split) if taking else 0 for taking in shared]
+    else:
+        counts = [shares.get(device.pk, 0) for device in devices]
+    return Pace(
+        start, tuple(_device_pace(*row, start) for row in zip(devices, lanes, counts, shared, strict=True))
+    )
+
+
+def _device_pace(device: Device, lane: Lane, recipients: int, shared: bool, start: datetime) -> DevicePace:
+    allowance = lane.policy.allowance(pacing.Kind.MESSAGE_1)
+    room = pacing.pacing_remaining_today(
+        policy=lane.policy, state=lane.state, now=start, kind=pacing.Kind.MESSAGE_1
+    )
+    finish = lane.finish(now=start, extra=recipients) if recipients and allowance else None
+    queued, halted = lane.message_1_ahead, device.halted_at is not None
+    return DevicePace(device, allowance, max(room - queued, 0), queued, recipients, finish, halted, shared)
 
 
 def _start(campaign: Campaign, now: datetime) -> datetime:
@@ -120,11 +206,13 @@ def _start(campaign: Campaign, now: datetime) -> datetime:
     return max(campaign.starts_at or now, now)
 
 
-def _queued_ahead(campaign: Campaign) -> int:
+def _queued_ahead(campaign: Campaign, device_ids: list[int]) -> dict[int, int]:
+    """Pending Message 1s of the other live campaigns, per device."""
     live = (CampaignStatus.SENDING, CampaignStatus.SCHEDULED)
     pending = Message.objects.filter(kind=MessageKind.MESSAGE_1, status=MessageStatus.PENDING)
-    on_device = pending.filter(device_id=campaign.device_id, campaign__status__in=live)
-    return on_device.exclude(campaign_id=campaign.pk).count()
+    on_devices = pending.filter(device_id__in=device_ids, campaign__status__in=live)
+    rows = on_devices.exclude(campaign_id=campaign.pk).values_list("device_id").annotate(n=Count("id"))
+    return dict(rows.order_by())
 
 
 def format_time(moment: datetime) -> str:
@@ -270,10 +358,10 @@ def campaign_launch(*, campaign: Campaign, by=None, allow_multi_day: bool = Fals
     _raise(
         status_refusal(campaign)
         or variants_refusal(campaign)
+        or devices_refusal(campaign)
         or template_refusal(template_variables(campaign))
     )
-    created = _message_1_insert_checked(campaign, now=now)
-    pace = _pace(campaign, recipients=created, now=now)
+    created, pace = _message_1_insert_checked(campaign, now=now)
     # Raised inside the atomic block, a refusal takes the new rows back with it.
     _raise(pace.refusal(campaign=campaign, recipients=created, allow_multi_day=allow_multi_day))
     _mark_launched(campaign, by=by, scheduled=pace.start > now)
@@ -286,19 +374,34 @@ def _raise(refusal: LaunchRefused | None) -> None:
         raise refusal
 
 
-def _message_1_insert_checked(campaign: Campaign, *, now: datetime) -> int:
-    """The insert; a recipient missing a variable, or no recipient at all, is a refusal."""
-    start = _start(campaign, now)
+def _message_1_insert_checked(campaign: Campaign, *, now: datetime) -> tuple[int, Pace]:
+    """The insert and the pace of what it inserted; a recipient missing a variable, or no
+    recipient at all, is a refusal.
+
+    On one device the insert itself counts the audience. Over several, the split needs the
+    count first (one scan more), and the insert gives each device its share of the
+    recipients in contact order; should the contacts change in between, the pace is taken
+    again from the rows as inserted.
+    """
+    devices = campaign.device_ids()
+    planned = (
+        None if len(devices) == 1 else _pace(campaign, recipients=eligible_count(campaign, now=now), now=now)
+    )
+    shares = planned.device_shares() if planned else {devices[0]: None}
     try:
         with transaction.atomic():
-            created = message_1_insert(campaign=campaign, start=start, now=now)
+            created = message_1_insert(campaign=campaign, start=_start(campaign, now), now=now, shares=shares)
     except IntegrityError as error:
         if getattr(error.__cause__, "sqlstate", None) != NOT_NULL_VIOLATION:
             raise
         raise _explained(campaign, now) from error
     if not created:
         raise _explained(campaign, now)
-    return created
+    if planned is None:
+        return created, _pace(campaign, recipients=created, now=now, shares={devices[0]: created})
+    if sum(shares.values()) != created:
+        return created, _pace(campaign, recipients=created, now=now, shares=messages_per_device(campaign))
+    return created, planned
 
 
 def _explained(campaign: Campaign, now: datetime) -> LaunchRefused:
@@ -311,4 +414,38 @@ def _explained(campaign: Campaign, now: datetime) -> LaunchRefused:
 def _mark_launched(campaign: Campaign, *, by, scheduled: bool) -> None:
     campaign.status_save(CampaignStatus.SCHEDULED if scheduled else CampaignStatus.SENDING, by=by)
     if not scheduled:
-        sender_start(campaign.device_id)
+        senders_start(campaign)
+
+
+# --- After launch: moving unsent Message 1s between the campaign's devices ------------------
+
+
+def campaign_hand_over(*, campaign: Campaign, from_devices=None, to_devices=None) -> dict[int, int]:
+    """The operator moves the campaign's unsent Message 1s off `from_devices` (by default its
+    halted devices) to `to_devices` (by default its other devices that can send), balanced as
+    at launch; returns {device id: Message 1s it received}. What a device halted for good does
+    by itself (messaging/devices.py `device_handover`, which this calls).
+    """
+    own = campaign.device_ids()
+    sources = list(from_devices) if from_devices is not None else _halted(own)
+    stranger = [d for d in [*sources, *(to_devices or [])] if d not in own]
+    if stranger:
+        raise NotACampaignDevice(
+            _("Device %(devices)s is not one of the devices of campaign “%(name)s”.")
+            % {"devices": ", ".join(map(str, stranger)), "name": campaign.name},
+            devices=stranger,
+        )
+    moved: dict[int, int] = {}
+    for source in sources:
+        targets = None if to_devices is None else [d for d in to_devices if d != source]
+        for target, count in device_handover(
+            device_id=source, campaign_id=campaign.pk, to_device_ids=targets
+        ).items():
+            moved[target] = moved.get(target, 0) + count
+    logger.info("campaign %s: unsent Message 1s moved from %s: %s", campaign.pk, sources, moved)
+    return moved
+
+
+def _halted(device_ids: list[int]) -> list[int]:
+    halted = Device.objects.filter(pk__in=device_ids, halted_at__isnull=False)
+    return list(halted.order_by("pk").values_list("pk", flat=True))

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
-from campaigns.launch import format_time, launch_preview
+from campaigns.launch import DevicePace, format_time, launch_preview
 from campaigns.lifecycle import (
     RETRIABLE_FROM,
     campaign_cancel,
@@ -25,7 +26,7 @@ from campaigns.lifecycle import (
 from campaigns.models import Campaign, CampaignStatus
 from campaigns.refusals import QuotaExceeded
 from messaging.devices import plan_warnings
-from messaging.models import Message, MessageStatus
+from messaging.models import Device, Message, MessageStatus
 
 
 def launch_page_context(*, campaign: Campaign) -> dict:
@@ -39,9 +40,33 @@ def launch_page_context(*, campaign: Campaign) -> dict:
         "pace": pace,
         "start": format_time(pace.start),
         "finish": format_time(pace.estimated_finish) if pace.estimated_finish else "",
-        # What the sending number's Wassenger plan cannot deliver (no replies, no receipts).
-        "plan_warnings": plan_warnings(campaign.device.plan) if campaign.device_id else [],
+        # How the recipients are shared between the numbers, and when each would be done.
+        "split": [_split_row(device) for device in pace.devices],
+        # What each sending number's Wassenger plan cannot deliver (no replies, no receipts).
+        "plan_warnings": [
+            f"{device.device}: {warning}" if len(pace.devices) > 1 else warning
+            for device in pace.devices
+            for warning in plan_warnings(device.device.plan)
+        ],
     }
+
+
+def _split_row(device: DevicePace) -> dict:
+    finish = device.estimated_finish
+    return {"pace": device, "finish": format_time(finish) if finish else ""}
+
+
+def handed_over_message(campaign: Campaign, moved: dict[int, int]) -> str:
+    """What the operator is told after unsent Message 1s were moved between devices."""
+    if not moved:
+        return _("Campaign “%(name)s”: no unsent Message 1 to move.") % {"name": campaign.name}
+    labels = dict(Device.objects.filter(pk__in=moved).values_list("pk", "label"))
+    parts = ", ".join(f"{labels.get(pk, pk)}: {count}" for pk, count in sorted(moved.items()))
+    return ngettext(
+        "Campaign “%(name)s”: %(count)d unsent Message 1 moved (%(parts)s).",
+        "Campaign “%(name)s”: %(count)d unsent Message 1s moved (%(parts)s).",
+        sum(moved.values()),
+    ) % {"name": campaign.name, "count": sum(moved.values()), "parts": parts}
 
 
 @dataclass(frozen=True)

@@ -84,13 +84,20 @@ _INSERT_SQL = """
 INSERT INTO {messages}
   (campaign_id, contact_id, device_id, kind, content, variant, reference, next_attempt_at,
    created_at, updated_at)
-SELECT %(campaign)s, c.id, %(device)s, %(kind)s, {content}, {variant},
+SELECT %(campaign)s, c.id, {device}, %(kind)s, {content}, {variant},
   (%(reference_high)s || to_hex(%(reference_low)s::bigint | c.id))::uuid, %(start)s, %(now)s, %(now)s
-FROM {audience} AND {eligible} AND NOT EXISTS (
-  SELECT 1 FROM {messages} m
-  WHERE m.campaign_id = %(campaign)s AND m.contact_id = c.id AND m.kind = %(kind)s)
+FROM {source}
 ORDER BY c.id
 """
+_NEW_RECIPIENTS = """{audience} AND {eligible} AND NOT EXISTS (
+  SELECT 1 FROM {messages} m
+  WHERE m.campaign_id = %(campaign)s AND m.contact_id = c.id AND m.kind = %(kind)s)"""
+# Over several devices, each takes the next block of recipients in contact order (its
+# share, campaigns/launch.py); one window over the ordered audience numbers them.
+_NUMBERED_RECIPIENTS = """(
+  SELECT c.*, row_number() OVER (ORDER BY c.id) AS recipient_number FROM {recipients}) c"""
+_ELIGIBLE_COUNT_SQL = "SELECT count(*) FROM {audience} AND {eligible}"
+_PER_DEVICE_SQL = "SELECT device_id, count(*) FROM {messages} WHERE campaign_id = %s AND kind = %s GROUP BY 1"
 _SAMPLE_SQL = """
 SELECT c.id, c.phone, c.first_name, c.name, {message_1}, {message_2}{variants}
 FROM {audience} AND {eligible} ORDER BY c.id LIMIT 1
@@ -138,8 +145,13 @@ class _SqlText:
         return " AND ".join(f"{self.value(name)} IS NOT NULL" for name in needed) or "TRUE"
 
 
-def message_1_insert(*, campaign: Campaign, start: datetime, now: datetime) -> int:
+def message_1_insert(
+    *, campaign: Campaign, start: datetime, now: datetime, shares: dict | None = None
+) -> int:
     """One INSERT … SELECT of every eligible recipient's Message 1; returns how many were new.
+
+    `shares` gives each device (id → count) its block of recipients, in contact order; the
+    last device takes any recipient beyond the counts (None: all on the campaign's first).
 
     A recipient missing a variable of either message (no fallback) gets a NULL content,
     which the NOT NULL column refuses: the statement fails rather than send a blank.
@@ -150,12 +162,13 @@ def message_1_insert(*, campaign: Campaign, start: datetime, now: datetime) -> i
     sql = _SqlText(campaign)
     message_1, variant = _variant_choice(sql, campaign_message_1_variants(campaign))
     content = f"CASE WHEN {sql.resolvable(campaign_variables(campaign))} THEN {message_1} END"
-    sql.params.update(device=campaign.device_id, kind=MessageKind.MESSAGE_1, start=start, now=now)
+    shares = shares or {campaign.device_ids()[0]: None}
+    sql.params.update(kind=MessageKind.MESSAGE_1, start=start, now=now)
     sql.params.update(_reference_parts(campaign, now))
-    eligible = _eligible(sql, now)
-    statement = _INSERT_SQL.format(
-        content=content, variant=variant, audience=_AUDIENCE, eligible=eligible, **_TABLES
-    )
+    recipients = _NEW_RECIPIENTS.format(audience=_AUDIENCE, eligible=_eligible(sql, now), **_TABLES)
+    source = recipients if len(shares) == 1 else _NUMBERED_RECIPIENTS.format(recipients=recipients)
+    device = _device_choice(shares)
+    statement = _INSERT_SQL.format(content=content, variant=variant, device=device, source=source, **_TABLES)
     with connection.cursor() as cursor:
         cursor.execute(statement, sql.params)
         return cursor.rowcount
@@ -211,6 +224,34 @@ def _variant_choice(sql: _SqlText, variants: list[str]) -> tuple[str, str]:
     turn = f"((row_number() OVER (ORDER BY c.id) - 1) %% {len(variants)})"  # %% : a parameter style
     choices = " ".join(f"WHEN {number} THEN {sql.rendered(text)}" for number, text in enumerate(variants))
     return f"(CASE {turn} {choices} END)", f"{turn} + 1"
+
+
+def _device_choice(shares: dict) -> str:
+    """The device of each recipient: the blocks of `shares` (ids are integers, inlined)."""
+    *firsts, last = shares.items()
+    branches, upto = [], 0
+    for device_id, count in firsts:
+        upto += count
+        branches.append(f"WHEN c.recipient_number <= {int(upto)} THEN {int(device_id)}")
+    if not branches:
+        return str(int(last[0]))
+    return f"CASE {' '.join(branches)} ELSE {int(last[0])} END"
+
+
+def eligible_count(campaign: Campaign, *, now: datetime) -> int:
+    """How many recipients a launch would give a Message 1 at `now` (fatigue rules included)."""
+    sql = _SqlText(campaign)
+    statement = _ELIGIBLE_COUNT_SQL.format(audience=_AUDIENCE, eligible=_eligible(sql, now))
+    with connection.cursor() as cursor:
+        cursor.execute(statement, sql.params)
+        return cursor.fetchone()[0]
+
+
+def messages_per_device(campaign: Campaign) -> dict[int, int]:
+    """{device id: Message 1s} of the campaign, as they are now."""
+    with connection.cursor() as cursor:
+        cursor.execute(_PER_DEVICE_SQL.format(**_TABLES), [campaign.pk, MessageKind.MESSAGE_1])
+        return dict(cursor.fetchall())
 
 
 def _reference_parts(campaign: Campaign, now: datetime) -> dict:

@@ -28,15 +28,16 @@ logger = logging.getLogger(__name__)
 
 def campaign_locked(campaign_id: int) -> Campaign:
     """The campaign, its row locked until the transaction ends."""
-    return Campaign.objects.select_for_update().select_related("device").get(pk=campaign_id)
+    return Campaign.objects.select_for_update().get(pk=campaign_id)
 
 
-def sender_start(device_id: int) -> None:
-    """Wake the device's sender once the transaction commits."""
+def senders_start(campaign: Campaign) -> None:
+    """Wake the sender of each of the campaign's devices once the transaction commits."""
     # Imported here: the dispatcher imports this module to start and complete campaigns.
     from messaging.dispatch import sender_enqueue
 
-    sender_enqueue(device_id)
+    for device_id in campaign.device_ids():
+        sender_enqueue(device_id)
 
 
 # --- The operator's moves ---------------------------------------------------------------------
@@ -52,7 +53,7 @@ def campaign_pause(*, campaign: Campaign, by=None) -> Campaign:
 def campaign_resume(*, campaign: Campaign, by=None) -> Campaign:
     """Carry on where the pause left off: the same pending messages, none twice."""
     campaign = _campaign_move(campaign, CampaignStatus.SENDING, allowed_from={CampaignStatus.PAUSED}, by=by)
-    sender_start(campaign.device_id)
+    senders_start(campaign)
     return campaign
 
 
@@ -110,7 +111,7 @@ def campaign_retry_failed(*, campaign: Campaign, by=None) -> int:
     if retried and campaign.status == CampaignStatus.COMPLETED:
         campaign.status_save(CampaignStatus.SENDING, by=by)
     if retried:
-        sender_start(campaign.device_id)
+        senders_start(campaign)
     logger.info("campaign %s: %s failed messages sent again by %s", campaign.pk, retried, by)
     return retried
 
@@ -192,5 +193,5 @@ def _moved_if_still(campaign_id: int, current: str, status: str) -> bool:
         return False
     campaign.status_save(status)
     if status == CampaignStatus.SENDING:
-        sender_start(campaign.device_id)
+        senders_start(campaign)
     return True

@@ -152,7 +152,7 @@ for _status in set(CampaignStatus) - FINAL_CAMPAIGN_STATUSES:
 # Message 2 and the fallbacks stay editable: Message 2 is rendered when a reply creates it,
 # from the campaign as it is then, so fixing a typo in it while the campaign runs is useful.
 FROZEN_AFTER_LAUNCH = (
-    "device",
+    "devices",
     "categories",
     "message_1_text",
     "message_1_variants",
@@ -193,8 +193,15 @@ class InvalidTransition(ValueError):
 
 class Campaign(models.Model):
     name = models.CharField(_("name"), max_length=200)
-    device = models.ForeignKey(
-        "messaging.Device", on_delete=models.PROTECT, related_name="campaigns", verbose_name=_("device")
+    # Each recipient's Message 1 is given one of them at launch (campaigns/launch.py). The
+    # link table's unique (campaign, device) pair is what every message's composite foreign
+    # key refers to (messaging/migrations/0009): the database holds each message to one of
+    # its campaign's devices, and refuses taking a device away from a campaign that uses it.
+    devices = models.ManyToManyField(
+        "messaging.Device",
+        related_name="campaigns",
+        verbose_name=_("devices"),
+        help_text=_("The numbers it sends from; recipients are shared between them at launch."),
     )
     categories = models.ManyToManyField(Category, related_name="campaigns", verbose_name=_("categories"))
     message_1_text = models.TextField(
@@ -305,13 +312,25 @@ class Campaign(models.Model):
                 condition=~Q(message_1_template_name="") | Q(message_1_template_language=""),
                 name="campaign_template_language_needs_template",
             ),
-            # Redundant with the primary key on its own: it is what messages' (campaign,
-            # device) foreign key refers to (messaging/migrations/0006).
-            models.UniqueConstraint(fields=["id", "device"], name="campaign_id_device_unique"),
         ]
 
     def __str__(self) -> str:
         return self.name
+
+    def device_ids(self) -> list[int]:
+        """The campaign's devices, in the order they were added (the launch's split follows it)."""
+        links = Campaign.devices.through.objects.filter(campaign_id=self.pk).order_by("pk")
+        return list(links.values_list("device_id", flat=True))
+
+    def devices_set(self, devices) -> None:
+        """Make `devices` (rows or ids) the campaign's, in that order (the launch's split
+        follows it); a draft's only, as every field frozen at launch."""
+        wanted = [getattr(device, "pk", device) for device in devices]
+        if self.device_ids() == wanted:
+            return
+        self.devices.clear()
+        for device in wanted:  # one at a time: the links' ids keep the order
+            self.devices.add(device)
 
     @property
     def is_final(self) -> bool:

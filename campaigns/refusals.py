@@ -77,6 +77,12 @@ class DeviceCannotSend(LaunchRefused):
     code = "device_cannot_send"
 
 
+class NotACampaignDevice(CampaignRefused):
+    """Messages asked to move from or to a device the campaign does not use (`devices`)."""
+
+    code, http_status = "not_a_campaign_device", 400
+
+
 class QuotaExceeded(LaunchRefused):
     """More recipients than the device may still send today; `allow_multi_day` accepts it.
 
@@ -101,6 +107,14 @@ def status_refusal(campaign: Campaign) -> LaunchRefused | None:
     return AlreadyLaunched(
         _("Campaign “%(name)s” was already launched: it is %(status)s.")
         % {"name": campaign.name, "status": campaign.get_status_display()}
+    )
+
+
+def devices_refusal(campaign: Campaign) -> LaunchRefused | None:
+    if campaign.devices.exists():
+        return None
+    return DeviceCannotSend(
+        _("Campaign “%(name)s” has no device: choose the numbers it sends from.") % {"name": campaign.name}
     )
 
 

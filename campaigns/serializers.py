@@ -16,6 +16,7 @@ from rest_framework import serializers
 from campaigns.media import media_valid
 from campaigns.models import Campaign, Category, Contact
 from campaigns.phones import E164_REGEX, phone_normalize
+from messaging.models import Device
 
 # --- Refusals and checks ------------------------------------------------------------------------
 
@@ -154,6 +155,12 @@ class ContactBulkItemSerializer(ContactSerializer):
 
 
 class CampaignSerializer(serializers.ModelSerializer):
+    devices = serializers.PrimaryKeyRelatedField(
+        many=True,
+        allow_empty=False,
+        queryset=Device.objects.all(),
+        help_text="The devices it sends from, in order; at launch each recipient is given one of them.",
+    )
     message_1_template_variables = serializers.JSONField(
         required=False, help_text="Values of the template's parameters: a list, or an object by name."
     )
@@ -175,7 +182,7 @@ class CampaignSerializer(serializers.ModelSerializer):
         fields = [
             "id",
             "name",
-            "device",
+            "devices",
             "categories",
             "message_1_text",
             "message_1_variants",
@@ -198,6 +205,27 @@ class CampaignSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = ["status", "created_by", "launched_at", "launched_by", "finished_at"]
+
+    def validate_devices(self, value: list) -> list:
+        return list(dict.fromkeys(value))  # a device given twice is one device
+
+    def create(self, validated_data: dict) -> Campaign:
+        devices = validated_data.pop("devices")
+        campaign = super().create(validated_data)
+        campaign.devices_set(devices)
+        return campaign
+
+    def update(self, instance: Campaign, validated_data: dict) -> Campaign:
+        devices = validated_data.pop("devices", None)
+        campaign = super().update(instance, validated_data)
+        if devices is not None:
+            campaign.devices_set(devices)
+        return campaign
+
+    def to_representation(self, instance: Campaign) -> dict:
+        body = super().to_representation(instance)
+        body["devices"] = instance.device_ids()  # in the order they were given, not by id
+        return body
 
     def validate_message_1_template_variables(self, value):
         if not isinstance(value, list | dict):
@@ -260,12 +288,54 @@ class LaunchRequestSerializer(serializers.Serializer):
     )
 
 
+class DeviceShareSerializer(serializers.Serializer):
+    device = serializers.IntegerField()
+    recipients = serializers.IntegerField(help_text="Message 1s given to this device.")
+    remaining_today = serializers.IntegerField()
+    estimated_finish = serializers.DateTimeField(allow_null=True)
+    halted = serializers.BooleanField()
+
+
 class LaunchResultSerializer(serializers.Serializer):
     campaign = CampaignSerializer()
     messages_created = serializers.IntegerField()
     scheduled = serializers.BooleanField()
     days_needed = serializers.IntegerField(allow_null=True)
     estimated_finish = serializers.DateTimeField(allow_null=True)
+    devices = DeviceShareSerializer(many=True, help_text="The split of the recipients between the devices.")
+
+
+def device_shares(pace) -> list[dict]:
+    """The launch's split, device by device (a `campaigns.launch.Pace`)."""
+    return [
+        {
+            "device": device.device.pk,
+            "recipients": device.recipients,
+            "remaining_today": device.remaining_today,
+            "estimated_finish": device.estimated_finish,
+            "halted": device.halted,
+        }
+        for device in pace.devices
+    ]
+
+
+class HandOverRequestSerializer(serializers.Serializer):
+    from_devices = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**31 - 1),
+        required=False,
+        help_text="Devices whose unsent Message 1s move; by default the campaign's halted devices.",
+    )
+    to_devices = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**31 - 1),
+        required=False,
+        help_text="Devices that take them, balanced as at launch; by default its others that can send.",
+    )
+
+
+class HandOverResultSerializer(serializers.Serializer):
+    moved = serializers.DictField(
+        child=serializers.IntegerField(), help_text="{device id: unsent Message 1s it received}."
+    )
 
 
 class CancelResultSerializer(serializers.Serializer):

@@ -80,27 +80,30 @@ def test_send_text(*, campaign: Campaign, contact: Contact) -> str:
 
 
 def campaign_test_send(*, campaign: Campaign, contact: Contact, phone: str, by=None) -> TestSendResult:
-    """Send Message 1 rendered for `contact` to `phone`, through the campaign's device, now."""
+    """Send Message 1 rendered for `contact` to `phone`, through the campaign's first device, now."""
     try:
         phone = phone_normalize(phone)
     except ValidationError as error:
         raise TestSendRefused(_("%(phone)s is not a phone number.") % {"phone": phone}) from error
     text = test_send_text(campaign=campaign, contact=contact)
     owner = str(uuid.uuid4())  # a lease owner, as a sender's
-    if not lease_acquire(device_id=campaign.device_id, owner=owner):
+    device_id = campaign.device_ids()[0]
+    if not lease_acquire(device_id=device_id, owner=owner):
         raise DeviceBusy(
             _("Device “%(device)s” is sending right now: try again in a minute.")
-            % {"device": campaign.device}
+            % {"device": Device.objects.get(pk=device_id)}
         )
     try:
-        return _send_paced(campaign, contact, phone, text, by=by)
+        return _send_paced(campaign, device_id, contact, phone, text, by=by)
     finally:
-        lease_release(device_id=campaign.device_id, owner=owner)
+        lease_release(device_id=device_id, owner=owner)
 
 
-def _send_paced(campaign: Campaign, contact: Contact, phone: str, text: str, *, by) -> TestSendResult:
+def _send_paced(
+    campaign: Campaign, device_id: int, contact: Contact, phone: str, text: str, *, by
+) -> TestSendResult:
     now = clock.now()
-    device = device_snapshot(campaign.device_id, now)
+    device = device_snapshot(device_id, now)
     policy, state = device_policy(device), device_state(device, now)
     decision = pacing.pacing_decide(policy=policy, state=state, now=now, kind=pacing.Kind.MESSAGE_1)
     if device.halted_at is not None or decision.action != pacing.Action.SEND:

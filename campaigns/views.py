@@ -46,7 +46,7 @@ def _page(request, queryset):
 @login_required
 @require_GET
 def campaign_list(request):
-    campaigns = Campaign.objects.select_related("device").order_by("-created_at", "-pk")
+    campaigns = Campaign.objects.prefetch_related("devices").order_by("-created_at", "-pk")
     status = request.GET.get("status", "")
     if status in CampaignStatus.values:
         campaigns = campaigns.filter(status=status)
@@ -110,7 +110,9 @@ def id_or_none(text: str) -> int | None:
 
 
 def _campaign(pk: int) -> Campaign:
-    return get_object_or_404(Campaign.objects.select_related("device", "launched_by"), pk=pk)
+    return get_object_or_404(
+        Campaign.objects.select_related("launched_by").prefetch_related("devices"), pk=pk
+    )
 
 
 def _live_context(campaign: Campaign) -> dict:

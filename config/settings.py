@@ -214,6 +214,9 @@ DEVICE_DAILY_LIMIT = env.int("DEVICE_DAILY_LIMIT", default=1000)
 DEVICE_GAP_SECONDS = env.float("DEVICE_GAP_SECONDS", default=25.0)
 DEVICE_BATCH_SIZE = env.int("DEVICE_BATCH_SIZE", default=25)
 DEVICE_BATCH_PAUSE_SECONDS = env.float("DEVICE_BATCH_PAUSE_SECONDS", default=300.0)
+# A number unlinked (its QR code to scan again) for this long is halted for good: its unsent
+# Message 1s go to its campaigns' other numbers, as a banned number's do at once.
+DEVICE_HANDOVER_UNLINKED_HOURS = env.float("DEVICE_HANDOVER_UNLINKED_HOURS", default=6.0)
 
 # --- Wassenger ------------------------------------------------------------------------
 # Without a token Relance talks to the local sandbox (manage.py wassenger_sandbox).

@@ -6,8 +6,9 @@ session coming back online. Each of them calls `device_halt` / `device_resume`, 
 the halt as one conditional UPDATE, so that two of them racing change it once.
 """
 
+import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -16,6 +17,8 @@ from django.utils.translation import gettext_lazy as _
 
 from config import clock
 from messaging.models import Device
+
+logger = logging.getLogger(__name__)
 
 
 @transaction.atomic
@@ -137,18 +140,162 @@ def device_session_apply(*, device_id: int, status: str, now: datetime | None = 
     if reason is None:
         device = Device(pk=device_id)
         return "resumed" if device_resume(device=device, halted_for=SESSION_HALT_PREFIX) else "online"
-    return _halt_or_reword(device_id, reason, over=(SESSION_HALT_PREFIX,), now=now)
+    outcome = _halt_or_reword(device_id, reason, over=(SESSION_HALT_PREFIX,), now=now)
+    _hand_over_if_halted_for_good(device_id, now=now)
+    return outcome
 
 
 def device_status_apply(*, device_id: int, status: str, now: datetime | None = None) -> str:
     """The device's status at Wassenger (banned, removed, disabled, unpaid halt it)."""
     status = (status or "").strip().lower()
+    Device.objects.filter(pk=device_id).exclude(wassenger_status=status[:32]).update(
+        wassenger_status=status[:32]
+    )
     reason = status_halt_reason(status)
     if reason is None:
         device = Device(pk=device_id)
         return "resumed" if device_resume(device=device, halted_for=STATUS_HALT_PREFIX) else "ok"
     # The device's status outranks its session's: "banned" replaces "phone offline".
-    return _halt_or_reword(device_id, reason, over=(SESSION_HALT_PREFIX, STATUS_HALT_PREFIX), now=now)
+    outcome = _halt_or_reword(device_id, reason, over=(SESSION_HALT_PREFIX, STATUS_HALT_PREFIX), now=now)
+    _hand_over_if_halted_for_good(device_id, now=now)
+    return outcome
+
+
+# --- A device halted for good hands its unsent Message 1s over ------------------------------------
+
+
+def device_halted_for_good(device: Device, *, now: datetime) -> bool:
+    """Banned, or unlinked (and halted) for longer than DEVICE_HANDOVER_UNLINKED_HOURS: its
+    campaigns would wait for it forever, so its unsent Message 1s go to their other devices."""
+    trouble = device_trouble(session_status=device.session_status, device_status=device.wassenger_status)
+    if trouble == BANNED:
+        return device.halted_at is not None
+    patience = timedelta(hours=settings.DEVICE_HANDOVER_UNLINKED_HOURS)
+    return trouble == UNLINKED and device.halted_at is not None and device.halted_at <= now - patience
+
+
+def _hand_over_if_halted_for_good(device_id: int, *, now: datetime | None) -> None:
+    """Called on every session and status report (webhook, 2-minute check): a device that
+    stays unlinked is handed over at the first report past the patience."""
+    now = now or clock.now()
+    device = Device.objects.filter(pk=device_id).first()
+    if device is None or not device_halted_for_good(device, now=now):
+        return
+    moved = device_handover(device_id=device_id, now=now)
+    if moved:
+        logger.warning("device %s halted for good: unsent Message 1s handed over %s", device, moved)
+
+
+@transaction.atomic
+def device_handover(
+    *, device_id: int, campaign_id: int | None = None, to_device_ids=None, now: datetime | None = None
+) -> dict[int, int]:
+    """Give the device's unsent Message 1s to the other devices of their campaigns; returns
+    {device id: Message 1s it received}.
+
+    Automatic for a device halted for good, and the operator's by hand (admin, API): only
+    for `campaign_id` if given, only to `to_device_ids` if given. Only `pending` rows move,
+    each with a conditional UPDATE: a message being sent, or whose outcome is unknown, stays
+    where it is (it may have reached the contact), and the database's one Message 1 per
+    contact and campaign means no contact gets a second. Each campaign's share between its
+    other devices is balanced like a launch's (messaging/shares.py); halted devices get none.
+    """
+    now = now or clock.now()
+    moved: dict[int, int] = {}
+    for campaign, count in _unsent_by_campaign(device_id, campaign_id).items():
+        shares = _handover_shares(campaign, device_id, count, to_device_ids, now)
+        for target, taken in _move_unsent(campaign, device_id, shares, now).items():
+            moved[target] = moved.get(target, 0) + taken
+    _wake(moved)
+    return moved
+
+
+def _unsent_by_campaign(device_id: int, campaign_id: int | None) -> dict[int, int]:
+    from django.db.models import Count
+
+    from campaigns.models import FINAL_CAMPAIGN_STATUSES
+    from messaging.models import Message, MessageKind, MessageStatus
+
+    unsent = Message.objects.filter(
+        device_id=device_id, kind=MessageKind.MESSAGE_1, status=MessageStatus.PENDING
+    )
+    unsent = unsent.exclude(campaign__status__in=FINAL_CAMPAIGN_STATUSES)
+    if campaign_id is not None:
+        unsent = unsent.filter(campaign_id=campaign_id)
+    return dict(unsent.values_list("campaign_id").annotate(n=Count("id")).order_by("campaign_id"))
+
+
+def _handover_shares(
+    campaign_id: int, device_id: int, count: int, to_device_ids, now: datetime
+) -> dict[int, int]:
+    """{target device id: count} among the campaign's other devices that are not halted."""
+    from campaigns.models import Campaign
+    from messaging.claims import device_policy, device_state, devices_with_sending_facts
+    from messaging.shares import Lane, shares_balanced
+
+    links = Campaign.devices.through.objects.filter(campaign_id=campaign_id).exclude(device_id=device_id)
+    if to_device_ids is not None:
+        links = links.filter(device_id__in=list(to_device_ids))
+    targets = [
+        d
+        for d in devices_with_sending_facts(links.values_list("device_id", flat=True), now)
+        if d.halted_at is None
+    ]
+    queued = _pending_message_1(targets)
+    lanes = [Lane(device_policy(d), device_state(d, now), queued.get(d.pk, 0)) for d in targets]
+    shares = shares_balanced(lanes=lanes, count=count, now=now)
+    return {device.pk: share for device, share in zip(targets, shares, strict=True) if share}
+
+
+def _pending_message_1(devices: list[Device]) -> dict[int, int]:
+    from django.db.models import Count
+
+    from messaging.models import Message, MessageKind, MessageStatus
+
+    pending = Message.objects.filter(
+        device_id__in=[d.pk for d in devices], kind=MessageKind.MESSAGE_1, status=MessageStatus.PENDING
+    )
+    return dict(pending.values_list("device_id").annotate(n=Count("id")).order_by())
+
+
+# The rows are locked first (a sender claiming one meanwhile keeps it: it is no longer
+# pending once the lock is ours), then numbered in id order, each target taking its block.
+_MOVE_SQL = """
+WITH locked AS (
+  SELECT id FROM {messages}
+  WHERE campaign_id = %(campaign)s AND device_id = %(device)s AND kind = 'message_1' AND status = 'pending'
+  ORDER BY id FOR UPDATE
+), numbered AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM locked)
+UPDATE {messages} m SET device_id = {target}, updated_at = %(now)s
+FROM numbered WHERE m.id = numbered.id AND m.status = 'pending' AND numbered.n <= %(total)s
+RETURNING m.device_id
+"""
+
+
+def _move_unsent(campaign_id: int, device_id: int, shares: dict[int, int], now: datetime) -> dict[int, int]:
+    from django.db import connection
+
+    from messaging.models import Message
+
+    if not shares:
+        return {}
+    branches, upto = [], 0
+    for target, count in shares.items():
+        upto += count
+        branches.append(f"WHEN numbered.n <= {int(upto)} THEN {int(target)}")
+    statement = _MOVE_SQL.format(messages=Message._meta.db_table, target=f"CASE {' '.join(branches)} END")
+    params = {"campaign": campaign_id, "device": device_id, "now": now, "total": upto}
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        targets = [row[0] for row in cursor.fetchall()]
+    return {target: targets.count(target) for target in shares if target in targets}
+
+
+def _wake(moved: dict[int, int]) -> None:
+    from messaging.dispatch import sender_enqueue
+
+    for target in moved:
+        sender_enqueue(target)
 
 
 def _halt_or_reword(device_id: int, reason: str, *, over: tuple[str, ...], now: datetime | None) -> str:

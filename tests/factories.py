@@ -35,14 +35,21 @@ def make_device(**fields) -> Device:
 
 
 def make_campaign(**fields) -> Campaign:
+    """A draft on `devices` (or on one `device`; the default device if neither is given)."""
     categories = fields.pop("categories", [])
+    device, devices = fields.pop("device", None), fields.pop("devices", None)
+    devices = devices or [device or device_ensure_default()]
     fields.setdefault("name", f"Campaign {next(_numbers)}")
-    fields.setdefault("device", device_ensure_default())
     fields.setdefault("message_1_text", "Bonjour {{ first_name }}")
     fields.setdefault("message_2_text", "Merci pour votre réponse !")
     campaign = Campaign.objects.create(**fields)
     campaign.categories.set(categories)
+    campaign.devices_set(devices)
     return campaign
+
+
+def first_device_id(campaign: Campaign) -> int:
+    return campaign.device_ids()[0]
 
 
 def make_message(**fields) -> Message:
@@ -51,26 +58,31 @@ def make_message(**fields) -> Message:
     if "campaign" not in fields:
         fields["campaign"] = make_campaign(**({"device": fields["device"]} if "device" in fields else {}))
     fields.setdefault("contact", make_contact())
-    fields.setdefault("device", fields["campaign"].device)
+    if "device" not in fields:
+        fields.setdefault("device_id", first_device_id(fields["campaign"]))
     fields.setdefault("kind", MessageKind.MESSAGE_1)
     fields.setdefault("content", "Bonjour")
     return Message.objects.create(**fields)
 
 
-def make_sending_campaign(*, device: Device, name: str | None = None) -> Campaign:
-    campaign = make_campaign(device=device, name=name or f"Sending {next(_numbers)}")
+def make_sending_campaign(*, device: Device | None = None, name: str | None = None, devices=None) -> Campaign:
+    campaign = make_campaign(devices=devices or [device], name=name or f"Sending {next(_numbers)}")
     Campaign.objects.filter(pk=campaign.pk).update(status="sending")
     campaign.refresh_from_db()
     return campaign
 
 
-def queue_message_1(*, campaign: Campaign, contacts: Iterable[Contact], content: str = "Bonjour") -> None:
-    """Pending Message 1 rows, due long ago, as a launch leaves them (without its checks)."""
+def queue_message_1(
+    *, campaign: Campaign, contacts: Iterable[Contact], content: str = "Bonjour", device_id: int | None = None
+) -> None:
+    """Pending Message 1 rows, due long ago, as a launch leaves them (without its checks), on
+    `device_id` or the campaign's first device."""
+    device_id = device_id or first_device_id(campaign)
     Message.objects.bulk_create(
         Message(
             campaign=campaign,
             contact=contact,
-            device_id=campaign.device_id,
+            device_id=device_id,
             kind=MessageKind.MESSAGE_1,
             content=content,
             next_attempt_at=datetime(2000, 1, 1, tzinfo=UTC),

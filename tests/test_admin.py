@@ -101,7 +101,7 @@ def test_a_campaign_with_json_of_the_wrong_shape_is_refused_and_its_launch_page_
     campaign = make_campaign(categories=[make_category()])
     form = {
         "name": campaign.name,
-        "device": campaign.device_id,
+        "devices": campaign.device_ids(),
         "categories": [c.pk for c in campaign.categories.all()],
         "message_1_text": campaign.message_1_text,
         "message_2_text": campaign.message_2_text,

@@ -22,7 +22,7 @@ def _create_campaign(staff, device, contacts: int) -> dict:
     assert staff.post("/api/contacts/bulk/", people, format="json").status_code == 200
     body = {
         "name": "Spring",
-        "device": device.pk,
+        "devices": [device.pk],
         "categories": [category["id"]],
         "message_1_text": "Bonjour {{ first_name }}",
         "message_2_text": "Merci",
@@ -121,7 +121,7 @@ def test_a_launched_campaign_keeps_what_its_messages_were_built_from_and_cannot_
 def test_a_campaign_needs_a_message_1(staff):
     body = {
         "name": "C",
-        "device": make_device().pk,
+        "devices": [make_device().pk],
         "categories": [make_category().pk],
         "message_2_text": "M",
     }

@@ -61,6 +61,7 @@ MATRIX = [
     ("post", "/api/campaigns/{campaign}/cancel/", None, 200),
     ("post", "/api/campaigns/{campaign}/retry-failed/", None, 409),  # a draft has nothing sent
     ("get", "/api/campaigns/{campaign}/stats/", None, 200),
+    ("post", "/api/campaigns/{campaign}/hand-over/", {}, 200),
     ("get", "/api/messages/", None, 200),
     ("get", "/api/messages/{message}/", None, 200),
     ("get", "/api/replies/", None, 200),
@@ -93,7 +94,7 @@ def _call(client, method, path, body, rows):
     if body == "campaign":
         body = {
             "name": "C",
-            "device": rows["device"].pk,
+            "devices": [rows["device"].pk],
             "categories": [rows["category"].pk],
             "message_1_text": "Bonjour {{ first_name }}",
             "message_2_text": "Merci",

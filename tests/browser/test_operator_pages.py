@@ -62,9 +62,10 @@ def a_draft_campaign() -> Campaign:
     category.contacts.set(Contact.objects.all())
     device = make_device(label="Browser", gap_seconds=0.2, batch_size=25, batch_pause_seconds=1)
     campaign = Campaign.objects.create(
-        name="Printemps", device=device, message_1_text="Bonjour {{ first_name }}", message_2_text="Merci !"
+        name="Printemps", message_1_text="Bonjour {{ first_name }}", message_2_text="Merci !"
     )
     campaign.categories.set([category])
+    campaign.devices.set([device])
     return campaign
 
 

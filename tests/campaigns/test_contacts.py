@@ -26,7 +26,7 @@ def test_opt_out_cancels_pending_messages_at_once_and_keeps_the_first_date(fake_
     campaign = make_sending_campaign(device=device_ensure_default())
     contact = make_contact()
     pending = make_message(campaign=campaign, contact=contact)
-    sent = make_message(campaign=make_sending_campaign(device=campaign.device), contact=contact)
+    sent = make_message(campaign=make_sending_campaign(device=campaign.devices.get()), contact=contact)
     sent.status, sent.sent_at = MessageStatus.SENT, fake_clock.now()
     sent.save()
     assert contact_opt_out(contact=contact) == 1

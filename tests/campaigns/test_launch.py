@@ -25,7 +25,14 @@ from campaigns.rendering import render_for_contact
 from messaging import pacing
 from messaging.claims import device_policy, device_snapshot, device_state
 from messaging.models import DeviceDay, Message, MessageKind, MessageStatus
-from tests.factories import make_campaign, make_category, make_contact, make_device, make_phone
+from tests.factories import (
+    first_device_id,
+    make_campaign,
+    make_category,
+    make_contact,
+    make_device,
+    make_phone,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -55,7 +62,7 @@ def test_launch_sends_one_message_1_to_each_distinct_eligible_contact(fake_clock
     assert result.messages_created == 2
     rows = Message.objects.filter(campaign=campaign)
     assert set(rows.values_list("status", "device_id", "next_attempt_at")) == {
-        (MessageStatus.PENDING, campaign.device_id, fake_clock.now())
+        (MessageStatus.PENDING, first_device_id(campaign), fake_clock.now())
     }
     campaign.refresh_from_db()
     assert (campaign.status, campaign.launched_at, campaign.launched_by) == (
@@ -131,7 +138,7 @@ def test_launch_starts_a_sender_for_the_device_once_committed(fake_clock, django
     with mock.patch("messaging.dispatch.senders_wake") as senders_wake:
         with django_capture_on_commit_callbacks(execute=True):
             campaign_launch(campaign=campaign)
-    senders_wake.assert_called_once_with(campaign.device_id)
+    senders_wake.assert_called_once_with(first_device_id(campaign))
 
 
 def test_a_second_launch_is_refused_and_changes_nothing(fake_clock):

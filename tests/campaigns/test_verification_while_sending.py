@@ -13,7 +13,7 @@ from campaigns.verification import verification_start
 from messaging.dispatch import sender_enqueue
 from messaging.models import Message, MessageAttempt, MessageStatus
 from tests.clusters import qcluster_kill, qcluster_start
-from tests.factories import make_device, make_sending_campaign, queue_message_1
+from tests.factories import first_device_id, make_device, make_sending_campaign, queue_message_1
 from tests.messaging.conftest import start_sandbox
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -44,7 +44,7 @@ def test_a_bulk_check_running_beside_a_campaign_leaves_its_pacing_slots_alone(se
         campaign, to_check = seed(settings)
         time.sleep(2)  # both clusters up
         job = verification_start(category=to_check)
-        sender_enqueue(campaign.device_id)
+        sender_enqueue(first_device_id(campaign))
         deadline = time.monotonic() + 90
         while Message.objects.filter(campaign=campaign, status=MessageStatus.SENT).count() < SENDS:
             assert time.monotonic() < deadline, "the campaign did not finish"

@@ -4,7 +4,14 @@ from django.db import IntegrityError, connection, transaction
 from campaigns.models import Contact
 from messaging.devices import device_ensure_default
 from messaging.models import Device, Message, MessageKind, MessageStatus
-from tests.factories import make_campaign, make_contact, make_device, make_message, queue_message_1
+from tests.factories import (
+    first_device_id,
+    make_campaign,
+    make_contact,
+    make_device,
+    make_message,
+    queue_message_1,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -19,7 +26,7 @@ def test_a_message_must_go_through_its_own_campaigns_device():
     """One foreign key, (campaign, device), checks at commit that both exist and belong
     together: no message can be sent from a device its campaign does not use."""
     campaign, other_device = make_campaign(), make_device()
-    make_message(campaign=campaign, device=campaign.device)
+    make_message(campaign=campaign, device_id=first_device_id(campaign))
     connection.check_constraints()  # the deferred checks, now: this one holds
     with pytest.raises(IntegrityError, match="message_campaign_device_fk"), transaction.atomic():
         make_message(campaign=campaign, device=other_device)
@@ -30,7 +37,10 @@ def test_a_message_of_a_campaign_that_does_not_exist_is_refused():
     campaign = make_campaign()
     with pytest.raises(IntegrityError, match="message_campaign_device_fk"), transaction.atomic():
         Message.objects.create(
-            campaign_id=campaign.pk + 1000, contact=make_contact(), device=campaign.device, kind="message_1"
+            campaign_id=campaign.pk + 1000,
+            contact=make_contact(),
+            device_id=first_device_id(campaign),
+            kind="message_1",
         )
         connection.check_constraints()
 
@@ -54,7 +64,7 @@ def test_a_set_based_insert_gets_a_unique_reference_and_pending_status_from_the_
         cursor.execute(
             "INSERT INTO messaging_message (campaign_id, contact_id, device_id, kind, content)"
             " SELECT %s, id, %s, 'message_1', 'hi' FROM campaigns_contact WHERE id = ANY(%s)",
-            [campaign.pk, campaign.device_id, [c.pk for c in contacts]],
+            [campaign.pk, first_device_id(campaign), [c.pk for c in contacts]],
         )
     rows = list(Message.objects.filter(campaign=campaign).values("reference", "status", "attempts"))
     assert len({row["reference"] for row in rows}) == 2

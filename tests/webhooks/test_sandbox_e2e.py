@@ -20,7 +20,7 @@ from messaging.models import Message, MessageKind, MessageStatus
 from messaging.sending import sender_run
 from messaging.wassenger.sandbox.state import sandbox_fate, sandbox_reply_shape, sandbox_writes_in_group
 from tests.clusters import WakeListener, qcluster_kill, qcluster_start
-from tests.factories import make_device
+from tests.factories import first_device_id, make_device
 from tests.messaging.conftest import wait_for
 from tests.webhooks.conftest import SECRET, sandbox_calling_live_server
 from webhooks.models import EventStatus, WebhookEvent
@@ -70,11 +70,11 @@ def a_launched_campaign_to_every_contact(wakes) -> Campaign:
         Contact.objects.create(phone=f"+3361{n:07d}", first_name=f"C{n}").categories.add(category)
     campaign = Campaign.objects.create(
         name="E2E",
-        device=device,
         message_1_text="Bonjour {{ first_name }}",
         message_2_text="Merci {{ first_name }} !",
     )
     campaign.categories.add(category)
+    campaign.devices.add(device)
     assert campaign_launch(campaign=campaign).messages_created == CONTACTS
     assert Campaign.objects.get(pk=campaign.pk).status == CampaignStatus.SENDING
     assert wakes.devices() == [device.pk]  # the launch woke the device's sender: we play it
@@ -119,10 +119,11 @@ def test_replies_in_both_shapes_get_message_2_once_stop_words_and_group_messages
     assert min(reply_shapes(expected)[shape] for shape in ("spec", "contact")) >= 2, "pick another seed"
     groups = group_writers()
     assert groups & {p for p, fate in expected.items() if fate == "silent"}, "pick another seed"
-    sender_run(device_id=campaign.device_id)
+    device_id = first_device_id(campaign)
+    sender_run(device_id=device_id)
     wait_for(lambda: every_reply_handled(expected), timeout=30, interval=0.1)
-    assert wakes.devices() == [campaign.device_id] * sum(fate == "reply" for fate in expected.values())
-    sender_run(device_id=campaign.device_id)  # what the woken sender does: send the Message 2s
+    assert wakes.devices() == [first_device_id(campaign)] * sum(fate == "reply" for fate in expected.values())
+    sender_run(device_id=first_device_id(campaign))  # what the woken sender does: send the Message 2s
     fate_counts = Counter(expected.values())
     # message:out:new and two acks per message sent (Message 1 to all, Message 2 to repliers),
     # the replies, and one group message from each group writer.

@@ -20,7 +20,7 @@ from messaging.sending import sender_run
 from monitoring.checks import health_check_run
 from monitoring.models import Incident
 from tests.clusters import qcluster_kill, qcluster_start
-from tests.factories import make_device
+from tests.factories import first_device_id, make_device
 from tests.messaging.conftest import wait_for
 from tests.webhooks.conftest import SECRET, sandbox_calling_live_server
 
@@ -57,10 +57,9 @@ def a_launched_campaign() -> Campaign:
     category = Category.objects.create(name="Session")
     for n in range(1, CONTACTS + 1):
         Contact.objects.create(phone=f"+3362{n:07d}", first_name=f"C{n}").categories.add(category)
-    campaign = Campaign.objects.create(
-        name="Session", device=device, message_1_text="Bonjour {{ first_name }}"
-    )
+    campaign = Campaign.objects.create(name="Session", message_1_text="Bonjour {{ first_name }}")
     campaign.categories.add(category)
+    campaign.devices.add(device)
     campaign_launch(campaign=campaign)
     return campaign
 
@@ -107,7 +106,7 @@ def test_unlinked_then_relinked_the_campaign_stops_resumes_by_itself_and_sends_e
     sandbox, default_cluster
 ):
     campaign = a_launched_campaign()
-    device_id = campaign.device_id
+    device_id = first_device_id(campaign)
     sent = stop_mid_campaign(sandbox, device_id, {"session": "authorize"})
     device = Device.objects.get(pk=device_id)
     assert "phone unlinked: scan the QR code again" in device.halted_reason
@@ -128,7 +127,7 @@ def test_unlinked_then_relinked_the_campaign_stops_resumes_by_itself_and_sends_e
 
 def test_a_ban_halts_the_number_raises_an_incident_and_nothing_more_is_sent(sandbox, default_cluster):
     campaign = a_launched_campaign()
-    device_id = campaign.device_id
+    device_id = first_device_id(campaign)
     sent = stop_mid_campaign(sandbox, device_id, {"session": "blocked", "status": "banned"})
     health_check_run()  # the 2-minute check: GET /v1/devices says banned
     device = Device.objects.get(pk=device_id)

@@ -1,4 +1,5 @@
-"""`manage.py launch_campaign ID [--allow-multi-day] [--dry-run]`: the admin's launch, scripted.
+"""`manage.py launch_campaign ID [--device ID …] [--allow-multi-day] [--dry-run]`: the admin's
+launch, scripted. `--device`, repeated, first makes those devices the draft's (in that order).
 
 Exit codes: 0 launched (or, with --dry-run, launchable); 1 no such campaign; 2 bad
 arguments; 3 refused (already launched, no recipients, variables…); 4 refused because
@@ -6,13 +7,16 @@ today's quota is too small: run again with --allow-multi-day to spread it over d
 """
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 from django.utils.translation import gettext as _
 
 from campaigns.launch import LaunchPreview, campaign_launch, format_time, launch_preview
 from campaigns.models import Campaign
 from campaigns.refusals import CampaignRefused, QuotaExceeded
+from messaging.models import Device
 
 EXIT_NOT_FOUND = 1
+EXIT_ARGUMENTS = 2
 EXIT_REFUSED = 3
 EXIT_QUOTA = 4
 
@@ -30,28 +34,60 @@ class Command(BaseCommand):
         parser.add_argument(
             "--dry-run", action="store_true", help=_("Show what would happen; change nothing.")
         )
+        parser.add_argument(
+            "--device",
+            type=int,
+            action="append",
+            dest="devices",
+            help=_("A device to send from (repeat it for several); replaces the draft's devices."),
+        )
 
-    def handle(self, *args, campaign_id: int, allow_multi_day: bool, dry_run: bool, **options):
+    def handle(self, *args, campaign_id: int, allow_multi_day: bool, dry_run: bool, devices=None, **options):
         campaign = Campaign.objects.filter(pk=campaign_id).first()
         if campaign is None:
             raise CommandError(
                 _("No campaign with id %(id)d.") % {"id": campaign_id}, returncode=EXIT_NOT_FOUND
             )
-        preview = launch_preview(campaign=campaign)
-        self.stdout.write("\n".join(preview_lines(preview)))
-        try:
+        # A dry run with --device previews those devices, then takes them back.
+        with transaction.atomic():
+            if devices:
+                _devices_set(campaign, devices)
+            result = self._launch(campaign, allow_multi_day=allow_multi_day, dry_run=dry_run)
             if dry_run:
-                preview.check(allow_multi_day=allow_multi_day)
+                transaction.set_rollback(True)
                 return
-            result = campaign_launch(campaign=campaign, allow_multi_day=allow_multi_day)
-        except CampaignRefused as refusal:
-            raise CommandError(refusal.message, returncode=_exit_code(refusal)) from refusal
         self.stdout.write(
             self.style.SUCCESS(
                 _("Campaign %(id)d is %(status)s: %(count)d Message 1 queued.")
                 % {"id": campaign.pk, "status": result.campaign.status, "count": result.messages_created}
             )
         )
+
+    def _launch(self, campaign: Campaign, *, allow_multi_day: bool, dry_run: bool):
+        preview = launch_preview(campaign=campaign)
+        self.stdout.write("\n".join(preview_lines(preview)))
+        try:
+            if dry_run:
+                return preview.check(allow_multi_day=allow_multi_day)
+            return campaign_launch(campaign=campaign, allow_multi_day=allow_multi_day)
+        except CampaignRefused as refusal:
+            raise CommandError(refusal.message, returncode=_exit_code(refusal)) from refusal
+
+
+def _devices_set(campaign: Campaign, devices: list[int]) -> None:
+    """The draft's devices become `devices`, in that order (refused once launched)."""
+    devices = list(dict.fromkeys(devices))
+    missing = sorted(set(devices) - set(Device.objects.filter(pk__in=devices).values_list("pk", flat=True)))
+    if missing:
+        raise CommandError(
+            _("No device with id %(ids)s.") % {"ids": ", ".join(map(str, missing))}, returncode=EXIT_ARGUMENTS
+        )
+    if devices == campaign.device_ids():
+        return
+    refusal = campaign.edit_refusal(["devices"])
+    if refusal:
+        raise CommandError(refusal, returncode=EXIT_REFUSED)
+    campaign.devices_set(devices)
 
 
 def _exit_code(refusal: CampaignRefused) -> int:
@@ -81,6 +117,8 @@ def preview_lines(preview: LaunchPreview) -> list[str]:
             _("Estimated finish: %(finish)s (%(days)d UTC days)")
             % {"finish": format_time(pace.estimated_finish), "days": pace.days_needed}
         )
+    if len(pace.devices) > 1:
+        lines += [_device_line(device) for device in pace.devices]
     lines += [
         _("Variable %(name)s: missing for %(n)d") % {"name": v.name, "n": v.missing}
         for v in preview.variables
@@ -94,3 +132,16 @@ def preview_lines(preview: LaunchPreview) -> list[str]:
         for v in preview.variants
     ]
     return lines
+
+
+def _device_line(device) -> str:
+    finish = format_time(device.estimated_finish) if device.estimated_finish else "—"
+    line = _(
+        "Device %(device)s: %(n)d recipients, %(room)d still allowed on the start day, finish %(finish)s"
+    ) % {
+        "device": device.device,
+        "n": device.recipients,
+        "room": device.remaining_today,
+        "finish": finish,
+    }
+    return line + (" " + _("(halted)") if device.halted else "")

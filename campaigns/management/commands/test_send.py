@@ -26,7 +26,7 @@ class Command(BaseCommand):
         parser.add_argument("--to", required=True, help=_("The number to send it to (your own phone)."))
 
     def handle(self, *args, campaign_id: int, contact: int, to: str, **options):
-        campaign = Campaign.objects.select_related("device").filter(pk=campaign_id).first()
+        campaign = Campaign.objects.filter(pk=campaign_id).first()
         chosen = Contact.objects.filter(pk=contact).first()
         if campaign is None or chosen is None:
             raise CommandError(_("No such campaign or contact."), returncode=EXIT_NOT_FOUND)
