@@ -33,9 +33,10 @@ def launched():
 
 
 def content(campaign: Campaign) -> dict:
-    fields = ("device_id", "message_1_text", "message_1_variants", "message_2_text", "variable_fallbacks")
+    fields = ("message_1_text", "message_1_variants", "message_2_text", "variable_fallbacks")
     fields += ("starts_at",)
     facts = {name: getattr(campaign, name) for name in fields}
+    facts["devices"] = campaign.device_ids()
     return facts | {"categories": sorted(campaign.categories.values_list("name", flat=True))}
 
 

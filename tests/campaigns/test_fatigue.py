@@ -128,7 +128,7 @@ def test_the_api_takes_the_rules_and_reports_the_skips(people):
     api.force_authenticate(get_user_model().objects.create_superuser("api", "b@example.com", None))
     body = {
         "name": "Tired",
-        "device": make_campaign().device_id,
+        "devices": make_campaign().device_ids(),
         "categories": [category.pk],
         "message_1_text": "Bonjour",
         "message_2_text": "Merci",

@@ -116,7 +116,7 @@ def admin_client(client, db, media_root):
 def _form(campaign: Campaign, **changes) -> dict:
     form = {
         "name": campaign.name,
-        "device": campaign.device_id,
+        "devices": campaign.device_ids(),
         "categories": list(campaign.categories.values_list("pk", flat=True)),
         "message_1_text": campaign.message_1_text,
         "message_1_variants": "[]",
@@ -210,7 +210,7 @@ def launched_with_image(db, media_root, fake_clock):
 
 
 def test_message_1_goes_with_its_image_uploaded_once_per_campaign(launched_with_image, sandbox):  # noqa: F811
-    sender_run(device_id=launched_with_image.device_id)
+    sender_run(device_id=launched_with_image.device_ids()[0])
 
     files = sandbox.control("GET", "files")
     assert len(files) == 1
@@ -228,7 +228,7 @@ def test_by_url_the_send_names_the_public_url(launched_with_image, sandbox, sett
     settings.MEDIA_SEND_MODE = "url"
     settings.MEDIA_PUBLIC_BASE_URL = "https://relance.example.com"
 
-    sender_run(device_id=launched_with_image.device_id)
+    sender_run(device_id=launched_with_image.device_ids()[0])
 
     assert sandbox.control("GET", "files") == []
     url = f"https://relance.example.com/media/{launched_with_image.message_1_media.name}"

@@ -195,7 +195,7 @@ def test_the_admin_editor_refuses_malformed_spintax_with_the_reason(admin_client
     campaign = make_campaign(categories=[category])
     form = {
         "name": campaign.name,
-        "device": campaign.device_id,
+        "devices": campaign.device_ids(),
         "categories": [category.pk],
         "message_1_text": "{Bonjour|Salut",
         "message_1_variants": '["ok", "{bad"]',
@@ -216,7 +216,7 @@ def test_the_api_refuses_malformed_spintax_and_accepts_variants(api, audience):
     category, _contacts = audience
     body = {
         "name": "Spun",
-        "device": make_campaign().device_id,
+        "devices": make_campaign().device_ids(),
         "categories": [category.pk],
         "message_1_text": "{Bonjour|Salut {{ first_name }}",
         "message_2_text": "Merci",
