@@ -67,10 +67,11 @@ def test_a_second_test_send_waits_the_devices_gap(draft, sandbox, fake_clock):  
 def test_a_device_at_its_daily_limit_sends_no_test(draft, sandbox, fake_clock):  # noqa: F811
     campaign, contact = draft
     allowance = 1000 - 100  # the follow-up reserve set aside
-    DeviceDay.objects.create(device=Device.objects.get(pk=campaign.device_ids()[0]), day=fake_clock.now().date(), message_1_count=allowance)
+    device = Device.objects.get(pk=campaign.device_ids()[0])
+    DeviceDay.objects.create(device=device, day=fake_clock.now().date(), message_1_count=allowance)
     with pytest.raises(NotNow):
         campaign_test_send(campaign=campaign, contact=contact, phone=OWN_PHONE)
-    assert sandbox.messages() == [] and _sent_today(Device.objects.get(pk=campaign.device_ids()[0])) == allowance
+    assert sandbox.messages() == [] and _sent_today(device) == allowance
 
 
 def test_a_device_whose_sender_holds_it_is_busy(draft, sandbox):  # noqa: F811
