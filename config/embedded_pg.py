@@ -45,7 +45,10 @@ def _postmaster():
         warnings.simplefilter("ignore")
         from pgserver.utils import PostmasterInfo
 
-    info = PostmasterInfo.read_from_pgdata(PGDATA) if PGDATA.exists() else None
+    try:
+        info = PostmasterInfo.read_from_pgdata(PGDATA) if PGDATA.exists() else None
+    except Exception:  # postmaster.pid half written: a server is starting, not ready yet
+        return None
     return info if info and info.is_running() and info.status == "ready" else None
 
 
