@@ -58,10 +58,10 @@ def a_draft_with_an_image_and_two_variants() -> Campaign:
     device = make_device(label="Browser", gap_seconds=0.2, batch_size=25, batch_pause_seconds=1)
     campaign = Campaign.objects.create(
         name="Rentrée",
-        device=device,
         message_1_text="{Bonjour|Salut} {{ first_name }}, voici notre affiche",
         message_2_text="Merci !",
     )
+    campaign.devices_set([device])
     campaign.categories.set([category])
     campaign.message_1_media.save("affiche.png", ContentFile(PNG))
     return campaign

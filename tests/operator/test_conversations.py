@@ -97,7 +97,7 @@ def test_the_replies_page_filters_by_campaign_device_outcome_and_text(viewer, fa
     query = (
         {"campaign": first.pk}
         if query == "campaign"
-        else {"device": second.device_id}
+        else {"device": second.device_ids()[0]}
         if query == "device"
         else query
     )
