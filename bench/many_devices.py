@@ -130,11 +130,11 @@ def _seed(devices: int, per_device: int) -> list[int]:
         device = Device.objects.create(label=f"bench {index}", daily_limit=100_000, **PACING)
         campaign = Campaign.objects.create(
             name=f"bench {index}",
-            device=device,
             message_1_text="Bonjour",
             message_2_text="Merci",
             status=CampaignStatus.PAUSED,  # until the clock starts
         )
+        campaign.devices.set([device])
         Message.objects.bulk_create(
             Message(
                 campaign=campaign,
@@ -155,7 +155,7 @@ def _start_campaigns(device_ids: list[int]):
     from config import clock
 
     start = clock.now()
-    Campaign.objects.filter(device_id__in=device_ids).update(status=CampaignStatus.SENDING)
+    Campaign.objects.filter(devices__in=device_ids).update(status=CampaignStatus.SENDING)
     return start
 
 

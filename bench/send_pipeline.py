@@ -167,7 +167,7 @@ def _start_senders(device_ids: list[int]) -> None:
     """The campaigns start sending: the sender loop finds their devices at its next look."""
     from campaigns.models import Campaign, CampaignStatus
 
-    Campaign.objects.filter(device_id__in=device_ids).update(status=CampaignStatus.SENDING)
+    Campaign.objects.filter(devices__in=device_ids).update(status=CampaignStatus.SENDING)
 
 
 def _duplicates(port: int) -> int:
