@@ -307,31 +307,40 @@ settled AS (
     whatsapp_id = COALESCE(%(whatsapp_id)s, whatsapp_id),
     attempts = attempts - %(refund)s
   WHERE id = %(message)s AND status = 'sending'
-  RETURNING id
+  RETURNING id, events_waiting
 ), closed AS (
   UPDATE {_ATTEMPT}
   SET outcome = %(outcome)s, finished_at = %(now)s, http_status = %(http_status)s, error = %(error)s
   WHERE message_id = %(message)s AND number = %(number)s
 )
 """
-_OUTCOME_SQL = f"WITH {_OUTCOME_CTES} SELECT count(*) FROM settled"
+_OUTCOME_SQL = f"WITH {_OUTCOME_CTES} SELECT count(*), coalesce(bool_or(events_waiting), false) FROM settled"
 # An accepted send's outcome and the next claim in one statement (one round trip, one
 # commit): the two touch different rows (the settled one is `sending`, the claimed one
 # `pending`), and the outcome never waits for the claim, which skips locked rows.
 _OUTCOME_AND_CLAIM_SQL = f"""
 WITH {_OUTCOME_CTES}, {_CLAIM_CTES}
-SELECT claimed_row.*, (SELECT count(*) FROM settled) AS settled FROM ({_CLAIMED_ROW}) AS claimed_row
+SELECT claimed_row.*, (SELECT coalesce(bool_or(events_waiting), false) FROM settled) AS events_waiting,
+       (SELECT count(*) FROM settled) AS settled
+FROM ({_CLAIMED_ROW}) AS claimed_row
 """
 
 
-def outcome_store(*, claim: Claim, outcome: str, changes: dict, http_status: int | None, now) -> bool:
-    """Write the message's new state (`changes`: status, error, and optional fields).
+@dataclass(frozen=True)
+class Stored:
+    """What storing a send's outcome came to."""
 
-    False when the message was no longer `sending` (a receipt settled it first)."""
+    settled: bool  # False: the message was no longer `sending` (a receipt settled it first)
+    events_waiting: bool  # webhook events wait for this outcome: process them now
+
+
+def outcome_store(*, claim: Claim, outcome: str, changes: dict, http_status: int | None, now) -> Stored:
+    """Write the message's new state (`changes`: status, error, and optional fields)."""
     params = _outcome_params(claim, outcome, changes, http_status, now)
     with prepared_cursor() as cursor:
         cursor.execute(_OUTCOME_SQL, params)
-        return cursor.fetchone()[0] == 1
+        settled, events_waiting = cursor.fetchone()
+    return Stored(settled == 1, events_waiting)
 
 
 def outcome_store_and_claim(
@@ -344,7 +353,7 @@ def outcome_store_and_claim(
     device: Device,
     kinds,
     owner: str | None = None,
-) -> tuple[bool, Claim | None]:
+) -> tuple[Stored, Claim | None]:
     """`outcome_store`, then `message_claim` at the same `now`, in one statement.
 
     The claim is None when nothing was claimable, the quota is spent or the day's row is
@@ -355,7 +364,8 @@ def outcome_store_and_claim(
     with prepared_cursor() as cursor:
         cursor.execute(_OUTCOME_AND_CLAIM_SQL, params)
         row = cursor.fetchone()
-    return row[-1] == 1, _claimed(row[:-2], device, after, now)
+    # The claimed row ends with its `found` count, then the outcome's two columns.
+    return Stored(row[-1] == 1, row[-2]), _claimed(row[:-3], device, after, now)
 
 
 def _outcome_params(claim: Claim, outcome: str, changes: dict, http_status: int | None, now) -> dict:

@@ -241,6 +241,10 @@ class Message(models.Model):
     # Message 1 only: set when 24 h passed with no reply; a later reply triggers nothing [7.1].
     window_expired_at = models.DateTimeField(_("reply window expired at"), null=True, blank=True)
     last_error = models.TextField(_("last error"), blank=True, db_default="")
+    # Set, under this row's lock, by a webhook event that waits for this send's outcome; the
+    # statement that settles the send returns it, so the event is processed at once (a lock
+    # wait makes the flag and the settling meet in the same row version: neither can miss it).
+    events_waiting = models.BooleanField(default=False, db_default=False, editable=False)
     created_at = models.DateTimeField(auto_now_add=True, db_default=Now())
     updated_at = models.DateTimeField(auto_now=True, db_default=Now())
 

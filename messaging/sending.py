@@ -190,14 +190,26 @@ def message_record_outcome(
     claimed = None
     if _has_side_effects(step):
         with transaction.atomic():
-            settled = outcome_store(**store)
-            _apply_side_effects(claim, step, error, now, settled=settled)
+            stored = outcome_store(**store)
+            _apply_side_effects(claim, step, error, now, settled=stored.settled)
     elif kinds := _kinds_sendable_now(then_claim_for, step, now):
-        _, claimed = outcome_store_and_claim(**store, device=then_claim_for, kinds=kinds, owner=owner)
+        stored, claimed = outcome_store_and_claim(**store, device=then_claim_for, kinds=kinds, owner=owner)
     else:  # one statement, no transaction needed
-        outcome_store(**store)
+        stored = outcome_store(**store)
+    if stored.settled and stored.events_waiting and step.status != MessageStatus.UNKNOWN:
+        _release_waiting(claim.message_id)
     _log_send(claim, step, result)
     return claimed
+
+
+# Webhook events waiting for a settled message's outcome (named: webhooks depends on messaging).
+RELEASE_WAITING_TASK = "webhooks.tasks.release_waiting"
+
+
+def _release_waiting(message_id: int) -> None:
+    """A reply (or receipt) that waited for this send's outcome is processed now, not at the
+    next sweep: rare (it came while the request was in flight), so a task of its own."""
+    transaction.on_commit(lambda: async_task(RELEASE_WAITING_TASK, message_id), robust=True)
 
 
 def _kinds_sendable_now(device: Device | None, step, now) -> tuple[str, ...]:
@@ -330,8 +342,6 @@ _FOUND_AT_RANK = {
 }
 # last_error of a failure Wassenger reported (webhooks/processing.py reads it the same way).
 REPORTED_FAILURE = "Wassenger: "
-# Webhook events waiting for a settled message's outcome (named: webhooks depends on messaging).
-RELEASE_WAITING_TASK = "webhooks.tasks.release_waiting"
 
 
 @transaction.atomic
@@ -365,8 +375,7 @@ def _settle_unknown(message: Message, remote) -> str:
     if remote is not None and remote.not_on_whatsapp:
         contact_mark_not_on_whatsapp(contact_id=message.contact_id, now=now)
     _log_settled(message, changes, remote)
-    # A reply (or receipt) that waited for this outcome is processed now, not at the next sweep.
-    transaction.on_commit(lambda: async_task(RELEASE_WAITING_TASK, message.pk), robust=True)
+    _release_waiting(message.pk)
     return changes["status"]
 
 

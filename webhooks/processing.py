@@ -94,12 +94,32 @@ def event_process(*, event_id: int) -> str:
 
 
 def _attempt(event: WebhookEvent) -> tuple[str, str, int | None]:
-    try:
-        return (*_attempt_once(event), None)
-    except WaitsFor as waiting:
-        if event.event == INBOUND_EVENT:
-            _record_waiting(event)
-        return EventStatus.RECEIVED, f"waits: {waiting}", waiting.message_id
+    for _ in range(_JUDGED_AGAIN):
+        try:
+            return (*_attempt_once(event), None)
+        except WaitsFor as waits:
+            waiting = waits
+            if _wait_for(waiting.message_id):
+                break
+            # Settled while we looked: judged again, with its outcome.
+    if event.event == INBOUND_EVENT:
+        _record_waiting(event)
+    return EventStatus.RECEIVED, f"waits: {waiting}", waiting.message_id
+
+
+# A message settled while its event looked is rare; twice in a row, the sweep takes over.
+_JUDGED_AGAIN = 3
+
+
+def _wait_for(message_id: int) -> bool:
+    """Flag the message as awaited, if it is still unsettled; False when it is settled.
+
+    The flag is written under the message's row lock: a sender settling it at this moment
+    either finishes first (then its status is no longer in flight here: False) or waits for
+    this transaction and reads the flag in the row it settles (then the sender releases the
+    event). Either way the event is processed as soon as the outcome is known."""
+    unsettled = Message.objects.filter(pk=message_id, status__in=_IN_FLIGHT)
+    return unsettled.update(events_waiting=True) == 1
 
 
 def _attempt_once(event: WebhookEvent) -> tuple[str, str]:

@@ -5,12 +5,15 @@ import pytest
 
 from config import clock
 from messaging import wassenger
-from messaging.models import Message, MessageStatus
+from messaging.claims import device_snapshot
+from messaging.models import Device, Message, MessageStatus
 from messaging.sending import message_reconcile, message_record_outcome
 from messaging.wassenger.client import RemoteMessage
+from tests.factories import make_contact, queue_message_1
 from tests.webhooks.conftest import ack_event, hex_id, later, message_2_of, reply_event, wa_id
 from tests.webhooks.test_receipts import a_claimed_send
 from tests.webhooks.test_replies import in_doubt_message_1
+from webhooks import replies
 from webhooks.models import EventStatus, InboundMessage, InboundOutcome, WebhookEvent
 from webhooks.processing import events_sweep
 
@@ -99,3 +102,44 @@ def test_reconciliation_settling_message_1_processes_the_waiting_reply_at_once(
         message_reconcile(Message.objects.get(pk=message.pk))
     assert WebhookEvent.objects.get().status == EventStatus.PROCESSED  # no sweep needed
     assert message_2_of(message) is not None
+
+
+@pytest.mark.parametrize("claims_next", [False, True], ids=["alone", "fused-with-the-next-claim"])
+def test_the_senders_own_answer_processes_at_once_the_reply_that_came_during_the_request(
+    post, fake_clock, django_capture_on_commit_callbacks, claims_next
+):
+    message, claim = a_claimed_send(fake_clock)
+    queue_message_1(campaign=message.campaign, contacts=[make_contact()])  # a next one to claim
+    post(reply_event(message.contact.phone, "Oui, dites-m'en plus"))  # while Wassenger answers
+    assert WebhookEvent.objects.get().waiting_for_id == message.pk
+    accepted = wassenger.SendResult(wassenger_id=hex_id(), whatsapp_id=wa_id(), status="queued", raw={})
+    device = Device.objects.get(pk=message.device_id)
+    device.gap_seconds = 0  # the device may send again at once: the answer and the next claim fuse
+    device.save(update_fields=["gap_seconds"])
+    then = device_snapshot(device.pk, fake_clock.now()) if claims_next else None
+    with django_capture_on_commit_callbacks(execute=True):
+        next_claim = message_record_outcome(claim=claim, result=accepted, error=None, then_claim_for=then)
+    assert (next_claim is not None) == claims_next
+    assert WebhookEvent.objects.get().status == EventStatus.PROCESSED  # no sweep needed
+    assert message_2_of(message).status == MessageStatus.PENDING
+    assert InboundMessage.objects.get().outcome == InboundOutcome.MESSAGE_2
+
+
+def test_a_message_settled_while_its_reply_looked_is_judged_again_at_once(post, fake_clock, monkeypatch):
+    message = in_doubt_message_1()
+    _settle_as_sent(message, sent_at=clock.now())
+    stale = iter([message.pk])  # the first look saw it in flight; the sender settled it just after
+    real = replies.message_1_in_flight
+    monkeypatch.setattr(replies, "message_1_in_flight", lambda contact: next(stale, None) or real(contact))
+    post(reply_event(message.contact.phone, "Oui"))
+    assert WebhookEvent.objects.get().status == EventStatus.PROCESSED
+    assert message_2_of(message) is not None
+
+
+def test_an_outcome_still_unknown_releases_nothing(post, fake_clock, django_capture_on_commit_callbacks):
+    message, claim = a_claimed_send(fake_clock)
+    post(reply_event(message.contact.phone, "Oui"))
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        message_record_outcome(claim=claim, result=None, error=wassenger.OutcomeUnknown("read timeout"))
+    assert callbacks == []  # it still waits: reconciliation will settle it, then release it
+    assert WebhookEvent.objects.get().status == EventStatus.RECEIVED
