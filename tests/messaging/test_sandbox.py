@@ -22,6 +22,7 @@ from messaging.wassenger.sandbox.state import (
     Faults,
     SandboxConfig,
     Store,
+    new_message,
     sandbox_fate,
     sandbox_reply_shape,
 )
@@ -398,3 +399,20 @@ def test_fates_follow_the_configured_shares():
     assert fates == [
         sandbox_fate(f"+336{n:08d}", seed=3, reply_share=0.4, stop_share=0.25) for n in range(4000)
     ]
+
+
+def test_a_sandbox_started_again_with_its_state_file_remembers_what_it_took(tmp_path):
+    path = str(tmp_path / "wassenger.json")
+    before = Store()
+    message = new_message(
+        {"phone": "+33612345678", "reference": "r-1"}, device_id="d", fault=None, fate="silent"
+    )
+    before.add(message)
+    before.log_send({"phone": "+33612345678", "reference": "r-1"}, None, None)
+    before.save(path)
+    after = Store()
+    assert after.load(path) == 1
+    assert after.find(reference="r-1")[0]["id"] == message["id"]
+    assert [s["reference"] for s in after.sends()] == ["r-1"]
+    assert after.stats()["counts"] == {"accepted": 1}
+    assert Store().load(str(tmp_path / "none.json")) == 0  # a first start: nothing to load

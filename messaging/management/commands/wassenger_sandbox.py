@@ -46,6 +46,10 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, help="seed of fault draws and of who replies")
         parser.add_argument("--invalid-suffix", help="numbers ending with this do not exist")
         parser.add_argument(
+            "--state-file",
+            help="save what the sandbox took to this file on stop, load it on start (an outage test)",
+        )
+        parser.add_argument(
             "--receipt-reference",
             action=argparse.BooleanOptionalAction,
             help="receipts carry Relance's reference (Wassenger's documented ones do not)",
@@ -63,7 +67,16 @@ class Command(BaseCommand):
         faults = {
             field: options[flag] for flag, (field, _) in FAULT_FLAGS.items() if options[flag] is not None
         }
-        given = ("port", "token", "webhook_url", "seed", "invalid_suffix", "receipt_reference", "out_new")
+        given = (
+            "port",
+            "token",
+            "webhook_url",
+            "seed",
+            "invalid_suffix",
+            "receipt_reference",
+            "out_new",
+            "state_file",
+        )
         overrides = {key: options[key] for key in given}
         overrides.update({flag: options[flag] for flag in CONFIG_FLAGS})
         try:

@@ -99,6 +99,8 @@ class Sandbox:
         # With port 0 the system picks a free port: the config must say which.
         self.config = config = replace(config, port=self.server.server_address[1])
         self.store = Store()
+        if config.state_file:
+            self.store.load(config.state_file)
         self.stopping = threading.Event()
         self._rng = random.Random(config.seed)
         self._rng_lock = threading.Lock()
@@ -123,6 +125,8 @@ class Sandbox:
         self.scheduler.stop()
         self.poster.close()
         self.server.server_close()
+        if self.config.state_file:
+            self.store.save(self.config.state_file)
 
     def handle(self, request: Request) -> Reply:
         """Answer one request; never raises (a bug becomes a 500 and a log line)."""

@@ -7,6 +7,8 @@ thread and the webhook pool all read and write it.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import random
 import re
 import secrets
@@ -58,6 +60,7 @@ class SandboxConfig:
     webhook_backoff: float = 1.0  # first retry after this, then doubling
     webhook_timeout: float = 5.0
     seed: int = 0
+    state_file: str = ""  # kept across a stop and a start (an outage of Wassenger's front only)
 
     def check(self) -> None:
         """ValueError naming the first setting that makes no sense."""
@@ -357,6 +360,38 @@ class Store:
             self._counts.clear()
             self.generation += 1
             return deleted
+
+    def save(self, path: str) -> None:
+        """Write what the sandbox holds to `path` (atomically): a stopped sandbox started
+        again with the same file remembers every message it took, as Wassenger would."""
+        with self._lock:
+            held = {
+                "messages": self._messages,
+                "replied": sorted(self._replied),
+                "counts": dict(self._counts),
+                "sends": list(self._sends),
+                "files": self._files,
+            }
+            text = json.dumps(held)
+        partial = f"{path}.partial"
+        with open(partial, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(partial, path)
+
+    def load(self, path: str) -> int:
+        """Take back what `save` wrote (nothing when the file does not exist); how many
+        messages. Their lifecycle does not resume: they stay at the step they had reached."""
+        if not os.path.exists(path):
+            return 0
+        with open(path, encoding="utf-8") as file:
+            held = json.load(file)
+        with self._lock:
+            self._messages.update(held["messages"])
+            self._replied.update(held["replied"])
+            self._counts.update(held["counts"])
+            self._sends.extend(held["sends"])
+            self._files.update(held["files"])
+            return len(self._messages)
 
     def stats(self) -> dict:
         with self._lock:
