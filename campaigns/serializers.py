@@ -276,10 +276,11 @@ class TestSendRequestSerializer(serializers.Serializer):
 
 
 class TestSendResultSerializer(serializers.Serializer):
+    message = serializers.IntegerField(source="message.pk", help_text="The queued test send (kind `test`).")
     phone = serializers.CharField(help_text="E.164.")
     text = serializers.CharField()
-    wassenger_id = serializers.CharField()
-    device = serializers.IntegerField(source="device.pk", help_text="The device it went from.")
+    device = serializers.IntegerField(source="device.pk", help_text="The device it leaves from.")
+    leaves_at = serializers.DateTimeField(help_text="When the device's pacing lets it leave.")
 
 
 class LaunchRequestSerializer(serializers.Serializer):
