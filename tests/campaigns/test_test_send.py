@@ -223,6 +223,8 @@ def test_the_api_queues_a_test_with_when_it_leaves(draft, sandbox, fake_clock): 
     )
     assert Message.objects.get(pk=body["message"]).status == MessageStatus.SENT
     assert paced.status_code == 202 and paced.json()["leaves_at"] == "2026-03-29T09:00:25Z"
+    listed = api.get("/api/messages/", {"kind": "test", "status": "sent"}).json()
+    assert listed["count"] == 2 and {m["phone"] for m in listed["results"]} == {OWN_E164}
     refused = api.post(url, {"contact": contact.pk, "phone": "abc"}, format="json")
     assert refused.status_code == 400 and refused.json()["code"] == "test_send_refused"
     assert api.post(url, {"phone": OWN_PHONE}, format="json").status_code == 400
