@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from campaigns.test_send import campaign_test_send
 from config import clock
-from messaging.models import MessageKind, MessageStatus
+from messaging.models import Message, MessageKind, MessageStatus
 from tests.factories import make_campaign, make_contact, make_device, make_message
 
 OWN_PHONE = "+33699887766"
@@ -95,10 +95,13 @@ def test_the_log_needs_a_login_and_an_existing_device(client, operator, device_w
 
 
 def test_the_dashboard_and_the_device_admin_link_to_the_log(operator, device_with_sends):
-    device, _sends = device_with_sends
+    device, sends = device_with_sends
+    Message.objects.filter(pk=sends["test"].pk).update(status=MessageStatus.SENT, sent_at=clock.now())
     url = reverse("device-log", args=[device.pk])
 
-    assert f'href="{url}"' in operator.get(reverse("dashboard")).content.decode()
+    dashboard = operator.get(reverse("dashboard")).content.decode()
+    assert f'href="{url}"' in dashboard
+    assert "Message 1: 1 · Message 2: 1 · failed: 1 · 1 test send" in dashboard
     assert (
         f'href="{url}"'
         in operator.get(reverse("admin:messaging_device_change", args=[device.pk])).content.decode()
