@@ -361,7 +361,9 @@ class RetryResultSerializer(serializers.Serializer):
 
 
 class CampaignStatsSerializer(serializers.Serializer):
-    messages = serializers.IntegerField(help_text="All messages of the campaign.")
+    messages = serializers.IntegerField(
+        help_text="The campaign's Message 1s and Message 2s (never its test sends)."
+    )
     by_kind = serializers.DictField(
         child=serializers.DictField(child=serializers.IntegerField()),
         help_text="{kind: {status: count}}, every kind and status present, zeros included.",
