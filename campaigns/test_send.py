@@ -23,7 +23,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from campaigns.launch_sql import campaign_message_1_variants
-from campaigns.models import Campaign, Contact
+from campaigns.models import Campaign, CampaignStatus, Contact
 from campaigns.phones import phone_normalize
 from campaigns.refusals import CampaignRefused
 from campaigns.rendering import SpintaxError, render_for_contact
@@ -79,6 +79,8 @@ def campaign_test_send(*, campaign: Campaign, contact: Contact, phone: str, by=N
         phone = phone_normalize(phone)
     except ValidationError as error:
         raise TestSendRefused(_("%(phone)s is not a phone number.") % {"phone": phone}) from error
+    if campaign.status == CampaignStatus.CANCELLED:  # its messages are cancelled, a test's too
+        raise TestSendRefused(_("The campaign is cancelled: clone it to test it again."))
     text = test_send_text(campaign=campaign, contact=contact)
     device = Device.objects.get(pk=campaign.device_ids()[0])
     if device.halted_at is not None:  # it would wait until someone resumes the device

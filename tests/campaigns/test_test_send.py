@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from campaigns.figures import campaign_counts
 from campaigns.launch import campaign_launch
-from campaigns.models import Contact
+from campaigns.models import Campaign, CampaignStatus, Contact
 from campaigns.test_send import TestSendRefused, campaign_test_send
 from messaging.models import Device, DeviceDay, Message, MessageKind, MessageStatus
 from messaging.sending import sender_run
@@ -153,6 +153,9 @@ def test_a_launched_contact_gets_its_own_variant_and_refusals_queue_nothing(draf
     Contact.objects.filter(pk=contact.pk).update(opted_out_at=campaign.created_at)
     with pytest.raises(TestSendRefused, match="opted out"):
         campaign_test_send(campaign=campaign, contact=Contact.objects.get(pk=contact.pk), phone=OWN_PHONE)
+    Campaign.objects.filter(pk=campaign.pk).update(status=CampaignStatus.CANCELLED)
+    with pytest.raises(TestSendRefused, match="campaign is cancelled"):
+        campaign_test_send(campaign=Campaign.objects.get(pk=campaign.pk), contact=other, phone=OWN_PHONE)
     Device.objects.filter(pk=campaign.device_ids()[0]).update(
         halted_at=campaign.created_at, halted_reason="offline"
     )
