@@ -79,15 +79,9 @@ def campaign_test_send(*, campaign: Campaign, contact: Contact, phone: str, by=N
         phone = phone_normalize(phone)
     except ValidationError as error:
         raise TestSendRefused(_("%(phone)s is not a phone number.") % {"phone": phone}) from error
-    if campaign.status == CampaignStatus.CANCELLED:  # its messages are cancelled, a test's too
-        raise TestSendRefused(_("The campaign is cancelled: clone it to test it again."))
     text = test_send_text(campaign=campaign, contact=contact)
     device = Device.objects.get(pk=campaign.device_ids()[0])
-    if device.halted_at is not None:  # it would wait until someone resumes the device
-        facts = {"device": device, "why": device.halted_reason}
-        raise TestSendRefused(_("Device “%(device)s” is halted: %(why)s") % facts)
-    if contact.opted_out_at is not None:  # the sender never sends a message of an opted-out contact
-        raise TestSendRefused(_("%(contact)s opted out: choose another contact.") % {"contact": contact})
+    _refuse_what_would_never_leave(campaign, contact, device)
     with transaction.atomic():
         facts = {"campaign": campaign, "contact": contact, "device": device, "phone": phone}
         message = Message.objects.create(**facts, kind=MessageKind.TEST, content=text)
@@ -95,6 +89,17 @@ def campaign_test_send(*, campaign: Campaign, contact: Contact, phone: str, by=N
     leaves_at = test_send_leaves_at(message)
     _log(campaign, contact, phone, device, f"queued message={message.pk} leaves_at={leaves_at}", by)
     return TestSendResult(phone, text, device, message, leaves_at)
+
+
+def _refuse_what_would_never_leave(campaign: Campaign, contact: Contact, device: Device) -> None:
+    """A test the sender would never send: refused now rather than left waiting."""
+    if campaign.status == CampaignStatus.CANCELLED:  # its pending messages are cancelled
+        raise TestSendRefused(_("The campaign is cancelled: clone it to test it again."))
+    if device.halted_at is not None:  # it would wait until someone resumes the device
+        facts = {"device": device, "why": device.halted_reason}
+        raise TestSendRefused(_("Device “%(device)s” is halted: %(why)s") % facts)
+    if contact.opted_out_at is not None:  # no message of an opted-out contact is ever claimed
+        raise TestSendRefused(_("%(contact)s opted out: choose another contact.") % {"contact": contact})
 
 
 def test_send_leaves_at(message: Message) -> datetime:
