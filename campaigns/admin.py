@@ -375,7 +375,7 @@ class CampaignAdmin(admin.ModelAdmin):
         return redirect(self._url("change", campaign.pk))
 
     def test_send_view(self, request, object_id):
-        """GET: whose Message 1, to which number; POST: send it now, through the campaign's device."""
+        """GET: whose Message 1, to which number; POST: queue it on the campaign's device."""
         campaign = self._campaign(request, object_id)
         if not isinstance(campaign, Campaign):
             return campaign

@@ -349,11 +349,12 @@ class CampaignViewSet(ApiViewSetMixin, viewsets.ModelViewSet):
 
     @extend_schema(
         request=TestSendRequestSerializer,
-        responses={200: TestSendResultSerializer, 400: _REFUSED, 409: _REFUSED, 429: _REFUSED},
+        responses={202: TestSendResultSerializer, 400: _REFUSED},
     )
     @action(detail=True, methods=["post"], url_path="test-send")
     def test_send(self, request, pk=None):
-        """Send Message 1, as `contact` would read it, to `phone` through the campaign's device, now."""
+        """Queue Message 1, as `contact` would read it, to `phone` on the campaign's device: it
+        leaves at the device's next slot (`leaves_at`), paced and counted like any send."""
         campaign = self.get_object()
         body = TestSendRequestSerializer(data=request.data)
         if not body.is_valid():  # the refusal's shape, as every 400 of this API
@@ -363,7 +364,7 @@ class CampaignViewSet(ApiViewSetMixin, viewsets.ModelViewSet):
             result = campaign_test_send(campaign=campaign, by=request.user, **body.validated_data)
         except CampaignRefused as refusal:
             return refusal_response(refusal)
-        return Response(TestSendResultSerializer(result).data)
+        return Response(TestSendResultSerializer(result).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
         request=HandOverRequestSerializer,
@@ -435,8 +436,10 @@ class CampaignViewSet(ApiViewSetMixin, viewsets.ModelViewSet):
     def stats(self, request, pk=None):
         """Messages by kind and status, and what a launch would do now (the launch preview)."""
         campaign = self.get_object()
-        by_kind = {kind: dict.fromkeys(MessageStatus.values, 0) for kind in MessageKind.values}
-        rows = campaign.messages.values_list("kind", "status").annotate(n=Count("id")).order_by()
+        kinds = (MessageKind.MESSAGE_1, MessageKind.MESSAGE_2)  # test sends are never the campaign's
+        by_kind = {kind: dict.fromkeys(MessageStatus.values, 0) for kind in kinds}
+        messages = campaign.messages.filter(kind__in=kinds)
+        rows = messages.values_list("kind", "status").annotate(n=Count("id")).order_by()
         for kind, state, count in rows:
             by_kind[kind][state] = count
         total = sum(sum(states.values()) for states in by_kind.values())

@@ -276,10 +276,11 @@ class TestSendRequestSerializer(serializers.Serializer):
 
 
 class TestSendResultSerializer(serializers.Serializer):
+    message = serializers.IntegerField(source="message.pk", help_text="The queued test send (kind `test`).")
     phone = serializers.CharField(help_text="E.164.")
     text = serializers.CharField()
-    wassenger_id = serializers.CharField()
-    device = serializers.IntegerField(source="device.pk", help_text="The device it went from.")
+    device = serializers.IntegerField(source="device.pk", help_text="The device it leaves from.")
+    leaves_at = serializers.DateTimeField(help_text="When the device's pacing lets it leave.")
 
 
 class LaunchRequestSerializer(serializers.Serializer):
@@ -360,7 +361,9 @@ class RetryResultSerializer(serializers.Serializer):
 
 
 class CampaignStatsSerializer(serializers.Serializer):
-    messages = serializers.IntegerField(help_text="All messages of the campaign.")
+    messages = serializers.IntegerField(
+        help_text="The campaign's Message 1s and Message 2s (never its test sends)."
+    )
     by_kind = serializers.DictField(
         child=serializers.DictField(child=serializers.IntegerField()),
         help_text="{kind: {status: count}}, every kind and status present, zeros included.",

@@ -1,35 +1,38 @@
 """A test send: Message 1 as a chosen contact would read it, sent to a number the operator types.
 
-It goes through the campaign's device like any send: under the device's lease (so no sender
-sends meanwhile), when the device's pacing allows a send now, counted in the device's UTC day
-and recorded as its last send (so the next one waits its gap). It is logged with the device
-(`campaigns.test_send`, masked phone) and creates no message row: a campaign's figures never
-count it. Refusals are typed (`TestSendRefused`): the caller words them, nothing is sent.
+It is queued as a message of its own kind (`MessageKind.TEST`, with the typed number) on the
+campaign's first device, and the sender loop sends it at the device's next slot, like any
+send: paced (its gap, batch pause, daily limit), counted in the device's UTC day as a Message 1,
+retried and reconciled like one, shown in the device's log. It leaves first among the device's
+due messages (the operator waits for it) and whatever the campaign's status (a draft's, usually);
+a campaign's figures, funnel and exports count Message 1 and Message 2 only, never it. The
+operator is told when it should leave (`TestSendResult.leaves_at`). Refusals are typed
+(`TestSendRefused`): the caller words them, nothing is queued.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from campaigns.launch_sql import campaign_message_1_variants
-from campaigns.media import media_payload
-from campaigns.models import Campaign, Contact
+from campaigns.models import Campaign, CampaignStatus, Contact
 from campaigns.phones import phone_normalize
 from campaigns.refusals import CampaignRefused
 from campaigns.rendering import SpintaxError, render_for_contact
 from config import clock
 from config.logging import phone_mask
-from messaging import pacing, wassenger
-from messaging.claims import device_policy, device_snapshot, device_state, quota_give_back, quota_take_again
-from messaging.models import Device, Message, MessageKind
-from messaging.sending import lease_acquire, lease_release
+from messaging import pacing
+from messaging.claims import device_policy, device_snapshot, device_state
+from messaging.dispatch import sender_enqueue
+from messaging.models import Device, Message, MessageKind, MessageStatus
 
 logger = logging.getLogger(__name__)
 __test__ = False  # behaviour named after what operators call it, not a test module for pytest
@@ -40,23 +43,14 @@ class TestSendRefused(CampaignRefused):
     code, http_status = "test_send_refused", 400
 
 
-class DeviceBusy(TestSendRefused):
-    code, http_status = "device_busy", 409
-
-
-class NotNow(TestSendRefused):
-    """The device's pacing allows no send now; `not_before` says when."""
-
-    code, http_status = "paced", 429
-
-
 @dataclass(frozen=True)
 class TestSendResult:
     __test__ = False
     phone: str
     text: str
-    wassenger_id: str
     device: Device
+    message: Message  # the queued test send
+    leaves_at: datetime  # when the device's pacing lets it leave (now, if it may send now)
 
 
 def test_send_text(*, campaign: Campaign, contact: Contact) -> str:
@@ -80,71 +74,47 @@ def test_send_text(*, campaign: Campaign, contact: Contact) -> str:
 
 
 def campaign_test_send(*, campaign: Campaign, contact: Contact, phone: str, by=None) -> TestSendResult:
-    """Send Message 1 rendered for `contact` to `phone`, through the campaign's first device, now."""
+    """Queue Message 1 rendered for `contact`, to `phone`, on the campaign's first device."""
     try:
         phone = phone_normalize(phone)
     except ValidationError as error:
         raise TestSendRefused(_("%(phone)s is not a phone number.") % {"phone": phone}) from error
     text = test_send_text(campaign=campaign, contact=contact)
-    owner = str(uuid.uuid4())  # a lease owner, as a sender's
-    device_id = campaign.device_ids()[0]
-    if not lease_acquire(device_id=device_id, owner=owner):
-        raise DeviceBusy(
-            _("Device “%(device)s” is sending right now: try again in a minute.")
-            % {"device": Device.objects.get(pk=device_id)}
-        )
-    try:
-        return _send_paced(campaign, device_id, contact, phone, text, by=by)
-    finally:
-        lease_release(device_id=device_id, owner=owner)
+    device = Device.objects.get(pk=campaign.device_ids()[0])
+    _refuse_what_would_never_leave(campaign, contact, device)
+    with transaction.atomic():
+        facts = {"campaign": campaign, "contact": contact, "device": device, "phone": phone}
+        message = Message.objects.create(**facts, kind=MessageKind.TEST, content=text)
+        sender_enqueue(device.pk)
+    leaves_at = test_send_leaves_at(message)
+    _log(campaign, contact, phone, device, f"queued message={message.pk} leaves_at={leaves_at}", by)
+    return TestSendResult(phone, text, device, message, leaves_at)
 
 
-def _send_paced(
-    campaign: Campaign, device_id: int, contact: Contact, phone: str, text: str, *, by
-) -> TestSendResult:
+def _refuse_what_would_never_leave(campaign: Campaign, contact: Contact, device: Device) -> None:
+    """A test the sender would never send: refused now rather than left waiting."""
+    if campaign.status == CampaignStatus.CANCELLED:  # its pending messages are cancelled
+        raise TestSendRefused(_("The campaign is cancelled: clone it to test it again."))
+    if device.halted_at is not None:  # it would wait until someone resumes the device
+        facts = {"device": device, "why": device.halted_reason}
+        raise TestSendRefused(_("Device “%(device)s” is halted: %(why)s") % facts)
+    if contact.opted_out_at is not None:  # no message of an opted-out contact is ever claimed
+        raise TestSendRefused(_("%(contact)s opted out: choose another contact.") % {"contact": contact})
+
+
+def test_send_leaves_at(message: Message) -> datetime:
+    """When the device's pacing lets `message` leave: after the test sends queued before it
+    (which leave first, each taking its slot), at the device's gaps, pauses and daily limit."""
     now = clock.now()
-    device = device_snapshot(device_id, now)
-    policy, state = device_policy(device), device_state(device, now)
-    decision = pacing.pacing_decide(policy=policy, state=state, now=now, kind=pacing.Kind.MESSAGE_1)
-    if device.halted_at is not None or decision.action != pacing.Action.SEND:
-        raise _not_now(device, decision)
-    quota_take_again(device_id=device.pk, day=now.date(), kind=MessageKind.MESSAGE_1)
-    _record_pacing(
-        device, pacing.pacing_record_send(policy=policy, state=state, now=now, kind=pacing.Kind.MESSAGE_1)
-    )
-    try:
-        result = wassenger.send_message(
-            phone=phone,
-            reference=f"test-{uuid.uuid4()}",
-            text=text,
-            device=device.wassenger_id,
-            media=media_payload(campaign_id=campaign.pk, kind=MessageKind.MESSAGE_1),
-        )
-    except wassenger.WassengerError as error:
-        quota_give_back(device_id=device.pk, day=now.date(), kind=MessageKind.MESSAGE_1)
-        _log(campaign, contact, phone, device, f"failed: {error}", by)
-        raise TestSendRefused(_("Wassenger refused the test send: %(error)s") % {"error": error}) from error
-    _log(campaign, contact, phone, device, f"accepted {result.wassenger_id}", by)
-    return TestSendResult(phone, text, result.wassenger_id, device)
-
-
-def _not_now(device: Device, decision) -> NotNow:
-    if device.halted_at is not None:
-        return NotNow(
-            _("Device “%(device)s” is halted: %(why)s") % {"device": device, "why": device.halted_reason}
-        )
-    moment = decision.not_before.strftime("%Y-%m-%d %H:%M:%S UTC")
-    return NotNow(
-        _("Device “%(device)s” may send its next message at %(moment)s (its pacing, or today's limit).")
-        % {"device": device, "moment": moment},
-        not_before=decision.not_before,
-    )
-
-
-def _record_pacing(device: Device, after: pacing.DeviceState) -> None:
-    Device.objects.filter(pk=device.pk).update(
-        last_sent_at=after.last_sent_at, sent_in_batch=after.sent_in_batch, paused_until=after.paused_until
-    )
+    device = device_snapshot(message.device_id, now)
+    ahead = Message.objects.filter(
+        device_id=message.device_id, kind=MessageKind.TEST, status=MessageStatus.PENDING, pk__lt=message.pk
+    ).count()
+    policy, state, at = device_policy(device), device_state(device, now), now
+    for _ahead in range(ahead + 1):
+        at = pacing.pacing_decide(policy=policy, state=state, now=at, kind=pacing.Kind.MESSAGE_1).not_before
+        state = pacing.pacing_record_send(policy=policy, state=state, now=at, kind=pacing.Kind.MESSAGE_1)
+    return max(at, now)
 
 
 def _log(campaign: Campaign, contact: Contact, phone: str, device: Device, outcome: str, by) -> None:
@@ -160,9 +130,15 @@ def _log(campaign: Campaign, contact: Contact, phone: str, device: Device, outco
 
 
 def test_sent_message(result: TestSendResult) -> str:
-    """What the operator is told (admin, operator page, command)."""
+    """What the operator is told (admin, operator page, command): where, what, and when."""
     facts = {"phone": result.phone, "device": result.device, "text": result.text}
-    return _("Test sent to %(phone)s from “%(device)s”: %(text)s") % facts
+    if result.leaves_at <= clock.now():
+        return _("Test queued to %(phone)s from “%(device)s”, leaving now: %(text)s") % facts
+    facts["moment"] = result.leaves_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return (
+        _("Test queued to %(phone)s from “%(device)s”, leaving at %(moment)s (the device's pacing): %(text)s")
+        % facts
+    )
 
 
 class TestSendForm(forms.Form):

@@ -312,7 +312,7 @@ def campaign_launch_view(request, pk: int):
 @login_required
 @require_http_methods(["GET", "POST"])
 def campaign_test_send_view(request, pk: int):
-    """GET: whose Message 1, to which number; POST: send it now (paced like any send)."""
+    """GET: whose Message 1, to which number; POST: queue it (it leaves paced like any send)."""
     campaign = _acting(request, pk)
     form = TestSendForm(request.POST or None)
     if request.method == "POST" and form.is_valid():

@@ -151,12 +151,46 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-# Production serves collected, hashed and compressed files (run collectstatic on deploy).
+
+
+# An S3-compatible bucket for campaign attachments (AWS S3, Scaleway, OVH, MinIO, ...) through
+# django-storages, when MEDIA_S3_BUCKET is set; MEDIA_S3_ENDPOINT_URL names a provider other than
+# AWS. Empty keys leave boto3 its own credentials chain (AWS_ACCESS_KEY_ID, an instance role).
+# A function, so that a test builds it from its own environment.
+def media_storage() -> dict:
+    """STORAGES["default"]: the S3 bucket when one is named, else MEDIA_STORAGE_BACKEND."""
+    bucket = env.str("MEDIA_S3_BUCKET", default="")
+    if not bucket:
+        return {
+            "BACKEND": env.str("MEDIA_STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage")
+        }
+    given = {
+        "endpoint_url": env.str("MEDIA_S3_ENDPOINT_URL", default=""),
+        "region_name": env.str("MEDIA_S3_REGION", default=""),
+        "access_key": env.str("MEDIA_S3_ACCESS_KEY_ID", default=""),
+        "secret_key": env.str("MEDIA_S3_SECRET_ACCESS_KEY", default=""),
+        # "path" for providers without bucket subdomains (MinIO, most self-hosted ones); empty: auto.
+        "addressing_style": env.str("MEDIA_S3_ADDRESSING_STYLE", default=""),
+    }
+    options = {name: value for name, value in given.items() if value}
+    options.update(
+        bucket_name=bucket,
+        # Keys under this prefix, so that one bucket can serve several installations.
+        location=env.str("MEDIA_S3_PREFIX", default="media"),
+        # A private bucket: URLs are signed and last this long (MEDIA_SEND_MODE=url hands one to
+        # Wassenger at each send, so it only needs to outlive the send's fetch).
+        querystring_auth=True,
+        querystring_expire=env.int("MEDIA_S3_URL_EXPIRES_SECONDS", default=3600),
+        # Never overwrite: the Wassenger file id of an upload is kept by the file's name.
+        file_overwrite=False,
+    )
+    return {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": options}
+
+
 STORAGES = {
-    # Campaign attachments (campaigns/media.py); any Django storage backend may replace it.
-    "default": {
-        "BACKEND": env.str("MEDIA_STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage")
-    },
+    # Campaign attachments (campaigns/media.py): MEDIA_ROOT, an S3 bucket or any Django storage.
+    "default": media_storage(),
+    # Production serves collected, hashed and compressed files (run collectstatic on deploy).
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if PRODUCTION

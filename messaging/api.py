@@ -67,6 +67,7 @@ class MessageSerializer(serializers.ModelSerializer):
             "contact",
             "device",
             "kind",
+            "phone",  # a test send's number (empty: the contact's)
             "status",
             "content",
             "variant",

@@ -29,7 +29,7 @@ _CONTACT = Contact._meta.db_table
 
 
 def quota_column(kind: str) -> str:
-    return "message_2_count" if kind == MessageKind.MESSAGE_2 else "message_1_count"
+    return f"{MessageKind.paced_as(kind)}_count"
 
 
 # --- Snapshot -------------------------------------------------------------------------------
@@ -41,10 +41,16 @@ _DUE_SQL = f"""
  WHERE m.device_id = d.id AND m.status = 'pending' AND m.kind = '{{kind}}'
    AND m.next_attempt_at <= %(now)s AND c.status = 'sending' LIMIT 1) IS NOT NULL
 """
+# A test send leaves whatever its campaign's status (a draft's, typically).
+_TEST_DUE_SQL = f"""
+(SELECT 1 FROM {_MESSAGE} m WHERE m.device_id = d.id AND m.status = 'pending'
+   AND m.kind = '{MessageKind.TEST}' AND m.next_attempt_at <= %(now)s LIMIT 1) IS NOT NULL
+"""
 _SNAPSHOT_SQL = f"""
 SELECT d.*,
   {_DUE_SQL.format(kind=MessageKind.MESSAGE_1)} AS message_1_due,
   {_DUE_SQL.format(kind=MessageKind.MESSAGE_2)} AS message_2_due,
+  {_TEST_DUE_SQL} AS test_due,
   COALESCE(dd.message_1_count, 0) AS message_1_today,
   COALESCE(dd.message_2_count, 0) AS message_2_today
 FROM {_DEVICE} d
@@ -55,8 +61,8 @@ ORDER BY d.id
 
 
 def devices_with_sending_facts(device_ids, now: datetime) -> list[Device]:
-    """The devices, each with what a plan needs: `message_1_due` / `message_2_due` (an
-    index probe each) and today's counts `message_1_today` / `message_2_today`."""
+    """The devices, each with what a plan needs: `message_1_due` / `message_2_due` /
+    `test_due` (an index probe each) and today's counts `message_1_today` / `message_2_today`."""
     params = {"ids": list(device_ids), "now": now, "day": now.date()}
     return list(Device.objects.raw(_SNAPSHOT_SQL, params))
 
@@ -92,7 +98,9 @@ class Claim:
 # `sending`, store the device's pacing state and open the attempt record. `found` tells
 # "nothing due" from "quota spent, or the day's row does not exist yet". A contact who
 # opted out is never sent to, even by a message that was in flight when they did and came
-# back to `pending` afterwards (a retry); the dispatcher cancels such messages.
+# back to `pending` afterwards (a retry); the dispatcher cancels such messages. A test send
+# ('test' sorts first: the operator waits for it) leaves whatever its campaign's status, goes
+# to its own number and takes a Message 1's quota.
 _CLAIM_CTES = f"""
 next AS (
   SELECT m.id, m.kind FROM {_MESSAGE} m
@@ -103,13 +111,14 @@ next AS (
   JOIN {_DEVICE} d ON d.id = m.device_id AND d.halted_at IS NULL
     AND (%(owner)s::text IS NULL OR (d.lease_owner = %(owner)s AND d.lease_expires_at >= %(now)s))
   WHERE m.device_id = %(device)s AND m.status = 'pending' AND m.kind = ANY(%(kinds)s)
-    AND m.next_attempt_at <= %(now)s AND c.status = 'sending' AND ct.opted_out_at IS NULL
+    AND m.next_attempt_at <= %(now)s AND (c.status = 'sending' OR m.kind = 'test')
+    AND ct.opted_out_at IS NULL
   ORDER BY m.kind DESC, m.id
   LIMIT 1
   FOR UPDATE OF m SKIP LOCKED
 ), taken AS (
   UPDATE {_DEVICE_DAY} dd SET
-    message_1_count = dd.message_1_count + (next.kind = 'message_1')::int,
+    message_1_count = dd.message_1_count + (next.kind <> 'message_2')::int,
     message_2_count = dd.message_2_count + (next.kind = 'message_2')::int
   FROM next
   WHERE dd.device_id = %(device)s AND dd.day = %(day)s
@@ -119,7 +128,7 @@ next AS (
 ), claimed AS (
   UPDATE {_MESSAGE} m SET status = 'sending', attempts = m.attempts + 1, updated_at = %(now)s
   FROM taken WHERE m.id = taken.id
-  RETURNING m.id, m.kind, m.attempts, m.reference, m.content, m.campaign_id, m.contact_id
+  RETURNING m.id, m.kind, m.attempts, m.reference, m.content, m.campaign_id, m.contact_id, m.phone
 ), paced AS (
   UPDATE {_DEVICE}
   SET last_sent_at = %(last_sent_at)s, sent_in_batch = %(sent_in_batch)s, paused_until = %(paused_until)s
@@ -135,7 +144,8 @@ next AS (
 """
 _CLAIMED_ROW = f"""
 SELECT claimed.id, claimed.kind, claimed.attempts, (SELECT number FROM opened), claimed.reference,
-       claimed.content, claimed.campaign_id, claimed.contact_id, ct.phone, cp.message_1_template_name,
+       claimed.content, claimed.campaign_id, claimed.contact_id,
+       COALESCE(NULLIF(claimed.phone, ''), ct.phone), cp.message_1_template_name,
        cp.message_1_template_language, cp.message_1_template_variables,
        (SELECT count(*) FROM next) AS found
 FROM (SELECT 1) AS always_one_row
@@ -206,7 +216,8 @@ def _remember_send(device: Device, after: pacing.DeviceState, kind: str) -> None
     """Keep the snapshot current, so that the next plan needs no new query."""
     device.last_sent_at, device.sent_in_batch = after.last_sent_at, after.sent_in_batch
     device.paused_until = after.paused_until
-    setattr(device, f"{kind}_today", getattr(device, f"{kind}_today") + 1)
+    counter = f"{MessageKind.paced_as(kind)}_today"
+    setattr(device, counter, getattr(device, counter) + 1)
 
 
 def _claim_from_row(row, device: Device, now: datetime) -> Claim:

@@ -166,6 +166,15 @@ class DeviceDay(models.Model):
 class MessageKind(models.TextChoices):
     MESSAGE_1 = "message_1", _("Message 1")
     MESSAGE_2 = "message_2", _("Message 2")
+    # Message 1 as a contact would read it, sent to a number the operator typed
+    # (campaigns/test_send.py): paced and counted in the device's day like a Message 1,
+    # never in the campaign's figures, which count Message 1 and Message 2 by kind.
+    TEST = "test", _("test send")
+
+    @classmethod
+    def paced_as(cls, kind: str) -> str:
+        """The kind whose quota and attachment a send of `kind` takes: a test is a Message 1."""
+        return cls.MESSAGE_1 if kind == cls.TEST else kind
 
 
 class MessageStatus(models.TextChoices):
@@ -215,6 +224,8 @@ class Message(models.Model):
         Device, on_delete=models.PROTECT, related_name="messages", db_index=False, db_constraint=False
     )
     kind = models.CharField(_("kind"), max_length=10, choices=MessageKind)
+    # A test send's number, as the operator typed it (normalised); empty: the contact's own.
+    phone = E164PhoneField(_("sent to"), blank=True, default="", db_default="")
     content = models.TextField(_("content"), blank=True)
     # Message 1 only, when its campaign has several variants: which one (1, 2, …) it got at launch.
     variant = models.PositiveSmallIntegerField(_("variant"), null=True, blank=True)
@@ -255,8 +266,14 @@ class Message(models.Model):
         constraints = [
             # Contact first: it also serves "this contact's messages" (replies, opt-outs), so
             # launch writes one index fewer; the (campaign, status) index serves the campaign.
+            # A test send may be repeated: only a campaign's own messages are once per contact.
             models.UniqueConstraint(
-                fields=["contact", "campaign", "kind"], name="message_once_per_campaign_contact_kind"
+                fields=["contact", "campaign", "kind"],
+                condition=~Q(kind=MessageKind.TEST),
+                name="message_once_per_campaign_contact_kind",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind=MessageKind.TEST) | ~Q(phone=""), name="message_test_has_phone"
             ),
             models.CheckConstraint(condition=Q(kind__in=MessageKind.values), name="message_kind_valid"),
             models.CheckConstraint(condition=Q(status__in=MessageStatus.values), name="message_status_valid"),

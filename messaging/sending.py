@@ -112,14 +112,20 @@ class Plan:
     kinds: tuple[str, ...]  # the kinds that may be sent at `not_before`, Message 2 first
 
 
+# In the claim's order: a test send first (the operator waits for it), then Message 2.
+_PLANNED_KINDS = (MessageKind.TEST, MessageKind.MESSAGE_2, MessageKind.MESSAGE_1)
+
+
 def sender_plan(device: Device, now) -> Plan | None:
     """What a device (from `devices_with_sending_facts`) should do next; None: nothing due."""
-    due = [kind for kind in (MessageKind.MESSAGE_2, MessageKind.MESSAGE_1) if getattr(device, f"{kind}_due")]
+    due = [kind for kind in _PLANNED_KINDS if getattr(device, f"{kind}_due")]
     if not due:
         return None
     policy, state = device_policy(device), device_state(device, now)
     decisions = {
-        kind: pacing.pacing_decide(policy=policy, state=state, now=now, kind=pacing.Kind(kind))
+        kind: pacing.pacing_decide(
+            policy=policy, state=state, now=now, kind=pacing.Kind(MessageKind.paced_as(kind))
+        )
         for kind in due
     }
     sendable = tuple(kind for kind, d in decisions.items() if d.action == pacing.Action.SEND)
@@ -148,7 +154,7 @@ def message_payload(claim: Claim, *, device_wassenger_id: str = "") -> dict:
         payload["template"] = claim.template
         return payload
     payload["text"] = claim.content
-    if media := media_payload(campaign_id=claim.campaign_id, kind=claim.kind):
+    if media := media_payload(campaign_id=claim.campaign_id, kind=MessageKind.paced_as(claim.kind)):
         payload["media"] = media
     return payload
 
@@ -228,7 +234,7 @@ def _apply_side_effects(claim: Claim, step, error, now, *, settled: bool) -> Non
     # Not settled: a receipt got there first and proved the send, which keeps its slot.
     if step.surely_not_sent and settled:
         quota_give_back(device_id=claim.device_id, day=claim.started_at.date(), kind=claim.kind)
-    if step.contact_invalid:
+    if step.contact_invalid and claim.kind != MessageKind.TEST:  # a test's number is not the contact's
         contact_mark_not_on_whatsapp(contact_id=claim.contact_id, now=now)
     if step.halt_device:
         device_halt(device_id=claim.device_id, reason=_halt_reason(error), now=now)
@@ -372,7 +378,7 @@ def _settle_unknown(message: Message, remote) -> str:
         return Message.objects.filter(pk=message.pk).values_list("status", flat=True).first()
     if remote is None or remote.given_up:  # never went out: its slot is not a send
         quota_give_back(device_id=message.device_id, day=_attempt_day(message), kind=message.kind)
-    if remote is not None and remote.not_on_whatsapp:
+    if remote is not None and remote.not_on_whatsapp and message.kind != MessageKind.TEST:
         contact_mark_not_on_whatsapp(contact_id=message.contact_id, now=now)
     _log_settled(message, changes, remote)
     _release_waiting(message.pk)
@@ -410,7 +416,7 @@ def _log_settled(message: Message, changes: dict, remote) -> None:
         message.kind,
         message.campaign_id,
         message.contact_id,
-        phone_mask(message.contact.phone),
+        phone_mask(message.phone or message.contact.phone),
         changes["status"],
         found,
         getattr(remote, "wassenger_id", ""),

@@ -40,6 +40,8 @@ class DeviceFiguresSerializer(serializers.Serializer):
     read = serializers.IntegerField()
     replies = serializers.IntegerField()
     opt_outs = serializers.IntegerField()
+    # Absent from the days stored before test sends were counted.
+    test_sent = serializers.IntegerField(required=False, help_text="Test sends (in `sends`, in no campaign).")
 
 
 class DailyStatsSerializer(serializers.Serializer):

@@ -56,6 +56,8 @@ class DeviceFigures:
     read: int
     replies: int
     opt_outs: int
+    # Test sends count in `sends` (the device's quota) but in no campaign (campaigns/test_send.py).
+    test_sent: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -95,6 +97,7 @@ def _figures(device: Device, day: date, sends: int, counts: dict, opt_outs: int)
         read=counts.get("read", 0),
         replies=counts.get("replies", 0),
         opt_outs=opt_outs,
+        test_sent=counts.get("test_sent", 0),
     )
 
 
@@ -114,6 +117,7 @@ def _message_counts(start: datetime, end: datetime) -> dict[int, dict]:
         .annotate(
             message_1_sent=Count("id", filter=between("sent_at") & Q(kind=MessageKind.MESSAGE_1)),
             message_2_sent=Count("id", filter=between("sent_at") & Q(kind=MessageKind.MESSAGE_2)),
+            test_sent=Count("id", filter=between("sent_at") & Q(kind=MessageKind.TEST)),
             failed=Count("id", filter=between("failed_at") & Q(status=MessageStatus.FAILED)),
             delivered=Count("id", filter=between("delivered_at")),
             read=Count("id", filter=between("read_at")),

@@ -154,10 +154,10 @@ class Turn:
 
 def contact_conversation(contact) -> list[Turn]:
     """The contact's whole conversation in order: every message we created for them (sent or
-    not yet) and everything they wrote."""
-    from messaging.models import Message
+    not yet) and everything they wrote. A test send rendered for them went to someone else."""
+    from messaging.models import Message, MessageKind
 
-    ours = Message.objects.filter(contact=contact).select_related("campaign")
+    ours = Message.objects.filter(contact=contact).exclude(kind=MessageKind.TEST).select_related("campaign")
     theirs = InboundMessage.objects.filter(contact=contact).select_related("campaign")
     turns = [Turn(m.sent_at or m.created_at, message=m) for m in ours]
     turns += [Turn(i.written_at, inbound=i) for i in theirs]

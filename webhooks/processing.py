@@ -26,7 +26,7 @@ from campaigns.contacts import contact_mark_not_on_whatsapp
 from campaigns.models import Contact
 from config import clock
 from messaging.devices import device_session_apply
-from messaging.models import Device, Message, MessageStatus
+from messaging.models import Device, Message, MessageKind, MessageStatus
 from messaging.sending import REPORTED_FAILURE, message_counts_again, message_counts_no_more
 from messaging.wassenger import payloads
 from messaging.wassenger.payloads import EXPIRED_EVENTS, FAILED_EVENT, INBOUND_EVENT, SESSION_EVENT
@@ -301,7 +301,7 @@ def _as_uuid(value: str) -> uuid.UUID | None:
 def _record_failure(message: Message, data: dict, described: Described) -> str:
     reason = payloads.failure_reason(data) or "no reason given"
     invalid = payloads.failure_names_missing_number(reason)
-    if invalid:
+    if invalid and message.kind != MessageKind.TEST:  # a test send's number is not the contact's
         contact_mark_not_on_whatsapp(contact_id=message.contact_id)
     if message.status in (MessageStatus.DELIVERED, MessageStatus.READ, *_FINAL):
         return f"message {message.pk} is {message.status}: failure ignored" + (", contact invalid" * invalid)

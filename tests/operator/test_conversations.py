@@ -129,6 +129,8 @@ def test_the_contact_page_shows_the_whole_conversation_in_order(viewer, fake_clo
     contact.save()
     make_inbound(message_1=message_1, text="Oui, dites-m'en plus", written_at=NOW.replace(minute=5))
     Message.objects.filter(contact=contact, kind=MessageKind.MESSAGE_2).update(sent_at=NOW.replace(minute=6))
+    # A test send rendered for this contact went to the operator's phone: not their conversation.
+    make_message(campaign=campaign, contact=contact, kind=MessageKind.TEST, phone="+33699887766")
     response = viewer.get(reverse("contact-detail", args=[contact.pk]))
     turns = [(t.message.kind if t.ours else "reply") for t in response.context["conversation"]]
     assert turns == ["message_1", "reply", "message_2"]

@@ -105,6 +105,15 @@ def test_a_failure_in_format_b_fails_the_message_with_wassengers_reason(post, fa
     assert message.contact.whatsapp_status == WhatsAppStatus.UNKNOWN
 
 
+def test_a_test_send_to_a_missing_number_leaves_its_contact_valid(post):
+    message = sent_message_1()
+    Message.objects.filter(pk=message.pk).update(kind=MessageKind.TEST, phone="+33699990000")
+    post(failed_event(message, "number:notfound"))
+    message.refresh_from_db()
+    assert message.status == MessageStatus.FAILED
+    assert message.contact.whatsapp_status != WhatsAppStatus.INVALID
+
+
 @pytest.mark.parametrize(
     "reason, invalid",
     [

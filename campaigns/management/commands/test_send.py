@@ -1,7 +1,8 @@
 """`manage.py test_send CAMPAIGN_ID --contact CONTACT_ID --to PHONE`: Message 1 as that contact
-would read it, sent to PHONE through the campaign's device, now (paced and counted like any send).
+would read it, queued to PHONE on the campaign's device: the sender loop sends it at the device's
+next slot (paced and counted like any send); the command says when.
 
-Exit codes: 0 sent; 1 no such campaign or contact; 3 refused (the reason is printed).
+Exit codes: 0 queued; 1 no such campaign or contact; 3 refused (the reason is printed).
 """
 
 from django.core.management.base import BaseCommand, CommandError
