@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('campaigns', '0015_remove_campaign_device'),
-        ('messaging', '0011_message_key_on_campaign_devices'),
+        ('messaging', '0012_message_events_waiting'),
     ]
 
     operations = [
