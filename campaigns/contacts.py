@@ -27,7 +27,7 @@ from django.db import connection, transaction
 from campaigns.models import Contact, WhatsAppStatus
 from config import clock
 from config.logging import phone_mask
-from messaging.messages import messages_cancel_pending
+from messaging.messages import messages_cancel_pending, messages_stopped_by_opt_out
 from messaging.models import CANCELLED_OPTED_OUT, Message
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def contact_opt_out(*, contact: Contact) -> int:
     if contact.opted_out_at is None:
         contact.opted_out_at = now
         contact.save(update_fields=["opted_out_at", "updated_at"])
-    waiting = Message.objects.filter(contact=contact)
+    waiting = messages_stopped_by_opt_out(Message.objects.filter(contact=contact))
     cancelled = messages_cancel_pending(messages=waiting, reason=CANCELLED_OPTED_OUT, now=now)
     logger.info(
         "contact %s opted out (%s); %d message(s) cancelled", contact.pk, phone_mask(contact.phone), cancelled

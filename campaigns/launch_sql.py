@@ -271,7 +271,7 @@ def _reference_parts(campaign: Campaign, now: datetime) -> dict:
 
 
 def campaign_variables(campaign: Campaign) -> list[str]:
-    texts = [campaign.message_2_text]
+    texts = [campaign.message_2_text, campaign.opt_out_confirmation]
     if not campaign.message_1_template_name:
         texts[:0] = [campaign.message_1_text, *(campaign.message_1_variants or [])]
     return list(dict.fromkeys(name for text in texts for name in variables_in(text)))

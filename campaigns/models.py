@@ -244,6 +244,15 @@ class Campaign(models.Model):
     message_2_media = _attachment_field(
         _("Message 2 attachment"), _("As for Message 1; the follow-up's text is its caption.")
     )
+    opt_out_confirmation = models.TextField(
+        _("opt-out confirmation"),
+        blank=True,
+        help_text=_(
+            "Sent once to a contact who answers with a stop word, from the number they answered, "
+            "e.g. “C'est noté, vous ne recevrez plus de messages de notre part.” Counted in the "
+            "day's quota and paced like Message 2. Empty: none is sent."
+        ),
+    )
     # Wassenger's file id of each attachment uploaded for this campaign, by stored name
     # (campaigns/media.py): each file is uploaded once per campaign, a replaced one again.
     media_uploads = models.JSONField(default=dict, blank=True, editable=False)

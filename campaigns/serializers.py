@@ -192,6 +192,7 @@ class CampaignSerializer(serializers.ModelSerializer):
             "message_1_template_variables",
             "message_2_text",
             "message_2_media",
+            "opt_out_confirmation",
             "variable_fallbacks",
             "starts_at",
             "fatigue_days",

@@ -41,16 +41,22 @@ _DUE_SQL = f"""
  WHERE m.device_id = d.id AND m.status = 'pending' AND m.kind = '{{kind}}'
    AND m.next_attempt_at <= %(now)s AND c.status = 'sending' LIMIT 1) IS NOT NULL
 """
-# A test send leaves whatever its campaign's status (a draft's, typically).
-_TEST_DUE_SQL = f"""
+# A test send and an opt-out confirmation leave whatever their campaign's status.
+_BEYOND_DUE_SQL = f"""
 (SELECT 1 FROM {_MESSAGE} m WHERE m.device_id = d.id AND m.status = 'pending'
-   AND m.kind = '{MessageKind.TEST}' AND m.next_attempt_at <= %(now)s LIMIT 1) IS NOT NULL
+   AND m.kind = '{{kind}}' AND m.next_attempt_at <= %(now)s LIMIT 1) IS NOT NULL
 """
+# SQL lists of kinds: those that leave whatever their campaign's status, those paced as Message 2.
+BEYOND_THE_CAMPAIGN = ", ".join(f"'{kind}'" for kind in MessageKind.beyond_the_campaign())
+_AS_MESSAGE_2 = ", ".join(
+    f"'{k}'" for k in MessageKind.values if MessageKind.paced_as(k) == MessageKind.MESSAGE_2
+)
 _SNAPSHOT_SQL = f"""
 SELECT d.*,
   {_DUE_SQL.format(kind=MessageKind.MESSAGE_1)} AS message_1_due,
   {_DUE_SQL.format(kind=MessageKind.MESSAGE_2)} AS message_2_due,
-  {_TEST_DUE_SQL} AS test_due,
+  {_BEYOND_DUE_SQL.format(kind=MessageKind.TEST)} AS test_due,
+  {_BEYOND_DUE_SQL.format(kind=MessageKind.OPT_OUT)} AS opt_out_due,
   COALESCE(dd.message_1_count, 0) AS message_1_today,
   COALESCE(dd.message_2_count, 0) AS message_2_today
 FROM {_DEVICE} d
@@ -62,7 +68,8 @@ ORDER BY d.id
 
 def devices_with_sending_facts(device_ids, now: datetime) -> list[Device]:
     """The devices, each with what a plan needs: `message_1_due` / `message_2_due` /
-    `test_due` (an index probe each) and today's counts `message_1_today` / `message_2_today`."""
+    `test_due` / `opt_out_due` (an index probe each) and today's counts `message_1_today` /
+    `message_2_today`."""
     params = {"ids": list(device_ids), "now": now, "day": now.date()}
     return list(Device.objects.raw(_SNAPSHOT_SQL, params))
 
@@ -100,7 +107,8 @@ class Claim:
 # opted out is never sent to, even by a message that was in flight when they did and came
 # back to `pending` afterwards (a retry); the dispatcher cancels such messages. A test send
 # ('test' sorts first: the operator waits for it) leaves whatever its campaign's status, goes
-# to its own number and takes a Message 1's quota.
+# to its own number and takes a Message 1's quota. An opt-out confirmation goes to a contact
+# who just opted out (that is its point), whatever its campaign's status, as a Message 2.
 _CLAIM_CTES = f"""
 next AS (
   SELECT m.id, m.kind FROM {_MESSAGE} m
@@ -111,19 +119,19 @@ next AS (
   JOIN {_DEVICE} d ON d.id = m.device_id AND d.halted_at IS NULL
     AND (%(owner)s::text IS NULL OR (d.lease_owner = %(owner)s AND d.lease_expires_at >= %(now)s))
   WHERE m.device_id = %(device)s AND m.status = 'pending' AND m.kind = ANY(%(kinds)s)
-    AND m.next_attempt_at <= %(now)s AND (c.status = 'sending' OR m.kind = 'test')
-    AND ct.opted_out_at IS NULL
+    AND m.next_attempt_at <= %(now)s AND (c.status = 'sending' OR m.kind IN ({BEYOND_THE_CAMPAIGN}))
+    AND (ct.opted_out_at IS NULL OR m.kind = '{MessageKind.OPT_OUT}')
   ORDER BY m.kind DESC, m.id
   LIMIT 1
   FOR UPDATE OF m SKIP LOCKED
 ), taken AS (
   UPDATE {_DEVICE_DAY} dd SET
-    message_1_count = dd.message_1_count + (next.kind <> 'message_2')::int,
-    message_2_count = dd.message_2_count + (next.kind = 'message_2')::int
+    message_1_count = dd.message_1_count + (next.kind NOT IN ({_AS_MESSAGE_2}))::int,
+    message_2_count = dd.message_2_count + (next.kind IN ({_AS_MESSAGE_2}))::int
   FROM next
   WHERE dd.device_id = %(device)s AND dd.day = %(day)s
     AND dd.message_1_count + dd.message_2_count < %(limit)s
-    AND (next.kind = 'message_2' OR dd.message_1_count < %(message_1_allowance)s)
+    AND (next.kind IN ({_AS_MESSAGE_2}) OR dd.message_1_count < %(message_1_allowance)s)
   RETURNING next.id
 ), claimed AS (
   UPDATE {_MESSAGE} m SET status = 'sending', attempts = m.attempts + 1, updated_at = %(now)s

@@ -21,7 +21,7 @@ from django.db.models import Exists, OuterRef, Q
 from campaigns import lifecycle
 from campaigns.models import CampaignStatus
 from config import clock
-from messaging.messages import messages_cancel_pending
+from messaging.messages import messages_cancel_pending, messages_stopped_by_opt_out
 from messaging.models import (
     CANCELLED_OPTED_OUT,
     CANCELLED_WITH_CAMPAIGN,
@@ -93,7 +93,7 @@ def messages_no_longer_wanted_cancelled() -> int:
     for sending campaigns and contacts who did not opt out).
     """
     now = clock.now()
-    of_opted_out = Message.objects.filter(contact__opted_out_at__isnull=False)
+    of_opted_out = messages_stopped_by_opt_out(Message.objects.filter(contact__opted_out_at__isnull=False))
     of_cancelled = Message.objects.filter(campaign__status=CampaignStatus.CANCELLED)
     opted_out = messages_cancel_pending(messages=of_opted_out, reason=CANCELLED_OPTED_OUT, now=now)
     cancelled = messages_cancel_pending(messages=of_cancelled, reason=CANCELLED_WITH_CAMPAIGN, now=now)

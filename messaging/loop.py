@@ -43,6 +43,7 @@ from django.db import connection
 
 from campaigns.models import Campaign
 from config import clock
+from messaging.claims import BEYOND_THE_CAMPAIGN
 from messaging.models import Device, Message
 from messaging.models import SenderLoop as Presence
 from messaging.sending import SenderExit, Step, device_step
@@ -57,7 +58,7 @@ AND (d.lease_owner = '' OR d.lease_expires_at IS NULL OR d.lease_expires_at < %(
 AND NOT (d.id = ANY(%(parked)s::bigint[])) AND (%(only)s::bigint[] IS NULL OR d.id = ANY(%(only)s::bigint[]))
 AND EXISTS (SELECT 1 FROM {_MESSAGE} m JOIN {_CAMPAIGN} c ON c.id = m.campaign_id
             WHERE m.device_id = d.id AND m.status = 'pending' AND m.next_attempt_at <= %(now)s
-              AND (c.status = 'sending' OR m.kind = 'test'))
+              AND (c.status = 'sending' OR m.kind IN ({BEYOND_THE_CAMPAIGN})))
 """
 _COUNT_FREE_SQL = f"SELECT count(*) FROM {_DEVICE} d WHERE {_FREE_WITH_WORK}"
 _ACQUIRE_SQL = f"""

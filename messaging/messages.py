@@ -1,10 +1,10 @@
 """Messages that will not be sent after all, or will be sent again: the one place pending
 messages are cancelled and failed ones put back.
 
-Opting a contact out, cancelling a campaign and the dispatcher's sweep (which catches a
-message that was in flight at that moment and came back to `pending`) all call
-`messages_cancel_pending` with their own reason, which the operator reads as the
-message's `last_error`. Only `pending` rows are touched: a `sending` or `unknown` one is
+Opting a contact out (all but the confirmation of it), cancelling a campaign and the
+dispatcher's sweep (which catches a message that was in flight at that moment and came
+back to `pending`) all call `messages_cancel_pending` with their own reason, which the
+operator reads as the message's `last_error`. Only `pending` rows are touched: a `sending` or `unknown` one is
 left to finish or be reconciled, since only Wassenger knows whether it went out.
 """
 
@@ -15,7 +15,12 @@ from datetime import datetime
 from django.db.models import QuerySet
 
 from config import clock
-from messaging.models import Message, MessageStatus
+from messaging.models import Message, MessageKind, MessageStatus
+
+
+def messages_stopped_by_opt_out(messages: QuerySet[Message]) -> QuerySet[Message]:
+    """Those of `messages` an opt-out stops: every one but the confirmation of the opt-out."""
+    return messages.exclude(kind=MessageKind.OPT_OUT)
 
 
 def messages_cancel_pending(*, messages: QuerySet[Message], reason: str, now: datetime | None = None) -> int:

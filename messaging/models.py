@@ -170,11 +170,26 @@ class MessageKind(models.TextChoices):
     # (campaigns/test_send.py): paced and counted in the device's day like a Message 1,
     # never in the campaign's figures, which count Message 1 and Message 2 by kind.
     TEST = "test", _("test send")
+    # The campaign's acknowledgement of a stop word, sent once to the contact who wrote it
+    # (webhooks/replies.py): an answer, like Message 2, so it is paced and counted as one.
+    OPT_OUT = "opt_out", _("opt-out confirmation")
 
     @classmethod
     def paced_as(cls, kind: str) -> str:
-        """The kind whose quota and attachment a send of `kind` takes: a test is a Message 1."""
-        return cls.MESSAGE_1 if kind == cls.TEST else kind
+        """The kind whose quota and priority a send of `kind` takes: a test is a Message 1, an
+        opt-out confirmation a Message 2."""
+        return {cls.TEST: cls.MESSAGE_1, cls.OPT_OUT: cls.MESSAGE_2}.get(kind, kind)
+
+    @classmethod
+    def attachment_of(cls, kind: str) -> str | None:
+        """Whose attachment a send of `kind` carries: a test Message 1's; a confirmation none."""
+        return None if kind == cls.OPT_OUT else cls.paced_as(kind)
+
+    @classmethod
+    def beyond_the_campaign(cls) -> tuple[str, ...]:
+        """Kinds that leave whatever their campaign's status (a test of a draft; a confirmation
+        owed to a contact once they opted out, even when the campaign is paused or completed)."""
+        return (cls.TEST, cls.OPT_OUT)
 
 
 class MessageStatus(models.TextChoices):

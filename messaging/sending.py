@@ -112,8 +112,8 @@ class Plan:
     kinds: tuple[str, ...]  # the kinds that may be sent at `not_before`, Message 2 first
 
 
-# In the claim's order: a test send first (the operator waits for it), then Message 2.
-_PLANNED_KINDS = (MessageKind.TEST, MessageKind.MESSAGE_2, MessageKind.MESSAGE_1)
+# In the claim's order: a test send first (the operator waits for it), then the answers.
+_PLANNED_KINDS = (MessageKind.TEST, MessageKind.OPT_OUT, MessageKind.MESSAGE_2, MessageKind.MESSAGE_1)
 
 
 def sender_plan(device: Device, now) -> Plan | None:
@@ -148,13 +148,14 @@ def message_payload(claim: Claim, *, device_wassenger_id: str = "") -> dict:
         "phone": claim.phone,
         "reference": claim.reference,
         "device": device_wassenger_id,
-        "priority": "high" if claim.kind == MessageKind.MESSAGE_2 else "normal",
+        "priority": "high" if MessageKind.paced_as(claim.kind) == MessageKind.MESSAGE_2 else "normal",
     }
     if claim.template:
         payload["template"] = claim.template
         return payload
     payload["text"] = claim.content
-    if media := media_payload(campaign_id=claim.campaign_id, kind=MessageKind.paced_as(claim.kind)):
+    attachment = MessageKind.attachment_of(claim.kind)
+    if attachment and (media := media_payload(campaign_id=claim.campaign_id, kind=attachment)):
         payload["media"] = media
     return payload
 

@@ -42,6 +42,9 @@ class DeviceFiguresSerializer(serializers.Serializer):
     opt_outs = serializers.IntegerField()
     # Absent from the days stored before test sends were counted.
     test_sent = serializers.IntegerField(required=False, help_text="Test sends (in `sends`, in no campaign).")
+    opt_out_confirmed = serializers.IntegerField(
+        required=False, help_text="Opt-out confirmations sent (in `sends`, paced as Message 2)."
+    )
 
 
 class DailyStatsSerializer(serializers.Serializer):

@@ -172,7 +172,7 @@ def alerts_for_device(row: DeviceFigures) -> None:
         active=bool(device and device["halted_at"]),
         summary=f"Device {row.device} halted: {device and device['halted_reason']}",
     )
-    attempts = row.message_1_sent + row.message_2_sent + row.test_sent + row.failed
+    attempts = row.message_1_sent + row.message_2_sent + row.test_sent + row.opt_out_confirmed + row.failed
     failing = (
         attempts >= settings.ALERT_FAILURE_MIN_ATTEMPTS
         and row.failed / attempts > settings.ALERT_FAILURE_RATE
@@ -252,6 +252,7 @@ def daily_report_text(day, figures: list[dict]) -> str:
             f"{row['device']}: {row['sends']}/{row['limit']} sends ({row['level']}); "
             f"Message 1 sent {row['message_1_sent']}, Message 2 sent {row['message_2_sent']}, "
             f"failed {row['failed']}, delivered {row['delivered']}, read {row['read']}, "
-            f"replies {row['replies']}, opt-outs {row['opt_outs']}, test sends {row.get('test_sent', 0)}"
+            f"replies {row['replies']}, opt-outs {row['opt_outs']} "
+            f"(confirmed {row.get('opt_out_confirmed', 0)}), test sends {row.get('test_sent', 0)}"
         )
     return "\n".join(lines) or "No device."

@@ -58,6 +58,8 @@ class DeviceFigures:
     opt_outs: int
     # Test sends count in `sends` (the device's quota) but in no campaign (campaigns/test_send.py).
     test_sent: int = 0
+    # Opt-out confirmations count in `sends` (paced as Message 2) and in no funnel.
+    opt_out_confirmed: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -98,6 +100,7 @@ def _figures(device: Device, day: date, sends: int, counts: dict, opt_outs: int)
         replies=counts.get("replies", 0),
         opt_outs=opt_outs,
         test_sent=counts.get("test_sent", 0),
+        opt_out_confirmed=counts.get("opt_out_confirmed", 0),
     )
 
 
@@ -118,6 +121,7 @@ def _message_counts(start: datetime, end: datetime) -> dict[int, dict]:
             message_1_sent=Count("id", filter=between("sent_at") & Q(kind=MessageKind.MESSAGE_1)),
             message_2_sent=Count("id", filter=between("sent_at") & Q(kind=MessageKind.MESSAGE_2)),
             test_sent=Count("id", filter=between("sent_at") & Q(kind=MessageKind.TEST)),
+            opt_out_confirmed=Count("id", filter=between("sent_at") & Q(kind=MessageKind.OPT_OUT)),
             failed=Count("id", filter=between("failed_at") & Q(status=MessageStatus.FAILED)),
             delivered=Count("id", filter=between("delivered_at")),
             read=Count("id", filter=between("read_at")),

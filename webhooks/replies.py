@@ -113,10 +113,29 @@ class Verdict:
 
 def opt_out_record(*, contact: Contact) -> Verdict:
     """A stop word: the contact is opted out, its pending messages cancelled (the contact
-    rule, campaigns/contacts.py)."""
+    rule, campaigns/contacts.py), and the campaign it answers acknowledges it if it says how."""
     cancelled = contact_opt_out(contact=contact)
     reason = f"stop word: contact {contact.pk} opted out, {cancelled} pending message(s) cancelled"
-    return Verdict(InboundOutcome.OPT_OUT, reason, _last_message_1(contact))
+    answered = _last_message_1(contact)
+    if answered is not None and _opt_out_confirm(message_1=answered, contact=contact):
+        reason += "; opt-out confirmation queued"
+    return Verdict(InboundOutcome.OPT_OUT, reason, answered)
+
+
+def _opt_out_confirm(*, message_1: Message, contact: Contact) -> bool:
+    """Queue the campaign's opt-out confirmation from the number the contact answered, once
+    per contact and campaign (a second stop word gets none); True if one is to be sent."""
+    campaign = message_1.campaign
+    if not campaign.opt_out_confirmation.strip() or campaign.status == CampaignStatus.CANCELLED:
+        return False
+    fields = _answer_fields(message_1, contact, campaign.opt_out_confirmation, "the opt-out confirmation")
+    confirmation, created = Message.objects.get_or_create(
+        campaign=campaign, contact=contact, kind=MessageKind.OPT_OUT, defaults=fields
+    )
+    if created and confirmation.status == MessageStatus.PENDING:
+        sender_enqueue(confirmation.device_id)
+        return True
+    return False
 
 
 def reply_record(*, contact: Contact, replied_at: datetime) -> Verdict:
@@ -184,21 +203,22 @@ def _follow_up(*, message: Message, contact: Contact, replied_at: datetime) -> b
         campaign=message.campaign,
         contact=contact,
         kind=MessageKind.MESSAGE_2,
-        defaults=_message_2_fields(message, contact),
+        defaults=_answer_fields(message, contact, message.campaign.message_2_text, "Message 2"),
     )
     return created and follow_up.status == MessageStatus.PENDING
 
 
-def _message_2_fields(message: Message, contact: Contact) -> dict:
+def _answer_fields(message: Message, contact: Contact, text: str, what: str) -> dict:
+    """A message answering `contact` from the number of its Message 1, `text` rendered."""
     campaign, now = message.campaign, clock.now()
     fields = {"device_id": message.device_id, "next_attempt_at": now, "status": MessageStatus.PENDING}
     try:
-        fields["content"] = render_for_contact(campaign.message_2_text, contact, campaign.variable_fallbacks)
+        fields["content"] = render_for_contact(text, contact, campaign.variable_fallbacks)
     except KeyError as missing:
         # Never send a blank where a name should be: the operator sees why in the admin.
         fields.update(status=MessageStatus.FAILED, failed_at=now)
         fields["last_error"] = (
-            f"Message 2 uses {{{{ {missing.args[0]} }}}}, which this contact lacks (no fallback)"
+            f"{what} uses {{{{ {missing.args[0]} }}}}, which this contact lacks (no fallback)"
         )
     return fields
 

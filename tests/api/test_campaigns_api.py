@@ -142,3 +142,12 @@ def test_daily_stats_give_each_device_and_the_worst_alert_level(reader, fake_clo
     assert reader.get("/api/stats/daily/").json()["day"] == "2026-03-29"
     assert reader.get("/api/stats/daily/", {"day": "9999-12-31"}).status_code == 400
     assert reader.get("/api/stats/daily/", {"day": "yesterday"}).status_code == 400
+
+
+def test_the_opt_out_confirmation_is_off_by_default_and_set_through_the_api(staff):
+    campaign = _create_campaign(staff, make_device(), contacts=1)
+    assert campaign["opt_out_confirmation"] == ""  # off unless the operator writes one
+    text = "C'est noté {{ first_name }}, vous ne recevrez plus de messages."
+    response = staff.patch(f"/api/campaigns/{campaign['id']}/", {"opt_out_confirmation": text}, format="json")
+    assert response.status_code == 200, response.json()
+    assert staff.get(f"/api/campaigns/{campaign['id']}/").json()["opt_out_confirmation"] == text
