@@ -18,12 +18,13 @@ from messaging.models import Device, Message, MessageKind
 
 
 def device_sends(device: Device) -> QuerySet[Message]:
-    """The device's sends, newest first (by when each went out, failed or was queued)."""
+    """The device's sends, newest first: by when each went out or failed, else when it is due
+    (a queued test send: when it was queued; `next_attempt_at` follows the one clock)."""
     tried = Q(attempts__gt=0) | Q(sent_at__isnull=False) | Q(failed_at__isnull=False)
     return (
         Message.objects.filter(tried | Q(kind=MessageKind.TEST), device=device)
         .select_related("campaign", "contact")
-        .annotate(logged_at=Coalesce("sent_at", "failed_at", "created_at"))
+        .annotate(logged_at=Coalesce("sent_at", "failed_at", "next_attempt_at"))
         .order_by("-logged_at", "-pk")
     )
 

@@ -63,6 +63,7 @@ def test_the_log_lists_the_devices_sends_newest_first_with_test_sends_marked(ope
     test_row = html[html.index(f'id="send-{sends["test"].pk}"') :].split("</tr>")[0]
     assert '<span class="badge test-send">Test send</span>' in test_row and "+336•••••766" in test_row
     assert "pending" in test_row and "Spring offer" in test_row
+    assert 'datetime="2026-03-29T09:00:00Z"' in test_row  # queued now, by the one clock
     assert "+336•••••678" in html and "+33612345678" not in html and OWN_PHONE not in html
     assert "InvalidNumber: not on WhatsApp" in html and "Message 2" in html
 
