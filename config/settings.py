@@ -214,6 +214,19 @@ DEVICE_DAILY_LIMIT = env.int("DEVICE_DAILY_LIMIT", default=1000)
 DEVICE_GAP_SECONDS = env.float("DEVICE_GAP_SECONDS", default=25.0)
 DEVICE_BATCH_SIZE = env.int("DEVICE_BATCH_SIZE", default=25)
 DEVICE_BATCH_PAUSE_SECONDS = env.float("DEVICE_BATCH_PAUSE_SECONDS", default=300.0)
+# Send windows: a new device's time zone and weekly window ("always", or e.g.
+# "mon-fri 09:00-20:00; sat 10:00-13:00"): no Message 1 outside it.
+DEVICE_TIME_ZONE = env.str("DEVICE_TIME_ZONE", default="Europe/Paris")
+DEVICE_SEND_WINDOW = env.str("DEVICE_SEND_WINDOW", default="mon-sun 09:00-20:00")
+# A Message 2 may go out this long after its contact's reply, outside the window.
+MESSAGE_2_AFTER_HOURS_MINUTES = env.float("MESSAGE_2_AFTER_HOURS_MINUTES", default=60.0)
+# A human rhythm: each gap drawn in [gap, gap × (1 + GAP_JITTER)], each batch size in
+# [batch × (1 − BATCH_JITTER), batch]. 0 keeps the legacy rhythm exactly.
+DEVICE_GAP_JITTER = env.float("DEVICE_GAP_JITTER", default=0.4)
+DEVICE_BATCH_JITTER = env.float("DEVICE_BATCH_JITTER", default=0.2)
+# Warm-up: a young number's daily limit by its age in days ("FIRST-LAST:LIMIT,…"; empty: none),
+# never above the device's own limit, which applies past the table.
+DEVICE_WARMUP = env.str("DEVICE_WARMUP", default="0-3:50,4-7:100,8-14:250,15-29:500")
 # A number unlinked (its QR code to scan again) for this long is halted for good: its unsent
 # Message 1s go to its campaigns' other numbers, as a banned number's do at once.
 DEVICE_HANDOVER_UNLINKED_HOURS = env.float("DEVICE_HANDOVER_UNLINKED_HOURS", default=6.0)

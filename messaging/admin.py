@@ -22,6 +22,7 @@ class DeviceAdmin(admin.ModelAdmin):
         "gap_seconds",
         "batch_size",
         "batch_pause_seconds",
+        "send_window",
         "halted_at",
         "last_sent_at",
     ]
