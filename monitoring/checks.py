@@ -156,7 +156,8 @@ def alerts_for_device(row: DeviceFigures) -> None:
         incident_open(
             kind="quota_level",
             key=f"{row.device_id}:{row.day}:{level}",
-            summary=f"Device {row.device}: {row.sends}/{row.limit} sends today, level {level}",
+            summary=f"Device {row.device}: {row.sends}/{row.limit} sends today, level {level}"
+            + (f" (warm-up: its own limit is {row.own_limit})" if row.warming_up else ""),
         )
     if row.waits_for_midnight:
         incident_open(
