@@ -364,6 +364,13 @@ ALERT_DANGER_SHARE = env.float("ALERT_DANGER_SHARE", default=0.90)
 ALERT_FAILURE_RATE = env.float("ALERT_FAILURE_RATE", default=0.2)
 # ...once at least this many were attempted (a few failures early in the day are noise).
 ALERT_FAILURE_MIN_ATTEMPTS = env.int("ALERT_FAILURE_MIN_ATTEMPTS", default=20)
+# Slowing down on trouble: a device whose recent sends go bad is halted until an operator resumes
+# it (messaging/trouble.py): failures above ALERT_FAILURE_RATE (over ALERT_FAILURE_MIN_ATTEMPTS),
+# this many "not on WhatsApp" answers, or this share of Message 1 answered STOP, over the lookback.
+DEVICE_PAUSE_ON_TROUBLE = env.bool("DEVICE_PAUSE_ON_TROUBLE", default=True)
+DEVICE_TROUBLE_LOOKBACK_MINUTES = env.float("DEVICE_TROUBLE_LOOKBACK_MINUTES", default=60.0)
+DEVICE_PAUSE_NOT_ON_WHATSAPP = env.int("DEVICE_PAUSE_NOT_ON_WHATSAPP", default=5)
+DEVICE_PAUSE_STOP_RATE = env.float("DEVICE_PAUSE_STOP_RATE", default=0.1)
 # /health/ answers 503 when the workers' heartbeat (written every 2 minutes) is older.
 HEALTH_HEARTBEAT_MAX_AGE_SECONDS = env.float("HEALTH_HEARTBEAT_MAX_AGE_SECONDS", default=300.0)
 # Senders are stuck when a device the pacing lets send has had messages due this long with

@@ -121,6 +121,8 @@ class Device(models.Model):
         help_text=_("Sending stops while set (bad token, number disconnected). Clear it to resume."),
     )
     halted_reason = models.TextField(_("why halted"), blank=True)
+    # When an operator last resumed it: only later sends count towards a halt on trouble.
+    resumed_at = models.DateTimeField(_("resumed at"), null=True, blank=True, editable=False)
     # What Wassenger last said of the number (a `number:session` event, the 2-minute check).
     session_status = models.CharField(_("WhatsApp session"), max_length=32, blank=True, editable=False)
     wassenger_status = models.CharField(_("status at Wassenger"), max_length=32, blank=True, editable=False)
