@@ -560,13 +560,35 @@ def _first_allowed(
 ) -> datetime:
     """The first time from `at` on that the window and the quota of its UTC day allow `kind`.
 
-    One midnight is enough: a new day's counters start at zero. Only an allowance of zero
-    refuses again then, and no later time would do better.
+    A new day's counters start at zero, so the next midnight is enough, unless warm-up days
+    allow no send of this kind at all (a tiny step whose reserve takes it all): the allowance
+    only changes where a warm-up step begins or ends, so those days are the ones to try.
+    Only an allowance of zero for good refuses then, and no later time would do better.
     """
     at = policy.may_go(kind, at, replied_at)
     if pacing_remaining_today(policy=policy, state=state, now=at, kind=kind) > 0:
         return at
-    return policy.may_go(kind, next_utc_midnight(at), replied_at)
+    midnight = next_utc_midnight(at)
+    for day in _allowance_changes(policy, midnight.date()):
+        at = policy.may_go(kind, max(at, datetime.combine(day, time(0), tzinfo=UTC)), replied_at)
+        if pacing_remaining_today(policy=policy, state=state, now=at, kind=kind) > 0:
+            return at
+    return midnight
+
+
+def _allowance_changes(policy: PacingPolicy, first: date) -> list[date]:
+    """`first`, and the later days a warm-up step begins or ends on, in order."""
+    since = policy.number_since
+    edges = (
+        set()
+        if since is None
+        else {
+            since + timedelta(days=d)
+            for first_day, last_day, _ in policy.warmup
+            for d in (first_day, last_day + 1)
+        }
+    )
+    return [first, *sorted(day for day in edges if day > first)]
 
 
 def _wait_action(state: DeviceState, earliest: datetime) -> Action:
