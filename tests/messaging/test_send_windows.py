@@ -98,3 +98,17 @@ def test_a_new_number_sends_its_warm_up_limit_on_its_first_day(fake_clock, api, 
     device.save(update_fields=["number_since"])
     sender_run(device_id=device.pk)
     assert len(sent_times(campaign)) == 60
+
+
+def test_the_admin_edits_the_window_and_refuses_an_unreadable_one(admin_client):
+    device = daytime_device()
+    url = f"/admin/messaging/device/{device.pk}/change/"
+    form = admin_client.get(url).context["adminform"].form
+    data = {name: form[name].value() for name in form.fields if form[name].value() is not None}
+    data |= {"is_default": "", "_save": "Save"}
+    refused = admin_client.post(url, data | {"send_window": "mon 20:00-09:00"})
+    assert refused.status_code == 200
+    assert "ends before it starts" in str(refused.context["adminform"].form.errors["send_window"])
+    assert admin_client.post(url, data | {"send_window": "mon-fri 08:00-18:00"}).status_code == 302
+    device.refresh_from_db()
+    assert device.send_window == "mon-fri 08:00-18:00"
