@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from enum import StrEnum
 from fractions import Fraction
+from functools import lru_cache
 
 
 class Kind(StrEnum):
@@ -146,10 +147,10 @@ def window_closes_at(window: SendWindow, zone: tzinfo, now: datetime) -> datetim
 
 
 def _openings(window: SendWindow, zone: tzinfo, now: datetime):
-    """The window's open ranges in UTC, in order, from the local day before now's on (a
-    range of that day may still be open), over eight days."""
-    first_day = now.astimezone(zone).date() - timedelta(days=1)
-    for offset in range(9):
+    """The window's open ranges in UTC, in order, from now's local day on, over eight days
+    (a range never crosses midnight, so none of an earlier day is still open)."""
+    first_day = now.astimezone(zone).date()
+    for offset in range(8):
         day = first_day + timedelta(days=offset)
         for start, end in window.days[day.weekday()]:
             opens, closes = _instant(day, start, zone, latest=True), _instant(day, end, zone, latest=False)
@@ -251,7 +252,7 @@ class PacingPolicy:
         limit = self.limit_on(day)
         if limit == self.daily_limit:
             return self.message_2_reserve
-        return reserve_for(limit, Fraction(self.message_2_reserve, self.daily_limit))
+        return _warm_up_reserve(limit, self.message_2_reserve, self.daily_limit)
 
     def allowance(self, kind: Kind, day: date | None = None) -> int:
         """Sends of `kind` a fresh UTC day allows: Message 1 never eats into the reserve."""
@@ -488,6 +489,12 @@ def pacing_plan_days(
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=256)
+def _warm_up_reserve(limit: int, reserve: int, daily_limit: int) -> int:
+    # Cached: exact fractions cost more than the rest of a decision, asked at every send.
+    return reserve_for(limit, Fraction(reserve, daily_limit))
 
 
 def _require(condition: bool, message: str) -> None:
