@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q, Value
+from django.db.models.functions import Coalesce, Greatest
 from django.utils.translation import gettext
 
 from messaging.devices import device_halt
-from messaging.models import AttemptOutcome, Device, Message, MessageAttempt, MessageKind, MessageStatus
+from messaging.models import AttemptOutcome, Message, MessageAttempt, MessageKind, MessageStatus
 
 logger = logging.getLogger(__name__)
 
@@ -79,32 +80,60 @@ def trouble_reason(recent: RecentSends, thresholds: Thresholds) -> str | None:
     return None
 
 
-def recent_sends(device: Device, now: datetime) -> RecentSends:
-    """The device's sends over the lookback (and STOPs over the reply window), since its resume."""
-    since = _since(device, now - timedelta(minutes=settings.DEVICE_TROUBLE_LOOKBACK_MINUTES))
-    window_since = _since(device, now - timedelta(hours=settings.REPLY_WINDOW_HOURS))
-    mine = Message.objects.filter(device=device)
-    counts = mine.aggregate(
-        sent=Count("id", filter=Q(sent_at__gte=since)),
-        failed=Count("id", filter=Q(status=MessageStatus.FAILED, failed_at__gte=since)),
-        message_1_sent=Count("id", filter=Q(kind=MessageKind.MESSAGE_1, sent_at__gte=window_since)),
+def recent_sends(now: datetime) -> dict[int, RecentSends]:
+    """Each sending device's recent sends: over the lookback (STOPs and Message 1 over the
+    reply window), never before its last resume. Three grouped queries, whatever the devices."""
+    lookback = now - timedelta(minutes=settings.DEVICE_TROUBLE_LOOKBACK_MINUTES)
+    reply_window = now - timedelta(hours=settings.REPLY_WINDOW_HOURS)
+    recent, in_window = _since("device__resumed_at", lookback), _since("device__resumed_at", reply_window)
+    sending = Message.objects.filter(device__halted_at__isnull=True)
+    rows = (
+        sending.filter(Q(sent_at__gte=min(lookback, reply_window)) | Q(failed_at__gte=lookback))
+        .values("device_id")
+        .annotate(
+            sent=Count("id", filter=Q(sent_at__gte=recent)),
+            failed=Count("id", filter=Q(status=MessageStatus.FAILED, failed_at__gte=recent)),
+            message_1_sent=Count("id", filter=Q(kind=MessageKind.MESSAGE_1, sent_at__gte=in_window)),
+        )
+        .order_by()
     )
-    invalid = MessageAttempt.objects.filter(
-        message__device=device, outcome=AttemptOutcome.INVALID_NUMBER, started_at__gte=since
-    ).count()
-    return RecentSends(**counts, not_on_whatsapp=invalid, stops=_stops(device, window_since))
+    invalid = dict(
+        MessageAttempt.objects.filter(
+            message__device__halted_at__isnull=True,
+            outcome=AttemptOutcome.INVALID_NUMBER,
+            started_at__gte=_since("message__device__resumed_at", lookback),
+        )
+        .filter(started_at__gte=lookback)
+        .values_list("message__device_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    stops = _stops(reply_window)
+    counts = {row.pop("device_id"): row for row in rows}
+    return {
+        device: RecentSends(
+            **counts.get(device, {"sent": 0, "failed": 0, "message_1_sent": 0}),
+            not_on_whatsapp=invalid.get(device, 0),
+            stops=stops.get(device, 0),
+        )
+        for device in set(counts) | set(invalid) | set(stops)
+    }
 
 
-def _stops(device: Device, since: datetime) -> int:
+def _stops(reply_window: datetime) -> dict[int, int]:
     from webhooks.models import InboundMessage, InboundOutcome
 
-    return InboundMessage.objects.filter(
-        device=device, outcome=InboundOutcome.OPT_OUT, written_at__gte=since
-    ).count()
+    stops = InboundMessage.objects.filter(
+        outcome=InboundOutcome.OPT_OUT,
+        device__halted_at__isnull=True,
+        written_at__gte=_since("device__resumed_at", reply_window),
+    ).filter(written_at__gte=reply_window)
+    return dict(stops.values_list("device_id").annotate(n=Count("id")).order_by())
 
 
-def _since(device: Device, start: datetime) -> datetime:
-    return max(start, device.resumed_at) if device.resumed_at else start
+def _since(resumed_at: str, start: datetime):
+    """The later of `start` and the device's last resume, in SQL."""
+    return Greatest(Value(start), Coalesce(F(resumed_at), Value(start)))
 
 
 def devices_slow_down(now: datetime) -> dict[int, str]:
@@ -112,9 +141,9 @@ def devices_slow_down(now: datetime) -> dict[int, str]:
     if not settings.DEVICE_PAUSE_ON_TROUBLE:
         return {}
     halted, thresholds = {}, Thresholds.from_settings()
-    for device in Device.objects.filter(halted_at__isnull=True):
-        reason = trouble_reason(recent_sends(device, now), thresholds)
-        if reason and device_halt(device_id=device.pk, reason=f"{TROUBLE_HALT_PREFIX}{reason}", now=now):
-            logger.error("device %s halted on trouble: %s", device, reason)
-            halted[device.pk] = reason
+    for device_id, recent in recent_sends(now).items():
+        reason = trouble_reason(recent, thresholds)
+        if reason and device_halt(device_id=device_id, reason=f"{TROUBLE_HALT_PREFIX}{reason}", now=now):
+            logger.error("device %s halted on trouble: %s", device_id, reason)
+            halted[device_id] = reason
     return halted
