@@ -31,6 +31,17 @@ def server_entry() -> dict:
     return ensure_running()
 
 
+# The throughput benches compare sends with a schedule of the legacy rules: their devices send at
+# any hour, in the legacy rhythm, with no warm-up (bench/pacing_simulation.py measures those rules).
+LEGACY_PACING = {
+    "DEVICE_SEND_WINDOW": "always",
+    "DEVICE_GAP_JITTER": "0",
+    "DEVICE_BATCH_JITTER": "0",
+    "DEVICE_WARMUP": "",
+    "DEVICE_PAUSE_ON_TROUBLE": "false",
+}
+
+
 @contextlib.contextmanager
 def scratch_django(name: str, **settings_env: str):
     """Set up Django on a fresh database `relance_bench_<name>`; drop it afterwards."""
@@ -44,7 +55,7 @@ def scratch_django(name: str, **settings_env: str):
     with psycopg.connect(_libpq(admin_url), autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{database}"')
     os.environ.update(DATABASE_URL=url_for(entry, database), DJANGO_SETTINGS_MODULE="config.settings")
-    os.environ.update(settings_env)
+    os.environ.update({**LEGACY_PACING, **settings_env})
     try:
         import django
         from django.core.management import call_command

@@ -72,6 +72,9 @@ class DevicePace:
     estimated_finish: datetime | None  # None when it takes nothing
     halted: bool
     shared: bool  # takes part in the split (a halted device does not while another can send)
+    daily_limit: int = 0  # the start day's limit: lower than the device's own while warming up
+    warming_up: bool = False
+    days: tuple = ()  # pacing.DayPlan of each UTC day it sends on, queue ahead included
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,21 @@ class Pace:
         return None if finish is None else (finish.date() - self.start.date()).days + 1
 
     @property
+    def warming_up(self) -> tuple[DevicePace, ...]:
+        """The shared devices whose young number lowers the start day's limit (warm-up)."""
+        return tuple(device for device in self.shared if device.warming_up)
+
+    @property
+    def day_plan(self) -> list[tuple]:
+        """(UTC day, sends, warm-up lowers that day's limit) of every device together."""
+        days: dict = {}
+        for device in self.devices:
+            for day in device.days:
+                sends, warming = days.get(day.day, (0, False))
+                days[day.day] = (sends + day.sends, warming or day.warming_up)
+        return [(day, sends, warming) for day, (sends, warming) in sorted(days.items())]
+
+    @property
     def halted_devices(self) -> list[Device]:
         return [device.device for device in self.devices if device.halted]
 
@@ -143,6 +161,20 @@ class Pace:
         return QuotaExceeded(_quota_message(self, recipients), **facts)
 
 
+def warm_up_note(device: DevicePace) -> str:
+    """Why a device's limit is lower today, for the operator (escaped for the % formatting)."""
+    note = _(
+        "“%(device)s” is a young number (in use since %(since)s): its warm-up allows %(limit)d sends "
+        "today, of its own %(own)d."
+    ) % {
+        "device": device.device,
+        "since": device.device.number_since.isoformat(),
+        "limit": device.daily_limit,
+        "own": device.device.daily_limit,
+    }
+    return note.replace("%", "%%")
+
+
 def _quota_message(pace: Pace, recipients: int) -> str:
     text = _(
         "The campaign has %(recipients)d recipients but only %(remaining)d Message 1 can still be "
@@ -157,7 +189,7 @@ def _quota_message(pace: Pace, recipients: int) -> str:
             "reserve set aside; %(queued)d already queued by other campaigns). It needs %(days)d days "
             "and would finish around %(finish)s. Accept sending over several days to launch it anyway."
         )
-    return text % {
+    return (text + "".join(f" {warm_up_note(device)}" for device in pace.warming_up)) % {
         "recipients": recipients,
         "remaining": pace.remaining_today,
         "day": pace.start.date().isoformat(),
@@ -192,13 +224,29 @@ def _pace(campaign: Campaign, *, recipients: int, now: datetime, shares: dict | 
 
 
 def _device_pace(device: Device, lane: Lane, recipients: int, shared: bool, start: datetime) -> DevicePace:
-    allowance = lane.policy.allowance(pacing.Kind.MESSAGE_1)
+    day = start.date()
+    # The start day's allowance: a young number's is its warm-up step's.
+    allowance = lane.policy.allowance(pacing.Kind.MESSAGE_1, day)
     room = pacing.pacing_remaining_today(
         policy=lane.policy, state=lane.state, now=start, kind=pacing.Kind.MESSAGE_1
     )
-    finish = lane.finish(now=start, extra=recipients) if recipients and allowance else None
+    able = recipients and lane.policy.allowance(pacing.Kind.MESSAGE_1)
+    plan = lane.plan(now=start, extra=recipients) if able else None
+    finish = plan.finish if plan else None
     queued, halted = lane.message_1_ahead, device.halted_at is not None
-    return DevicePace(device, allowance, max(room - queued, 0), queued, recipients, finish, halted, shared)
+    return DevicePace(
+        device,
+        allowance,
+        max(room - queued, 0),
+        queued,
+        recipients,
+        finish,
+        halted,
+        shared,
+        daily_limit=lane.policy.limit_on(day),
+        warming_up=lane.policy.warming_up(day),
+        days=plan.days if plan else (),
+    )
 
 
 def _start(campaign: Campaign, now: datetime) -> datetime:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
-from campaigns.launch import DevicePace, format_time, launch_preview
+from campaigns.launch import DevicePace, format_time, launch_preview, warm_up_note
 from campaigns.lifecycle import (
     RETRIABLE_FROM,
     campaign_cancel,
@@ -42,6 +42,9 @@ def launch_page_context(*, campaign: Campaign) -> dict:
         "finish": format_time(pace.estimated_finish) if pace.estimated_finish else "",
         # How the recipients are shared between the numbers, and when each would be done.
         "split": [_split_row(device) for device in pace.devices],
+        # Why a young number sends less today, and the sends of each UTC day when it takes several.
+        "warm_up_notes": [warm_up_note(device).replace("%%", "%") for device in pace.warming_up],
+        "day_plan": pace.day_plan if len(pace.day_plan) > 1 else [],
         # What each sending number's Wassenger plan cannot deliver (no replies, no receipts).
         "plan_warnings": [
             f"{device.device}: {warning}" if len(pace.devices) > 1 else warning

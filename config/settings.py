@@ -248,6 +248,19 @@ DEVICE_DAILY_LIMIT = env.int("DEVICE_DAILY_LIMIT", default=1000)
 DEVICE_GAP_SECONDS = env.float("DEVICE_GAP_SECONDS", default=25.0)
 DEVICE_BATCH_SIZE = env.int("DEVICE_BATCH_SIZE", default=25)
 DEVICE_BATCH_PAUSE_SECONDS = env.float("DEVICE_BATCH_PAUSE_SECONDS", default=300.0)
+# Send windows: a new device's time zone and weekly window ("always", or e.g.
+# "mon-fri 09:00-20:00; sat 10:00-13:00"): no Message 1 outside it.
+DEVICE_TIME_ZONE = env.str("DEVICE_TIME_ZONE", default="Europe/Paris")
+DEVICE_SEND_WINDOW = env.str("DEVICE_SEND_WINDOW", default="mon-sun 09:00-20:00")
+# A Message 2 may go out this long after its contact's reply, outside the window.
+MESSAGE_2_AFTER_HOURS_MINUTES = env.float("MESSAGE_2_AFTER_HOURS_MINUTES", default=60.0)
+# A human rhythm: each gap drawn in [gap, gap × (1 + GAP_JITTER)], each batch size in
+# [batch × (1 − BATCH_JITTER), batch]. 0 keeps the legacy rhythm exactly.
+DEVICE_GAP_JITTER = env.float("DEVICE_GAP_JITTER", default=0.4)
+DEVICE_BATCH_JITTER = env.float("DEVICE_BATCH_JITTER", default=0.2)
+# Warm-up: a young number's daily limit by its age in days ("FIRST-LAST:LIMIT,…"; empty: none),
+# never above the device's own limit, which applies past the table.
+DEVICE_WARMUP = env.str("DEVICE_WARMUP", default="0-3:50,4-7:100,8-14:250,15-29:500")
 # A number unlinked (its QR code to scan again) for this long is halted for good: its unsent
 # Message 1s go to its campaigns' other numbers, as a banned number's do at once.
 DEVICE_HANDOVER_UNLINKED_HOURS = env.float("DEVICE_HANDOVER_UNLINKED_HOURS", default=6.0)
@@ -385,6 +398,13 @@ ALERT_DANGER_SHARE = env.float("ALERT_DANGER_SHARE", default=0.90)
 ALERT_FAILURE_RATE = env.float("ALERT_FAILURE_RATE", default=0.2)
 # ...once at least this many were attempted (a few failures early in the day are noise).
 ALERT_FAILURE_MIN_ATTEMPTS = env.int("ALERT_FAILURE_MIN_ATTEMPTS", default=20)
+# Slowing down on trouble: a device whose recent sends go bad is halted until an operator resumes
+# it (messaging/trouble.py): failures above ALERT_FAILURE_RATE (over ALERT_FAILURE_MIN_ATTEMPTS),
+# this many "not on WhatsApp" answers, or this share of Message 1 answered STOP, over the lookback.
+DEVICE_PAUSE_ON_TROUBLE = env.bool("DEVICE_PAUSE_ON_TROUBLE", default=True)
+DEVICE_TROUBLE_LOOKBACK_MINUTES = env.float("DEVICE_TROUBLE_LOOKBACK_MINUTES", default=60.0)
+DEVICE_PAUSE_NOT_ON_WHATSAPP = env.int("DEVICE_PAUSE_NOT_ON_WHATSAPP", default=5)
+DEVICE_PAUSE_STOP_RATE = env.float("DEVICE_PAUSE_STOP_RATE", default=0.1)
 # /health/ answers 503 when the workers' heartbeat (written every 2 minutes) is older.
 HEALTH_HEARTBEAT_MAX_AGE_SECONDS = env.float("HEALTH_HEARTBEAT_MAX_AGE_SECONDS", default=300.0)
 # Senders are stuck when a device the pacing lets send has had messages due this long with

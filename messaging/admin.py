@@ -5,6 +5,7 @@ from django.urls import path, reverse
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
+from config import clock
 from config.admin_base import ReadOnlyAdmin
 from messaging import wassenger
 from messaging.devices import device_connect, device_resume
@@ -22,6 +23,7 @@ class DeviceAdmin(admin.ModelAdmin):
         "gap_seconds",
         "batch_size",
         "batch_pause_seconds",
+        "send_window",
         "halted_at",
         "last_sent_at",
     ]
@@ -49,7 +51,11 @@ class DeviceAdmin(admin.ModelAdmin):
         last send, breaker), the checks and the halts write the other columns meanwhile, and
         the values this form read a while ago must not overwrite them."""
         if change:
-            obj.save(update_fields=form.changed_data)
+            fields = list(form.changed_data)
+            if "halted_at" in fields and obj.halted_at is None:  # resumed by hand
+                obj.resumed_at = clock.now()
+                fields.append("resumed_at")
+            obj.save(update_fields=fields)
         else:
             super().save_model(request, obj, form, change)
 

@@ -33,6 +33,9 @@ class DeviceSerializer(serializers.ModelSerializer):
             "gap_seconds",
             "batch_size",
             "batch_pause_seconds",
+            "time_zone",
+            "send_window",
+            "number_since",
             "last_sent_at",
             "paused_until",
             "halted_at",
@@ -50,7 +53,8 @@ class DeviceViewSet(
     mixins.UpdateModelMixin,
     viewsets.GenericViewSet,
 ):
-    """Sending devices. Staff may change their pacing (daily limit, gap, batch size, pause)."""
+    """Sending devices. Staff may change their pacing (daily limit, gap, batch size, pause, time
+    zone, send window, the number's first day for its warm-up)."""
 
     serializer_class = DeviceSerializer
     queryset = Device.objects.order_by("label")

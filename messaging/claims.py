@@ -10,8 +10,11 @@ Tables are named through their models' `_meta.db_table`, never spelled out: the 
 are built once, at import, so a send costs nothing more for it.
 """
 
+import random
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
 
 from django.db import connection
 
@@ -51,8 +54,17 @@ BEYOND_THE_CAMPAIGN = ", ".join(f"'{kind}'" for kind in MessageKind.beyond_the_c
 _AS_MESSAGE_2 = ", ".join(
     f"'{k}'" for k in MessageKind.values if MessageKind.paced_as(k) == MessageKind.MESSAGE_2
 )
+# When the contact of an answer `m` wrote: a Message 2's is its Message 1's reply (one probe of
+# the unique (contact, campaign, kind) index), else (an opt-out confirmation too) when it was made.
+_REPLIED_AT = f"""CASE WHEN m.kind = 'message_2' THEN COALESCE((SELECT r.replied_at FROM {_MESSAGE} r
+  WHERE r.contact_id = m.contact_id AND r.campaign_id = m.campaign_id AND r.kind = 'message_1'),
+  m.created_at) ELSE m.created_at END"""
 _SNAPSHOT_SQL = f"""
 SELECT d.*,
+  (SELECT max({_REPLIED_AT}) FROM {_MESSAGE} m JOIN {_CAMPAIGN} c ON c.id = m.campaign_id
+   WHERE m.device_id = d.id AND m.status = 'pending' AND m.kind IN ({_AS_MESSAGE_2})
+     AND m.next_attempt_at <= %(now)s AND (c.status = 'sending' OR m.kind IN ({BEYOND_THE_CAMPAIGN})))
+  AS message_2_replied_at,
   {_DUE_SQL.format(kind=MessageKind.MESSAGE_1)} AS message_1_due,
   {_DUE_SQL.format(kind=MessageKind.MESSAGE_2)} AS message_2_due,
   {_BEYOND_DUE_SQL.format(kind=MessageKind.TEST)} AS test_due,
@@ -121,6 +133,9 @@ next AS (
   WHERE m.device_id = %(device)s AND m.status = 'pending' AND m.kind = ANY(%(kinds)s)
     AND m.next_attempt_at <= %(now)s AND (c.status = 'sending' OR m.kind IN ({BEYOND_THE_CAMPAIGN}))
     AND (ct.opted_out_at IS NULL OR m.kind = '{MessageKind.OPT_OUT}')
+    -- Outside the send window an answer goes only within its allowance after the contact wrote.
+    AND (%(replied_since)s::timestamptz IS NULL OR m.kind NOT IN ({_AS_MESSAGE_2})
+         OR {_REPLIED_AT} >= %(replied_since)s)
   ORDER BY m.kind DESC, m.id
   LIMIT 1
   FOR UPDATE OF m SKIP LOCKED
@@ -139,7 +154,8 @@ next AS (
   RETURNING m.id, m.kind, m.attempts, m.reference, m.content, m.campaign_id, m.contact_id, m.phone
 ), paced AS (
   UPDATE {_DEVICE}
-  SET last_sent_at = %(last_sent_at)s, sent_in_batch = %(sent_in_batch)s, paused_until = %(paused_until)s
+  SET last_sent_at = %(last_sent_at)s, sent_in_batch = %(sent_in_batch)s, paused_until = %(paused_until)s,
+    next_gap_seconds = %(next_gap_seconds)s, batch_target = %(batch_target)s
   WHERE id = %(device)s AND EXISTS (SELECT 1 FROM taken)
 ), opened AS (
   INSERT INTO {_ATTEMPT} (message_id, number, started_at, outcome, error)
@@ -195,7 +211,7 @@ def _claim_params(
     policy = device_policy(device)
     # The batch fields of the state after a send do not depend on the message's kind.
     after = pacing.pacing_record_send(
-        policy=policy, state=device_state(device, now), now=now, kind=pacing.Kind.MESSAGE_1
+        policy=policy, state=device_state(device, now), now=now, kind=pacing.Kind.MESSAGE_1, rng=_JITTER
     )
     params = {
         "device": device.pk,
@@ -203,13 +219,24 @@ def _claim_params(
         "kinds": list(kinds),
         "now": now,
         "day": now.date(),
-        "limit": policy.daily_limit,
-        "message_1_allowance": policy.allowance(pacing.Kind.MESSAGE_1),
+        "limit": policy.limit_on(now.date()),
+        "message_1_allowance": policy.allowance(pacing.Kind.MESSAGE_1, now.date()),
+        "replied_since": message_2_replied_since(policy, now),
         "last_sent_at": after.last_sent_at,
         "sent_in_batch": after.sent_in_batch,
         "paused_until": after.paused_until,
+        "next_gap_seconds": after.next_gap_seconds,
+        "batch_target": after.batch_target,
     }
     return params, after
+
+
+def message_2_replied_since(policy: pacing.PacingPolicy, now: datetime) -> datetime | None:
+    """Outside the send window, only a Message 2 whose contact wrote since then may go; None
+    while the window is open."""
+    if pacing.window_is_open(policy.window, policy.zone, now):
+        return None
+    return now - timedelta(seconds=policy.message_2_after_hours_seconds)
 
 
 def _claimed(row, device: Device, after: pacing.DeviceState, now: datetime) -> Claim | None:
@@ -224,6 +251,7 @@ def _remember_send(device: Device, after: pacing.DeviceState, kind: str) -> None
     """Keep the snapshot current, so that the next plan needs no new query."""
     device.last_sent_at, device.sent_in_batch = after.last_sent_at, after.sent_in_batch
     device.paused_until = after.paused_until
+    device.next_gap_seconds, device.batch_target = after.next_gap_seconds, after.batch_target
     counter = f"{MessageKind.paced_as(kind)}_today"
     setattr(device, counter, getattr(device, counter) + 1)
 
@@ -289,6 +317,7 @@ def quota_take_again(*, device_id: int, day: date, kind: str) -> None:
 
 
 def device_policy(device: Device) -> pacing.PacingPolicy:
+    """The device's pacing: its own figures, its window, and the settings' jitter and warm-up."""
     from django.conf import settings
 
     return pacing.PacingPolicy(
@@ -297,7 +326,33 @@ def device_policy(device: Device) -> pacing.PacingPolicy:
         batch_pause_seconds=device.batch_pause_seconds,
         daily_limit=device.daily_limit,
         message_2_reserve=pacing.reserve_for(device.daily_limit, settings.MESSAGE_2_RESERVE_SHARE),
+        window=_window(device.send_window),
+        zone=_zone(device.time_zone),
+        message_2_after_hours_seconds=settings.MESSAGE_2_AFTER_HOURS_MINUTES * 60,
+        gap_jitter=settings.DEVICE_GAP_JITTER,
+        batch_jitter=settings.DEVICE_BATCH_JITTER,
+        warmup=_warmup(settings.DEVICE_WARMUP),
+        number_since=device.number_since,
     )
+
+
+@lru_cache(maxsize=256)
+def _window(text: str) -> pacing.SendWindow:
+    return pacing.parse_window(text)
+
+
+@lru_cache(maxsize=64)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+@lru_cache(maxsize=8)
+def _warmup(text: str) -> tuple:
+    return pacing.parse_warmup(text)
+
+
+# Jitter's random source: only its draws' spread matters, and they are kept on the device.
+_JITTER = random.Random()  # noqa: S311 - a rhythm, not a secret
 
 
 def device_state(device: Device, now: datetime) -> pacing.DeviceState:
@@ -309,6 +364,8 @@ def device_state(device: Device, now: datetime) -> pacing.DeviceState:
         message_1_today=device.message_1_today,
         message_2_today=device.message_2_today,
         paused_until=device.paused_until,
+        next_gap_seconds=device.next_gap_seconds,
+        batch_target=device.batch_target,
     )
 
 

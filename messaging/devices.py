@@ -65,7 +65,7 @@ def device_resume(*, device: Device, halted_for: str = "") -> bool:
 
     halted = Device.objects.filter(pk=device.pk, halted_at__isnull=False)
     halted = halted.filter(halted_reason__startswith=halted_for)
-    resumed = halted.update(halted_at=None, halted_reason="")
+    resumed = halted.update(halted_at=None, halted_reason="", resumed_at=clock.now())
     if resumed:
         sender_enqueue(device.pk)
     return bool(resumed)

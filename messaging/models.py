@@ -2,6 +2,7 @@ import uuid
 
 from django.conf import settings
 from django.contrib.postgres.functions import RandomUUID
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now
@@ -31,6 +32,43 @@ def _default_batch_pause() -> float:
     return settings.DEVICE_BATCH_PAUSE_SECONDS
 
 
+def _default_time_zone() -> str:
+    return settings.DEVICE_TIME_ZONE
+
+
+def _default_send_window() -> str:
+    return settings.DEVICE_SEND_WINDOW
+
+
+def _today():
+    return clock.now().date()
+
+
+def validate_time_zone(value: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as error:
+        message = _("Unknown time zone %(zone)s (e.g. Europe/Paris).")
+        raise ValidationError(message, params={"zone": value}) from error
+
+
+def validate_send_window(value: str) -> None:
+    from messaging.pacing import parse_window
+
+    try:
+        parse_window(value)
+    except ValueError as error:
+        raise ValidationError(
+            _(
+                "Cannot read this send window (%(error)s). Write “always” or e.g. "
+                "“mon-fri 09:00-20:00; sat 10:00-13:00”."
+            ),
+            params={"error": error},
+        ) from error
+
+
 class Device(models.Model):
     """A Wassenger sending number, with the pacing that keeps it from being banned."""
 
@@ -47,10 +85,35 @@ class Device(models.Model):
     gap_seconds = models.FloatField(_("seconds between sends"), default=_default_gap)
     batch_size = models.PositiveIntegerField(_("batch size"), default=_default_batch_size)
     batch_pause_seconds = models.FloatField(_("pause after a batch (s)"), default=_default_batch_pause)
+    time_zone = models.CharField(
+        _("time zone"),
+        max_length=64,
+        default=_default_time_zone,
+        validators=[validate_time_zone],
+        help_text=_("The send window's clock, e.g. Europe/Paris (the daily quota stays per UTC day)."),
+    )
+    send_window = models.CharField(
+        _("send window"),
+        max_length=300,
+        default=_default_send_window,
+        validators=[validate_send_window],
+        help_text=_(
+            "When Message 1 may go out, wall time in the time zone: “always”, or days and times such as "
+            "“mon-fri 09:00-20:00; sat 10:00-13:00”. A Message 2 may follow a reply outside it for a while."
+        ),
+    )
+    number_since = models.DateField(
+        _("number in use since"),
+        default=_today,
+        help_text=_("The number's first day of sending: a young number's daily limit ramps up (warm-up)."),
+    )
     # Sending state, written only by the sender holding the lease.
     last_sent_at = models.DateTimeField(_("last send"), null=True, blank=True, editable=False)
     sent_in_batch = models.PositiveIntegerField(_("sends in this batch"), default=0, editable=False)
     paused_until = models.DateTimeField(_("paused until"), null=True, blank=True, editable=False)
+    # Jitter's draws (pacing.DeviceState), kept so that a restarted sender keeps the rhythm.
+    next_gap_seconds = models.FloatField(null=True, blank=True, editable=False)
+    batch_target = models.PositiveIntegerField(null=True, blank=True, editable=False)
     halted_at = models.DateTimeField(
         _("halted at"),
         null=True,
@@ -58,6 +121,8 @@ class Device(models.Model):
         help_text=_("Sending stops while set (bad token, number disconnected). Clear it to resume."),
     )
     halted_reason = models.TextField(_("why halted"), blank=True)
+    # When an operator last resumed it: only later sends count towards a halt on trouble.
+    resumed_at = models.DateTimeField(_("resumed at"), null=True, blank=True, editable=False)
     # What Wassenger last said of the number (a `number:session` event, the 2-minute check).
     session_status = models.CharField(_("WhatsApp session"), max_length=32, blank=True, editable=False)
     wassenger_status = models.CharField(_("status at Wassenger"), max_length=32, blank=True, editable=False)
@@ -78,6 +143,8 @@ class Device(models.Model):
         "last_sent_at",
         "sent_in_batch",
         "paused_until",
+        "next_gap_seconds",
+        "batch_target",
         "lease_owner",
         "lease_expires_at",
         "link_failures",

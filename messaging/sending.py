@@ -104,6 +104,9 @@ def _lease_end(now):
 
 # --- Planning -------------------------------------------------------------------------------
 
+# While its send window is closed a device is looked at this often (a reply may come).
+WINDOW_CLOSED_LOOK = timedelta(seconds=60)
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -122,9 +125,13 @@ def sender_plan(device: Device, now) -> Plan | None:
     if not due:
         return None
     policy, state = device_policy(device), device_state(device, now)
+    # An answer (Message 2, an opt-out confirmation) may go out of the window for a while after
+    # the contact wrote: the latest due one's.
+    replied = {pacing.Kind.MESSAGE_2: getattr(device, "message_2_replied_at", None)}
+    paced = {kind: pacing.Kind(MessageKind.paced_as(kind)) for kind in due}
     decisions = {
         kind: pacing.pacing_decide(
-            policy=policy, state=state, now=now, kind=pacing.Kind(MessageKind.paced_as(kind))
+            policy=policy, state=state, now=now, kind=paced[kind], replied_at=replied.get(paced[kind])
         )
         for kind in due
     }
@@ -483,6 +490,9 @@ def _step_without_send(device: Device, now, keep) -> Step | None:
         return Step(SenderExit.IDLE)
     if plan.action == pacing.Action.DAILY_LIMIT:
         return Step(SenderExit.DAILY_LIMIT, plan.not_before)
+    if plan.action == pacing.Action.WINDOW_CLOSED:
+        # Looked at again meanwhile: a reply's Message 2 may go out before the window opens.
+        return Step(None, min(plan.not_before, now + WINDOW_CLOSED_LOOK), None)
     if plan.action != pacing.Action.SEND:
         return Step(None, plan.not_before, None)
     if not keep():

@@ -36,6 +36,16 @@ class Lane:
     def can_send_message_1(self) -> bool:
         return self.policy.allowance(pacing.Kind.MESSAGE_1) > 0
 
+    def plan(self, *, now: datetime, extra: int) -> pacing.Estimate:
+        """`finish`, with the sends of each UTC day."""
+        return pacing.pacing_plan_days(
+            policy=self.policy,
+            state=self.state,
+            now=now,
+            message_1=self.message_1_ahead + extra,
+            message_2=self.message_2_ahead,
+        )
+
     def finish(self, *, now: datetime, extra: int) -> datetime:
         """When this device's last send would be with `extra` more Message 1 queued."""
         return pacing.pacing_estimate_finish(

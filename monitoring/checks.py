@@ -25,6 +25,7 @@ from messaging.devices import (
     webhook_ours,
 )
 from messaging.models import Device
+from messaging.trouble import devices_slow_down
 from monitoring.alerts import incident_close, incident_open, incident_sync
 from monitoring.figures import LEVEL_ORDER, AlertLevel, DeviceFigures, daily_figures
 from monitoring.health import (
@@ -44,6 +45,7 @@ def health_check_run() -> dict:
     """Every 2 minutes: heartbeat, Wassenger reachable, and the alerts that follow [8.4]."""
     report = {"wassenger": wassenger_check(), "messages": messages_check()}
     heartbeat_write(report)
+    devices_slow_down(clock.now())  # a device whose recent sends go bad stops sending
     devices_incident_sync()  # from what the check or a `number:session` event last said
     workers = workers_state()
     workers_incident_sync(workers)  # the heartbeat is fresh again: an outage is over
@@ -156,7 +158,8 @@ def alerts_for_device(row: DeviceFigures) -> None:
         incident_open(
             kind="quota_level",
             key=f"{row.device_id}:{row.day}:{level}",
-            summary=f"Device {row.device}: {row.sends}/{row.limit} sends today, level {level}",
+            summary=f"Device {row.device}: {row.sends}/{row.limit} sends today, level {level}"
+            + (f" (warm-up: its own limit is {row.own_limit})" if row.warming_up else ""),
         )
     if row.waits_for_midnight:
         incident_open(

@@ -12,7 +12,10 @@ from enum import StrEnum
 from django.conf import settings
 from django.db.models import Count, Q
 
+from config import clock
+from messaging.claims import device_policy
 from messaging.models import Device, DeviceDay, Message, MessageKind, MessageStatus
+from messaging.pacing import window_is_open
 
 
 class AlertLevel(StrEnum):
@@ -60,6 +63,9 @@ class DeviceFigures:
     test_sent: int = 0
     # Opt-out confirmations count in `sends` (paced as Message 2) and in no funnel.
     opt_out_confirmed: int = 0
+    own_limit: int = 0  # the device's own limit: `limit` is lower while its number warms up
+    warming_up: bool = False
+    window_open: bool = True  # its send window is open now (Message 1 may go out)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -84,14 +90,20 @@ def daily_figures(day: date) -> list[DeviceFigures]:
 
 
 def _figures(device: Device, day: date, sends: int, counts: dict, opt_outs: int) -> DeviceFigures:
+    # The day's effective limit: a young number's warm-up step lowers the gauge and its levels.
+    policy = device_policy(device)
+    limit = policy.limit_on(day)
     return DeviceFigures(
         device_id=device.pk,
         device=device.label,
         day=day.isoformat(),
         sends=sends,
-        limit=device.daily_limit,
-        level=alert_level(sends=sends, limit=device.daily_limit),
-        waits_for_midnight=sends >= device.daily_limit,
+        limit=limit,
+        level=alert_level(sends=sends, limit=limit),
+        waits_for_midnight=sends >= limit,
+        own_limit=device.daily_limit,
+        warming_up=policy.warming_up(day),
+        window_open=window_is_open(policy.window, policy.zone, clock.now()),
         message_1_sent=counts.get("message_1_sent", 0),
         message_2_sent=counts.get("message_2_sent", 0),
         failed=counts.get("failed", 0),

@@ -9,6 +9,27 @@ from django.core.management import base, get_commands, load_command_class
 
 from config import clock
 
+# The suite was written for sending at any hour in the legacy rhythm: by default its devices
+# send always, with no jitter, no warm-up and no halt on trouble (for this process and the
+# clusters and senders it starts, which read the environment). Tests of those rules turn them on.
+LEGACY_PACING = {
+    "DEVICE_SEND_WINDOW": "always",
+    "DEVICE_GAP_JITTER": "0",
+    "DEVICE_BATCH_JITTER": "0",
+    "DEVICE_WARMUP": "",
+    "DEVICE_PAUSE_ON_TROUBLE": "false",
+}
+os.environ.update(LEGACY_PACING)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _legacy_pacing_by_default():
+    from django.conf import settings
+
+    settings.DEVICE_SEND_WINDOW, settings.DEVICE_WARMUP = "always", ""
+    settings.DEVICE_GAP_JITTER = settings.DEVICE_BATCH_JITTER = 0.0
+    settings.DEVICE_PAUSE_ON_TROUBLE = False
+
 
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):

@@ -716,6 +716,8 @@ def test_saving_a_device_in_the_admin_keeps_the_columns_the_sender_wrote_meanwhi
         "last_sent_at": fake_clock.now(),
         "sent_in_batch": 7,
         "paused_until": fake_clock.now() + timedelta(seconds=300),
+        "next_gap_seconds": 31.5,
+        "batch_target": 22,
         "lease_owner": "a-loop",
         "lease_expires_at": fake_clock.now() + timedelta(seconds=120),
         "link_failures": 2,
