@@ -55,10 +55,13 @@ _AS_MESSAGE_2 = ", ".join(
     f"'{k}'" for k in MessageKind.values if MessageKind.paced_as(k) == MessageKind.MESSAGE_2
 )
 # When the contact of an answer `m` wrote: a Message 2's is its Message 1's reply (one probe of
-# the unique (contact, campaign, kind) index), else (an opt-out confirmation too) when it was made.
-_REPLIED_AT = f"""CASE WHEN m.kind = 'message_2' THEN COALESCE((SELECT r.replied_at FROM {_MESSAGE} r
-  WHERE r.contact_id = m.contact_id AND r.campaign_id = m.campaign_id AND r.kind = 'message_1'),
-  m.created_at) ELSE m.created_at END"""
+# the unique (contact, campaign, kind) index), else when it was made; an opt-out confirmation's
+# is when the contact opted out.
+_REPLIED_AT = f"""CASE m.kind
+  WHEN 'message_2' THEN COALESCE((SELECT r.replied_at FROM {_MESSAGE} r WHERE r.contact_id = m.contact_id
+    AND r.campaign_id = m.campaign_id AND r.kind = 'message_1'), m.created_at)
+  WHEN '{MessageKind.OPT_OUT}' THEN (SELECT o.opted_out_at FROM {_CONTACT} o WHERE o.id = m.contact_id)
+  ELSE m.created_at END"""
 _SNAPSHOT_SQL = f"""
 SELECT d.*,
   (SELECT max({_REPLIED_AT}) FROM {_MESSAGE} m JOIN {_CAMPAIGN} c ON c.id = m.campaign_id

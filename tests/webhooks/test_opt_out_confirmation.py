@@ -2,6 +2,8 @@
 campaign's acknowledgement once, from the number they answered, paced and counted in the
 day's quota like a Message 2, and never in the campaign's funnel."""
 
+from zoneinfo import ZoneInfo
+
 import pytest
 import responses
 
@@ -106,3 +108,21 @@ def test_the_dispatchers_opt_out_sweep_leaves_the_confirmation_pending(post):
     post(reply_event(message_1.contact.phone, "STOP"))
     dispatch_run()
     assert confirmation_of(message_1).status == MessageStatus.PENDING
+
+
+@pytest.mark.parametrize("stop_after_minutes, leaves_at", [(0, "11:00"), (120, "09:00 the next day")])
+def test_outside_the_send_window_the_confirmation_goes_only_within_its_allowance(
+    post, fake_clock, stop_after_minutes, leaves_at
+):
+    # The clock stands at 11:00 in Paris; the device sends Message 1 between 09:00 and 10:00.
+    device = make_device(send_window="mon-sun 09:00-10:00", time_zone="Europe/Paris")
+    message_1 = sent_message_1(campaign=a_campaign(device=device))
+    post(reply_event(message_1.contact.phone, "STOP"))  # an answer: an hour's allowance (60 min)
+    fake_clock.advance(stop_after_minutes * 60)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        wassenger = fake_wassenger.install(mock)
+        sender_run(device_id=device.pk)
+    (sent,) = wassenger.accepted
+    paris = sent.at.astimezone(ZoneInfo("Europe/Paris"))
+    day = "" if paris.date() == message_1.sent_at.date() else " the next day"
+    assert f"{paris:%H:%M}{day}" == leaves_at
