@@ -48,7 +48,8 @@ def main() -> None:
         print(json.dumps(_csv_export()))
         return
     large, small = options.scale, options.scale / SMALL_FACTOR
-    urls = {size: _database(scale, reseed=options.reseed) for size, scale in (("large", large), ("small", small))}
+    scales = {"large": large, "small": small}
+    urls = {size: _database(scale, reseed=options.reseed) for size, scale in scales.items()}
     timings = {size: _child(["--child", "--runs", str(options.runs)], url) for size, url in urls.items()}
     csv = _child(["--csv-child"], urls["large"])
     _report(options, timings, csv)
@@ -96,7 +97,8 @@ def _database(scale: float, *, reseed: bool) -> str:
         connection.execute(f'CREATE DATABASE "{name}"')
     _say(f"seeding {name} (scale {scale:g}) …")
     started = time.monotonic()
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=harness.BASE_DIR, check=True, env=_env(url))
+    migrate = [sys.executable, "manage.py", "migrate", "-v0"]
+    subprocess.run(migrate, cwd=harness.BASE_DIR, check=True, env=_env(url))
     with psycopg.connect(harness._libpq(url), autocommit=True) as connection:
         scale_seed.seed(connection, scale, say=_say)
         connection.execute("CREATE TABLE bench_seed (version text, seeded_at timestamptz, scale float)")
@@ -118,7 +120,8 @@ def _seeded_version(url: str) -> str | None:
 def _env(url: str) -> dict:
     import os
 
-    return {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "config.settings", "LOG_LEVEL": "ERROR"}
+    django = {"DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "config.settings", "LOG_LEVEL": "ERROR"}
+    return {**os.environ, **django}
 
 
 def _child(arguments: list[str], url: str) -> dict:

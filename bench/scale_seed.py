@@ -14,10 +14,9 @@ database), so each statement can compute which campaign, contact and device a ro
 
 from __future__ import annotations
 
-import math
 import time
 
-SEED_VERSION = "3"
+SEED_VERSION = "4"
 DEVICES = 10
 CAMPAIGNS = 300
 PAUSED = (291, 292)
@@ -109,7 +108,8 @@ INSERT INTO messaging_message (id, campaign_id, contact_id, device_id, kind, con
   last_error, created_at, updated_at)
 SELECT n, p.campaign, mod((17 * n), %(contacts)s) + 1, {campaign_device("p.campaign")}, 'message_1',
   'Bonjour Prénom ' || n,
-  CASE WHEN NOT s.done THEN 'pending' WHEN mod(n, 20) = 0 THEN 'failed' WHEN mod(n, 20) BETWEEN 2 AND 8 THEN 'read'
+  CASE WHEN NOT s.done THEN 'pending' WHEN mod(n, 20) = 0 THEN 'failed'
+       WHEN mod(n, 20) BETWEEN 2 AND 8 THEN 'read'
        WHEN mod(n, 20) BETWEEN 9 AND 15 THEN 'delivered' ELSE 'sent' END,
   CASE WHEN s.done AND mod(n, 20) <> 0 THEN 'wa' || n ELSE '' END,
   CASE WHEN NOT s.done THEN 0 WHEN mod(n, 20) = 0 THEN 3 ELSE 1 END,
@@ -167,9 +167,9 @@ WHERE e.event = 'message:in:new'
     "receipt_events": """
 INSERT INTO webhooks_webhookevent (id, event, message_id, ack, dedup_key, payload, status, reason,
   occurred_at, received_at, processed_at, attempts)
-SELECT n, 'message:update', 'wa' || (mod(n, %(message_1)s) + 1), a.ack,
-  'message:update|wa' || (mod(n, %(message_1)s) + 1) || '|' || a.ack || '|' || n,
-  jsonb_build_object('event', 'message:update', 'data', jsonb_build_object('id', 'wa' || n, 'ack', a.ack)),
+SELECT n, 'message:out:ack', 'wa' || (mod(n, %(message_1)s) + 1), a.ack,
+  'message:out:ack|wa' || (mod(n, %(message_1)s) + 1) || '|' || a.ack || '|' || n,
+  jsonb_build_object('event', 'message:out:ack', 'data', jsonb_build_object('id', 'wa' || n, 'ack', a.ack)),
   'processed', 'receipt applied', t.at, t.at, t.at, 1
 FROM generate_series((SELECT count(*) FROM webhooks_webhookevent) + 1, %(events)s) n,
   LATERAL (SELECT now() - (%(events)s - n) * (interval '365 days' / %(events)s) AS at) t,
@@ -219,16 +219,16 @@ def seed(connection, scale: float, say=print) -> dict:
     params["per_campaign"] = (params["message_1"] - params["csv_recipients"]) // (CAMPAIGNS - 1)
     took = {}
     # Migrations may leave a default device or category behind: the seed gives every id itself.
-    connection.execute(
-        "TRUNCATE messaging_device, campaigns_campaign, campaigns_category, campaigns_contact RESTART IDENTITY CASCADE"
-    )
+    tables = "messaging_device, campaigns_campaign, campaigns_category, campaigns_contact"
+    connection.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
     for step, sql in _SQL.items():
         started = time.monotonic()
         connection.execute(sql, params)
         took[step] = round(time.monotonic() - started, 1)
         say(f"  seeded {step} in {took[step]} s")
     for table in _SEQUENCES:
-        connection.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+        last = f"(SELECT max(id) FROM {table})"
+        connection.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), {last})")
     started = time.monotonic()
     connection.execute("VACUUM (ANALYZE)")
     took["vacuum_analyze"] = round(time.monotonic() - started, 1)

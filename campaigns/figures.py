@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db.models import Count, Exists, OuterRef, Q
 
 from campaigns.models import Campaign, CampaignStatus
+from config import clock
 from messaging import pacing
 from messaging.claims import device_policy, device_state, devices_with_sending_facts
 from messaging.models import Device, Message, MessageKind, MessageStatus
@@ -48,6 +51,7 @@ class CampaignCounts:
     cancelled: int = 0
     open: int = 0  # not settled yet: pending, sending, or an unknown outcome
     late_replies: int = 0  # replies after the window closed: no Message 2, not in `replied`
+    as_of: datetime | None = None  # when they were counted, if cached; None: counted just now
 
     @property
     def settled(self) -> int:
@@ -93,8 +97,38 @@ _COUNTS = {
 
 
 def campaign_counts(campaign_ids: Iterable[int]) -> dict[int, CampaignCounts]:
-    """Counts of each campaign, in two queries; a campaign with no message gets zeros."""
+    """Counts of each campaign; a campaign with no message gets zeros.
+
+    Counting reads every message of the campaign: those of a campaign with FIGURES_CACHE_ABOVE
+    recipients or more are kept for FIGURES_CACHE_SECONDS and carry their `as_of`, so that a
+    page refreshed every few seconds does not count 100,000 rows each time."""
     ids = list(campaign_ids)
+    found = cache.get_many([_cache_key(pk) for pk in ids])
+    cached = {pk: CampaignCounts(**found[_cache_key(pk)]) for pk in ids if _cache_key(pk) in found}
+    counted = _counts_counted([pk for pk in ids if pk not in cached])
+    _counts_keep(counted)
+    return {pk: cached.get(pk) or counted[pk] for pk in ids}
+
+
+def _cache_key(campaign_id: int) -> str:
+    return f"campaign-counts:{campaign_id}"
+
+
+def _counts_keep(counted: dict[int, CampaignCounts]) -> None:
+    now = clock.now()
+    large = {
+        _cache_key(pk): {**asdict(counts), "as_of": now}
+        for pk, counts in counted.items()
+        if counts.recipients >= settings.FIGURES_CACHE_ABOVE
+    }
+    if large:
+        cache.set_many(large, timeout=settings.FIGURES_CACHE_SECONDS)
+
+
+def _counts_counted(ids: list[int]) -> dict[int, CampaignCounts]:
+    """Counted now, in two queries."""
+    if not ids:
+        return {}
     rows = Message.objects.filter(campaign_id__in=ids).values("campaign_id").annotate(**_COUNTS)
     late = _late_replies(ids)
     found = {}
@@ -212,7 +246,18 @@ def _latest(parts: list[tuple[datetime | None, str]]) -> tuple[datetime | None, 
 
 
 def _open_by_device(campaign_ids: list[int]) -> dict[int, dict[int, int]]:
-    """{campaign: {device: Message 1s not settled yet}}, in one GROUP BY."""
+    """{campaign: {device: Message 1s not settled yet}}, in one GROUP BY; kept as the counts
+    are (FIGURES_CACHE_SECONDS) once they pass FIGURES_CACHE_ABOVE messages in all."""
+    key = "open-by-device:" + ",".join(map(str, sorted(campaign_ids)))
+    found = cache.get(key)
+    if found is None:
+        found = _open_by_device_counted(campaign_ids)
+        if sum(n for parts in found.values() for n in parts.values()) >= settings.FIGURES_CACHE_ABOVE:
+            cache.set(key, found, timeout=settings.FIGURES_CACHE_SECONDS)
+    return found
+
+
+def _open_by_device_counted(campaign_ids: list[int]) -> dict[int, dict[int, int]]:
     rows = (
         Message.objects.filter(
             campaign_id__in=campaign_ids, kind=MessageKind.MESSAGE_1, status__in=OPEN_STATUSES
@@ -223,7 +268,7 @@ def _open_by_device(campaign_ids: list[int]) -> dict[int, dict[int, int]]:
     found: dict[int, dict[int, int]] = defaultdict(dict)
     for campaign_id, device_id, count in sorted(rows.order_by()):
         found[campaign_id][device_id] = count
-    return found
+    return dict(found)
 
 
 def _finish(campaign: Campaign, device: Device, message_1: int, message_2: int, now: datetime):

@@ -15,7 +15,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from django.http import FileResponse, Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -32,6 +31,7 @@ from campaigns.models import Campaign, CampaignStatus, Category, Contact, WhatsA
 from campaigns.refusals import CampaignRefused
 from campaigns.test_send import TestSendForm, test_send_form_run
 from config import clock
+from config.paging import EstimatedCountPaginator
 from messaging.models import Message, MessageKind, MessageStatus
 from webhooks.inbound import contact_conversation
 from webhooks.models import InboundMessage
@@ -40,7 +40,7 @@ from webhooks.models import InboundMessage
 
 
 def _page(request, queryset):
-    return Paginator(queryset, settings.OPERATOR_PAGE_SIZE).get_page(request.GET.get("page"))
+    return EstimatedCountPaginator(queryset, settings.OPERATOR_PAGE_SIZE).get_page(request.GET.get("page"))
 
 
 @login_required

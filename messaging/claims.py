@@ -26,6 +26,7 @@ _DEVICE = Device._meta.db_table
 _DEVICE_DAY = DeviceDay._meta.db_table
 _CAMPAIGN = Campaign._meta.db_table
 _CONTACT = Contact._meta.db_table
+_CAMPAIGN_DEVICE = Campaign.devices.through._meta.db_table
 
 
 def quota_column(kind: str) -> str:
@@ -34,12 +35,16 @@ def quota_column(kind: str) -> str:
 
 # --- Snapshot -------------------------------------------------------------------------------
 
-# LIMIT 1 keeps each probe correlated (one index probe per device): with stale statistics
-# PostgreSQL may otherwise hash the whole subquery, reading every pending row.
+# Sending campaigns of the device first, then one index probe each (message_due_by_campaign):
+# the pending messages of its paused and scheduled campaigns are never read. LIMIT 1 keeps
+# each probe correlated: with stale statistics PostgreSQL may otherwise hash the whole
+# subquery, reading every pending row.
 _DUE_SQL = f"""
-(SELECT 1 FROM {_MESSAGE} m JOIN {_CAMPAIGN} c ON c.id = m.campaign_id
- WHERE m.device_id = d.id AND m.status = 'pending' AND m.kind = '{{kind}}'
-   AND m.next_attempt_at <= %(now)s AND c.status = 'sending' LIMIT 1) IS NOT NULL
+(SELECT 1 FROM {_CAMPAIGN_DEVICE} cd JOIN {_CAMPAIGN} c ON c.id = cd.campaign_id AND c.status = 'sending'
+ WHERE cd.device_id = d.id AND EXISTS (
+   SELECT 1 FROM {_MESSAGE} m WHERE m.campaign_id = cd.campaign_id AND m.device_id = d.id
+     AND m.status = 'pending' AND m.kind = '{{kind}}' AND m.next_attempt_at <= %(now)s)
+ LIMIT 1) IS NOT NULL
 """
 _SNAPSHOT_SQL = f"""
 SELECT d.*,
@@ -93,20 +98,30 @@ class Claim:
 # "nothing due" from "quota spent, or the day's row does not exist yet". A contact who
 # opted out is never sent to, even by a message that was in flight when they did and came
 # back to `pending` afterwards (a retry); the dispatcher cancels such messages.
+# The device's sending campaigns come first, and each gives its own next due message (an
+# index probe on message_due_by_campaign): a claim never walks the waiting messages of the
+# device's paused or scheduled campaigns, however many. Each campaign's candidate is locked
+# (a handful, for the statement only); the best of them is taken.
 _CLAIM_CTES = f"""
 next AS (
-  SELECT m.id, m.kind FROM {_MESSAGE} m
-  JOIN {_CAMPAIGN} c ON c.id = m.campaign_id
-  JOIN {_CONTACT} ct ON ct.id = m.contact_id
+  SELECT m.id, m.kind FROM {_CAMPAIGN_DEVICE} cd
+  JOIN {_CAMPAIGN} c ON c.id = cd.campaign_id AND c.status = 'sending'
   -- A device halted meanwhile (its session went offline, say) claims nothing, even from a
   -- sender whose snapshot of it is warm; nor does a loop whose lease on it lapsed.
-  JOIN {_DEVICE} d ON d.id = m.device_id AND d.halted_at IS NULL
+  JOIN {_DEVICE} d ON d.id = cd.device_id AND d.halted_at IS NULL
     AND (%(owner)s::text IS NULL OR (d.lease_owner = %(owner)s AND d.lease_expires_at >= %(now)s))
-  WHERE m.device_id = %(device)s AND m.status = 'pending' AND m.kind = ANY(%(kinds)s)
-    AND m.next_attempt_at <= %(now)s AND c.status = 'sending' AND ct.opted_out_at IS NULL
+  CROSS JOIN LATERAL (
+    SELECT m.id, m.kind FROM {_MESSAGE} m
+    JOIN {_CONTACT} ct ON ct.id = m.contact_id
+    WHERE m.campaign_id = cd.campaign_id AND m.device_id = cd.device_id AND m.status = 'pending'
+      AND m.kind = ANY(%(kinds)s) AND m.next_attempt_at <= %(now)s AND ct.opted_out_at IS NULL
+    ORDER BY m.kind DESC, m.id
+    LIMIT 1
+    FOR UPDATE OF m SKIP LOCKED
+  ) m
+  WHERE cd.device_id = %(device)s
   ORDER BY m.kind DESC, m.id
   LIMIT 1
-  FOR UPDATE OF m SKIP LOCKED
 ), taken AS (
   UPDATE {_DEVICE_DAY} dd SET
     message_1_count = dd.message_1_count + (next.kind = 'message_1')::int,

@@ -239,19 +239,28 @@ def devices_check() -> dict:
     return {"ok": not any(d["halted"] for d in devices), "devices": devices}
 
 
+# /health/ is public and unthrottled: its counts stop at this many ("at least"), so a request
+# costs the same with a million messages waiting as with a thousand.
+COUNT_CAP = 10_000
+
+
+def count_capped(queryset) -> int:
+    """How many rows `queryset` has, up to COUNT_CAP (then COUNT_CAP, read as "at least")."""
+    return queryset.order_by()[:COUNT_CAP].count()
+
+
 def messages_check() -> dict:
-    """How much is due now, and how much looks stuck (sending past a lease, unknown for long)."""
+    """How much is due now, and how much looks stuck (sending past a lease, unknown for long),
+    each counted up to COUNT_CAP (`due_capped` says it was reached)."""
     from messaging.models import Message, MessageStatus
 
     now = clock.now()
     stuck_before = now - timedelta(seconds=settings.SENDER_LEASE_SECONDS * 2)
-    return {
-        "ok": True,
-        "due": Message.objects.filter(status=MessageStatus.PENDING, next_attempt_at__lte=now).count(),
-        "stuck": Message.objects.filter(
-            status__in=[MessageStatus.SENDING, MessageStatus.UNKNOWN], updated_at__lt=stuck_before
-        ).count(),
-    }
+    due = count_capped(Message.objects.filter(status=MessageStatus.PENDING, next_attempt_at__lte=now))
+    stuck = Message.objects.filter(
+        status__in=[MessageStatus.SENDING, MessageStatus.UNKNOWN], updated_at__lt=stuck_before
+    )
+    return {"ok": True, "due": due, "due_capped": due >= COUNT_CAP, "stuck": count_capped(stuck)}
 
 
 def name_ok(workers: dict, name: str) -> bool:
