@@ -18,7 +18,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Count, Exists, OuterRef, Q
 
-from campaigns.models import Campaign, CampaignStatus
+from campaigns.models import Campaign, CampaignStatus, Contact, WhatsAppStatus
 from config import clock
 from messaging import pacing
 from messaging.claims import device_policy, device_state, devices_with_sending_facts
@@ -99,9 +99,9 @@ _COUNTS = {
 def campaign_counts(campaign_ids: Iterable[int]) -> dict[int, CampaignCounts]:
     """Counts of each campaign; a campaign with no message gets zeros.
 
-    Counting reads every message of the campaign: those of a campaign with FIGURES_CACHE_ABOVE
-    recipients or more are kept for FIGURES_CACHE_SECONDS and carry their `as_of`, so that a
-    page refreshed every few seconds does not count 100,000 rows each time."""
+    Counting reads every message of the campaigns: when that is FIGURES_CACHE_ABOVE messages or
+    more, the counts are kept for FIGURES_CACHE_SECONDS and carry their `as_of`, so that a page
+    refreshed every few seconds does not count 100,000 rows each time."""
     ids = list(campaign_ids)
     found = cache.get_many([_cache_key(pk) for pk in ids])
     kept = {pk: CampaignCounts(**found[_cache_key(pk)]) for pk in ids if _cache_key(pk) in found}
@@ -122,14 +122,13 @@ def _cache_key(campaign_id: int) -> str:
 
 
 def _counts_keep(counted: dict[int, CampaignCounts]) -> None:
+    """Kept when counting them read FIGURES_CACHE_ABOVE messages or more (one large campaign,
+    or a page of fifty ordinary ones)."""
+    if sum(counts.recipients for counts in counted.values()) < settings.FIGURES_CACHE_ABOVE:
+        return
     now = clock.now()
-    large = {
-        _cache_key(pk): {**asdict(counts), "as_of": now}
-        for pk, counts in counted.items()
-        if counts.recipients >= settings.FIGURES_CACHE_ABOVE
-    }
-    if large:
-        cache.set_many(large, timeout=settings.FIGURES_CACHE_SECONDS)
+    kept = {_cache_key(pk): {**asdict(counts), "as_of": now} for pk, counts in counted.items()}
+    cache.set_many(kept, timeout=settings.FIGURES_CACHE_SECONDS)
 
 
 def _counts_counted(ids: list[int]) -> dict[int, CampaignCounts]:
@@ -164,6 +163,8 @@ def funnel_by_variant(campaign: Campaign) -> list[VariantFunnel]:
         texts = campaign_message_1_variants(campaign)
     except SpintaxError:  # never launched with these: no message carries a variant
         texts = []
+    if len(texts) < 2:  # a single text: no message carries a variant, nothing to read
+        return []
     message_2_sent = Message.objects.filter(
         campaign_id=OuterRef("campaign_id"),
         contact_id=OuterRef("contact_id"),
@@ -309,3 +310,35 @@ def campaign_progress(campaign: Campaign, *, now: datetime) -> CampaignProgress 
     if campaign.status not in IN_PROGRESS:
         return None
     return next((p for p in campaigns_in_progress(now=now) if p.campaign.pk == campaign.pk), None)
+
+
+# --- Contacts ------------------------------------------------------------------------------------
+
+
+def contact_totals() -> dict:
+    """{"total", "opted_out", "invalid", "by_category": {category id: contacts}, "as_of"}.
+
+    Each is a count over every contact: with FIGURES_CACHE_ABOVE contacts or more they are
+    kept for FIGURES_CACHE_SECONDS (`as_of` then says when they were counted; None: just now)."""
+    kept = cache.get(CONTACT_TOTALS_KEY)
+    if kept is not None and _fresh(kept["as_of"]):
+        return kept
+    totals = _contact_totals_counted()
+    if totals["total"] >= settings.FIGURES_CACHE_ABOVE:
+        cache.set(
+            CONTACT_TOTALS_KEY, {**totals, "as_of": clock.now()}, timeout=settings.FIGURES_CACHE_SECONDS
+        )
+    return {**totals, "as_of": None}
+
+
+CONTACT_TOTALS_KEY = "contact-totals"
+
+
+def _contact_totals_counted() -> dict:
+    totals = Contact.objects.aggregate(
+        total=Count("id"),
+        opted_out=Count("id", filter=Q(opted_out_at__isnull=False)),
+        invalid=Count("id", filter=Q(whatsapp_status=WhatsAppStatus.INVALID)),
+    )
+    members = Contact.categories.through.objects.values_list("category_id").annotate(n=Count("contact_id"))
+    return {**totals, "by_category": dict(members.order_by())}

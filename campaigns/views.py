@@ -15,19 +15,25 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Exists, OuterRef, Q, Subquery
+from django.db.models import Exists, OuterRef, Q, Subquery
 from django.http import FileResponse, Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from campaigns.cloning import campaign_clone, cloned_message
-from campaigns.figures import campaign_counts, campaign_progress, failures_by_reason, funnel_by_variant
+from campaigns.figures import (
+    campaign_counts,
+    campaign_progress,
+    contact_totals,
+    failures_by_reason,
+    funnel_by_variant,
+)
 from campaigns.launch import campaign_launch, launched_message
 from campaigns.launch_page import STATUS_MOVES, launch_page_context, move_pending, move_run
 from campaigns.lifecycle import failed_retriable_count
 from campaigns.media import attachment_open, campaign_attachments
-from campaigns.models import Campaign, CampaignStatus, Category, Contact, WhatsAppStatus
+from campaigns.models import Campaign, CampaignStatus, Category, Contact
 from campaigns.refusals import CampaignRefused
 from campaigns.test_send import TestSendForm, test_send_form_run
 from config import clock
@@ -75,18 +81,18 @@ def contact_list(request):
     category = id_or_none(request.GET.get("category", ""))
     if category is not None:
         contacts = contacts.filter(categories=category)
-    totals = Contact.objects.aggregate(
-        total=Count("id"),
-        opted_out=Count("id", filter=Q(opted_out_at__isnull=False)),
-        invalid=Count("id", filter=Q(whatsapp_status=WhatsAppStatus.INVALID)),
-    )
+    totals = contact_totals()
+    categories = list(Category.objects.order_by("name"))
+    for item in categories:
+        item.contact_count = totals["by_category"].get(item.pk, 0)
     context = {
         "section": "contacts",
         "page": _page(request, contacts),
         "query": query,
         "category": category,
-        "categories": Category.objects.annotate(contact_count=Count("contacts")).order_by("name"),
-        "totals": totals,
+        "categories": categories,
+        "totals": {key: totals[key] for key in ("total", "opted_out", "invalid")},
+        "totals_as_of": totals["as_of"],
     }
     return render(request, "operator/contact_list.html", context)
 

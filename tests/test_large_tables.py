@@ -94,7 +94,8 @@ def test_a_large_campaigns_figures_are_cached_with_their_age_a_small_ones_counte
     queue_message_1(campaign=large, contacts=[make_contact() for _ in range(3)])
     queue_message_1(campaign=small, contacts=[make_contact()])
     counted_at = fake_clock.now()
-    campaign_counts([large.pk, small.pk])
+    campaign_counts([large.pk])
+    campaign_counts([small.pk])
 
     fake_clock.advance(20)
     Message.objects.filter(campaign__in=[large, small]).update(
@@ -119,3 +120,19 @@ def test_the_campaign_page_says_as_of_when_its_figures_are_cached(client, fake_c
     page = operator.get(f"/campaigns/{campaign.pk}/live/").content.decode()
 
     assert "as of" in page or "état à" in page
+
+
+def test_the_contact_totals_of_a_large_table_are_cached_and_say_as_of(client, fake_clock, settings):
+    settings.FIGURES_CACHE_ABOVE = 2
+    operator = _admin_client(client)
+    make_contact(), make_contact()
+    operator.get("/contacts/")
+    make_contact()
+
+    cached = operator.get("/contacts/")
+    fake_clock.advance(settings.FIGURES_CACHE_SECONDS)
+    counted_again = operator.get("/contacts/")
+
+    assert cached.context["totals"]["total"] == 2 and cached.context["totals_as_of"] is not None
+    assert "as of" in cached.content.decode() or "état à" in cached.content.decode()
+    assert counted_again.context["totals"]["total"] == 3
