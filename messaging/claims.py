@@ -70,6 +70,31 @@ def device_snapshot(device_id: int, now: datetime) -> Device:
     return devices_with_sending_facts([device_id], now)[0]
 
 
+# The message each device's claim would take next (the claim's order, through its sending
+# campaigns as the claim goes), and since when it has been due.
+_NEXT_DUE_SQL = f"""
+SELECT d.id, (
+  SELECT m.next_attempt_at FROM {_CAMPAIGN_DEVICE} cd
+  JOIN {_CAMPAIGN} c ON c.id = cd.campaign_id AND c.status = 'sending'
+  CROSS JOIN LATERAL (
+    SELECT m.kind, m.id, m.next_attempt_at FROM {_MESSAGE} m
+    WHERE m.campaign_id = cd.campaign_id AND m.device_id = cd.device_id AND m.status = 'pending'
+      AND m.next_attempt_at <= %(now)s
+    ORDER BY m.kind DESC, m.id LIMIT 1
+  ) m
+  WHERE cd.device_id = d.id
+  ORDER BY m.kind DESC, m.id LIMIT 1)
+FROM {_DEVICE} d WHERE d.id = ANY(%(ids)s) ORDER BY d.id
+"""
+
+
+def devices_next_due(device_ids, now: datetime) -> dict[int, datetime | None]:
+    """{device: when the message its claim would take next became due (None: nothing due)}."""
+    with connection.cursor() as cursor:
+        cursor.execute(_NEXT_DUE_SQL, {"ids": list(device_ids), "now": now})
+        return dict(cursor.fetchall())
+
+
 # --- Claim ------------------------------------------------------------------------------------
 
 

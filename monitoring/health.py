@@ -164,10 +164,8 @@ def senders_stuck_check() -> dict:
     SENDER_STUCK_SECONDS and no send in that time: the sender loops may be up, yet nothing
     goes out. A halted device, one that cannot reach Wassenger (its breaker), one waiting
     for its pause, its daily limit or its send window is waiting, not stuck."""
-    from django.db.models import OuterRef, Subquery
-
-    from messaging.claims import devices_with_sending_facts
-    from messaging.models import Device, Message, MessageStatus
+    from messaging.claims import devices_next_due, devices_with_sending_facts
+    from messaging.models import Device
     from messaging.pacing import Action
     from messaging.sending import sender_plan
 
@@ -183,17 +181,10 @@ def senders_stuck_check() -> dict:
     ]
     if not idle:
         return {"ok": True, "devices": []}
-    # The message its sender would claim next (the claim's order and index), and since when.
-    next_due = Message.objects.filter(
-        device_id=OuterRef("pk"),
-        status=MessageStatus.PENDING,
-        next_attempt_at__lte=now,
-        campaign__status="sending",
-    ).order_by("-kind", "id")
-    due = Device.objects.filter(pk__in=idle).annotate(due_at=Subquery(next_due.values("next_attempt_at")[:1]))
+    # The message its sender would claim next, and since when.
     stuck = [
         {"id": pk, "due_for_seconds": round((now - due_at).total_seconds())}
-        for pk, due_at in due.order_by("pk").values_list("pk", "due_at")
+        for pk, due_at in devices_next_due(idle, now).items()
         if due_at is not None and now - due_at > limit
     ]
     return {"ok": not stuck, "devices": stuck}

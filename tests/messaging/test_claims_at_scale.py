@@ -87,3 +87,19 @@ def test_the_claim_reads_as_few_messages_with_a_large_paused_campaign_as_without
     with_paused = _message_rows_read(device, fake_clock.now())
 
     assert with_paused <= alone + 2 < 10
+
+
+def test_what_a_device_would_send_next_ignores_its_paused_campaigns(fake_clock):
+    from datetime import timedelta
+
+    from messaging.claims import devices_next_due
+
+    device = make_device()
+    _waiting_campaign(device, CampaignStatus.PAUSED, 5)  # due since 2000
+    sending = make_sending_campaign(device=device)
+    queue_message_1(campaign=sending, contacts=[make_contact()])
+    due_at = fake_clock.now() - timedelta(minutes=3)
+    Message.objects.filter(campaign=sending).update(next_attempt_at=due_at)
+    idle = make_device()
+
+    assert devices_next_due([device.pk, idle.pk], fake_clock.now()) == {device.pk: due_at, idle.pk: None}
