@@ -42,7 +42,7 @@ SMALL_FACTOR = 1000
 def main() -> None:
     options = _arguments()
     if options.child:
-        print(json.dumps(_measure_all(options.runs)))
+        _serve_timings()
         return
     if options.csv_child:
         print(json.dumps(_csv_export()))
@@ -50,7 +50,7 @@ def main() -> None:
     large, small = options.scale, options.scale / SMALL_FACTOR
     scales = {"large": large, "small": small}
     urls = {size: _database(scale, reseed=options.reseed) for size, scale in scales.items()}
-    timings = {size: _child(["--child", "--runs", str(options.runs)], url) for size, url in urls.items()}
+    timings = _measure_interleaved(urls, options.runs)
     csv = _child(["--csv-child"], urls["large"])
     _report(options, timings, csv)
 
@@ -99,10 +99,11 @@ def _database(scale: float, *, reseed: bool) -> str:
     started = time.monotonic()
     migrate = [sys.executable, "manage.py", "migrate", "-v0"]
     subprocess.run(migrate, cwd=harness.BASE_DIR, check=True, env=_env(url))
+    seeded_at = datetime.now(UTC)
     with psycopg.connect(harness._libpq(url), autocommit=True) as connection:
-        scale_seed.seed(connection, scale, say=_say)
+        scale_seed.seed(connection, scale, now=seeded_at, say=_say)
         connection.execute("CREATE TABLE bench_seed (version text, seeded_at timestamptz, scale float)")
-        connection.execute("INSERT INTO bench_seed VALUES (%s, now(), %s)", [version, scale])
+        connection.execute("INSERT INTO bench_seed VALUES (%s, %s, %s)", [version, seeded_at, scale])
     _say(f"seeded {name} in {time.monotonic() - started:.0f} s")
     return url
 
@@ -139,6 +140,70 @@ def _child(arguments: list[str], url: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+# --- Both databases measured in turns ------------------------------------------------------------
+#
+# One child process per database, each with Django set up on it, runs one target when asked and
+# answers with its time. The parent asks them in turns, run after run: a change in the machine's
+# load (other work on a shared machine) weighs on both databases alike.
+
+
+class _Timer:
+    def __init__(self, url: str):
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--child"],
+            cwd=harness.BASE_DIR,
+            env=_env(url),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.names = json.loads(self._answer())
+
+    def _answer(self) -> str:
+        line = self.process.stdout.readline()
+        if not line:
+            raise SystemExit(f"the timing child stopped (exit {self.process.wait()})")
+        return line
+
+    def time(self, name: str) -> float:
+        self.process.stdin.write(name + "\n")
+        self.process.stdin.flush()
+        return float(self._answer())
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
+
+
+def _measure_interleaved(urls: dict, runs: int) -> dict:
+    timers = {size: _Timer(url) for size, url in urls.items()}
+    seconds = {size: {} for size in timers}
+    try:
+        for name in timers["large"].names:
+            for timer in timers.values():
+                timer.time(name)  # warm-up: caches, prepared statements, the buffer cache
+            for size in seconds:
+                seconds[size][name] = []
+            for _ in range(runs):
+                for size, timer in timers.items():
+                    seconds[size][name].append(timer.time(name))
+    finally:
+        for timer in timers.values():
+            timer.close()
+    return {
+        size: {name: _summary(values) for name, values in by_name.items()}
+        for size, by_name in seconds.items()
+    }
+
+
+def _summary(seconds: list[float]) -> dict:
+    seconds = sorted(seconds)
+    return {
+        "median_ms": round(1000 * statistics.median(seconds), 2),
+        "p95_ms": round(1000 * seconds[max(0, round(0.95 * len(seconds)) - 1)], 2),
+    }
+
+
 def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
@@ -153,14 +218,14 @@ def _django(url: str | None = None):
     from django.conf import settings
     from django.db import connection
 
-    # Seeded data is as of the seed: the clock runs from then, so "today" is the seed's day.
+    # Seeded data is as of the seed: the clock stands still there, so that every run of a job
+    # finds the same work on both databases (no reply window closes while they are measured).
     with connection.cursor() as cursor:
         cursor.execute("SELECT seeded_at FROM bench_seed")
         seeded_at = cursor.fetchone()[0]
     from config import clock
 
-    started = datetime.now(UTC)
-    clock.now = lambda: seeded_at + (datetime.now(UTC) - started)
+    clock.now = lambda: seeded_at
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     settings.ALLOWED_HOSTS = ["*"]
     # The 2-minute check asks Wassenger about each number: not what is measured here.
@@ -170,23 +235,16 @@ def _django(url: str | None = None):
     wassenger.list_webhooks = lambda: []
 
 
-def _measure_all(runs: int) -> dict:
+def _serve_timings() -> None:
+    """The child's side: the targets' names, then one time (seconds) for each name asked."""
     _django()
-    return {name: _timed(run, runs) for name, run in _targets().items()}
-
-
-def _timed(run, runs: int) -> dict:
-    run()  # warm-up: caches, prepared statements, the first page of the buffer cache
-    seconds = []
-    for _ in range(runs):
+    targets = _targets()
+    print(json.dumps(list(targets)), flush=True)
+    for line in sys.stdin:
+        run = targets[line.strip()]
         started = time.perf_counter()
         run()
-        seconds.append(time.perf_counter() - started)
-    seconds.sort()
-    return {
-        "median_ms": round(1000 * statistics.median(seconds), 2),
-        "p95_ms": round(1000 * seconds[max(0, round(0.95 * len(seconds)) - 1)], 2),
-    }
+        print(time.perf_counter() - started, flush=True)
 
 
 def _targets() -> dict:

@@ -15,8 +15,9 @@ database), so each statement can compute which campaign, contact and device a ro
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
-SEED_VERSION = "4"
+SEED_VERSION = "5"
 DEVICES = 10
 CAMPAIGNS = 300
 PAUSED = (291, 292)
@@ -59,7 +60,7 @@ INSERT INTO messaging_device (id, label, wassenger_id, phone, is_default, daily_
   batch_size, batch_pause_seconds, sent_in_batch, halted_reason, session_status, wassenger_status, plan,
   lease_owner, link_failures, created_at)
 SELECT d, 'Numéro ' || d, lpad(to_hex(d), 24, '0'), '+3370000' || lpad(d::text, 4, '0'), d = 1, 1000, 25,
-  25, 300, 0, '', 'online', 'operative', 'io-professional', '', 0, now() - interval '400 days'
+  25, 300, 0, '', 'online', 'operative', 'io-professional', '', 0, %(now)s::timestamptz - interval '400 days'
 FROM generate_series(1, {DEVICES}) d
 """,
     "campaigns": f"""
@@ -68,12 +69,13 @@ INSERT INTO campaigns_campaign (id, name, message_1_text, message_1_variants, me
   message_2_media, media_uploads, variable_fallbacks, starts_at, fatigue_days, skip_other_campaigns,
   status, launched_at, finished_at, created_at, updated_at)
 SELECT g, 'Campagne ' || g, 'Bonjour {{{{ first_name }}}}', '[]', '', '', '', '[]', 'Merci !', '', '{{}}',
-  '{{}}', CASE WHEN {_role("g")} = 'scheduled' THEN now() + interval '1 day' END, 0, false, {_role("g")},
+  '{{}}', CASE WHEN {_role("g")} = 'scheduled' THEN %(now)s::timestamptz + interval '1 day' END, 0, false,
+  {_role("g")},
   t.launched, CASE WHEN {_role("g")} = 'completed' THEN t.launched + interval '30 days' END,
   t.launched - interval '1 hour', t.launched
 FROM generate_series(1, {CAMPAIGNS}) g,
-  LATERAL (SELECT CASE WHEN g > 290 THEN now() - interval '1 day'
-                       ELSE now() - (365 - g * 1.2) * interval '1 day' END AS launched) t
+  LATERAL (SELECT CASE WHEN g > 290 THEN %(now)s::timestamptz - interval '1 day'
+                       ELSE %(now)s::timestamptz - (365 - g * 1.2) * interval '1 day' END AS launched) t
 """,
     "campaign_devices": f"""
 INSERT INTO campaigns_campaign_devices (campaign_id, device_id)
@@ -81,7 +83,7 @@ SELECT g, {campaign_device("g")} FROM generate_series(1, {CAMPAIGNS}) g
 """,
     "categories": """
 INSERT INTO campaigns_category (id, name, description, created_at)
-SELECT g, 'Catégorie ' || g, '', now() FROM generate_series(1, 3) g
+SELECT g, 'Catégorie ' || g, '', %(now)s::timestamptz FROM generate_series(1, 3) g
 """,
     "campaign_categories": """
 INSERT INTO campaigns_campaign_categories (campaign_id, category_id)
@@ -92,8 +94,8 @@ INSERT INTO campaigns_contact (id, phone, name, first_name, fields, opted_out_at
   created_at, updated_at)
 SELECT n, '+336' || lpad(n::text, 8, '0'), 'Nom ' || n, 'Prénom ' || n,
   jsonb_build_object('ville', 'Ville ' || mod(n, 100)),
-  CASE WHEN mod(n, 50) = 0 THEN now() - (mod(n, 365)) * interval '1 day' END,
-  'unknown', now() - interval '400 days', now()
+  CASE WHEN mod(n, 50) = 0 THEN %(now)s::timestamptz - (mod(n, 365)) * interval '1 day' END,
+  'unknown', %(now)s::timestamptz - interval '400 days', %(now)s::timestamptz
 FROM generate_series(1, %(contacts)s) n
 """,
     "contact_categories": """
@@ -119,7 +121,7 @@ SELECT n, p.campaign, mod((17 * n), %(contacts)s) + 1, {campaign_device("p.campa
   CASE WHEN s.done AND mod(n, 20) BETWEEN 2 AND 8 THEN s.at + interval '10 minutes' END,
   CASE WHEN s.done AND mod(n, 20) = 0 THEN s.at END,
   CASE WHEN s.done AND mod(n, 20) IN (2, 3) THEN s.at + interval '1 hour' END,
-  CASE WHEN s.done AND mod(n, 20) NOT IN (0, 2, 3) AND s.at < now() - interval '1 day'
+  CASE WHEN s.done AND mod(n, 20) NOT IN (0, 2, 3) AND s.at < %(now)s::timestamptz - interval '1 day'
        THEN s.at + interval '1 day' END,
   CASE WHEN s.done AND mod(n, 20) = 0 THEN 'invalid number' ELSE '' END,
   c.launched_at, coalesce(s.at, c.launched_at)
@@ -133,7 +135,7 @@ FROM generate_series(1, %(message_1)s) n,
       AS done,
     CASE WHEN c.status = 'completed' THEN c.launched_at + p.k * interval '25 seconds'
          WHEN c.status = 'scheduled' THEN c.starts_at
-         ELSE now() - (%(per_campaign)s - p.k) * interval '25 seconds' END AS at) s
+         ELSE %(now)s::timestamptz - (%(per_campaign)s - p.k) * interval '25 seconds' END AS at) s
 """,
     "message_2": """
 INSERT INTO messaging_message (id, campaign_id, contact_id, device_id, kind, content, status, whatsapp_id,
@@ -172,7 +174,7 @@ SELECT n, 'message:out:ack', 'wa' || (mod(n, %(message_1)s) + 1), a.ack,
   jsonb_build_object('event', 'message:out:ack', 'data', jsonb_build_object('id', 'wa' || n, 'ack', a.ack)),
   'processed', 'receipt applied', t.at, t.at, t.at, 1
 FROM generate_series((SELECT count(*) FROM webhooks_webhookevent) + 1, %(events)s) n,
-  LATERAL (SELECT now() - (%(events)s - n) * (interval '365 days' / %(events)s) AS at) t,
+  LATERAL (SELECT %(now)s::timestamptz - (%(events)s - n) * (interval '365 days' / %(events)s) AS at) t,
   LATERAL (SELECT (ARRAY['server', 'delivered', 'read'])[mod(n, 3) + 1] AS ack) a
 """,
     "attempts": """
@@ -190,16 +192,16 @@ INSERT INTO django_q_task (id, name, func, hook, args, kwargs, result, "group", 
 SELECT md5(n::text), 'task-' || n, 'webhooks.tasks.process_event', NULL, NULL, NULL, NULL, NULL, 'default',
   t.at, t.at + interval '1 second', false, 1
 FROM generate_series(1, %(tasks)s) n,
-  LATERAL (SELECT now() - (%(tasks)s - n) * (interval '365 days' / %(tasks)s) AS at) t
+  LATERAL (SELECT %(now)s::timestamptz - (%(tasks)s - n) * (interval '365 days' / %(tasks)s) AS at) t
 """,
     "device_days": f"""
 INSERT INTO messaging_deviceday (device_id, day, message_1_count, message_2_count)
-SELECT d, current_date - g, CASE WHEN g = 0 THEN 0 ELSE 500 END, CASE WHEN g = 0 THEN 0 ELSE 50 END
+SELECT d, %(now)s::date - g, CASE WHEN g = 0 THEN 0 ELSE 500 END, CASE WHEN g = 0 THEN 0 ELSE 50 END
 FROM generate_series(1, {DEVICES}) d, generate_series(0, 364) g
 """,
     "daily_reports": """
 INSERT INTO monitoring_dailyreport (day, figures, sent_at)
-SELECT current_date - g, '[]', now() - g * interval '1 day' FROM generate_series(1, 364) g
+SELECT %(now)s::date - g, '[]', %(now)s::timestamptz - g * interval '1 day' FROM generate_series(1, 364) g
 """,
 }
 
@@ -213,9 +215,10 @@ _SEQUENCES = [
 ]
 
 
-def seed(connection, scale: float, say=print) -> dict:
-    """Fill a freshly migrated database; returns the seconds each step took."""
-    params = sizes(scale)
+def seed(connection, scale: float, *, now: datetime, say=print) -> dict:
+    """Fill a freshly migrated database as of `now` (every row's time is relative to it);
+    returns the seconds each step took."""
+    params = {**sizes(scale), "now": now}
     params["per_campaign"] = (params["message_1"] - params["csv_recipients"]) // (CAMPAIGNS - 1)
     took = {}
     # Migrations may leave a default device or category behind: the seed gives every id itself.
