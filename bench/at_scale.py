@@ -15,7 +15,7 @@ the 100,000-recipient campaign, in a child of its own: rows/s and peak RSS (< 15
 
     python bench/at_scale.py [--scale 1] [--runs 20] [--reseed]
 
-At scale 1 on 2 cores, seeding takes about 10 minutes (once) and measuring about 5.
+At scale 1 on 2 busy cores, seeding takes about 6 minutes (once) and measuring about 5.
 """
 
 from __future__ import annotations
