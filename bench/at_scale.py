@@ -316,6 +316,7 @@ def _jobs() -> dict:
         "job: webhook sweep": events_sweep,
         "job: cleanup (a batch of each kind)": _cleanup_steady,
         "claim on a device with a paused campaign": _claim_once,
+        "sender loop: free devices with work (every second)": _free_devices,
     }
     return {name: _rolled_back(job) for name, job in jobs.items()}
 
@@ -352,6 +353,14 @@ def _cleanup_steady() -> None:
         retention_run(budget_seconds=0)
     finally:
         settings.RETENTION_BATCH = batch
+
+
+def _free_devices() -> None:
+    from config import clock
+    from messaging.loop import _COUNT_FREE_SQL, _rows
+
+    if not _rows(_COUNT_FREE_SQL, now=clock.now(), parked=[], only=None)[0]:
+        raise RuntimeError("no device has work")
 
 
 def _claim_once() -> None:
