@@ -103,3 +103,22 @@ def test_what_a_device_would_send_next_ignores_its_paused_campaigns(fake_clock):
     idle = make_device()
 
     assert devices_next_due([device.pk, idle.pk], fake_clock.now()) == {device.pk: due_at, idle.pk: None}
+
+
+def test_the_sender_loops_poll_reads_no_message_of_a_paused_campaign(fake_clock):
+    from messaging.loop import _COUNT_FREE_SQL
+
+    device = make_device()
+    _waiting_campaign(device, CampaignStatus.PAUSED, 300)
+    connection.cursor().execute("ANALYZE messaging_message")
+    params = {"now": fake_clock.now(), "parked": [], "only": [device.pk]}
+
+    with connection.cursor() as cursor:
+        cursor.execute(_COUNT_FREE_SQL, params)
+        free_with_work = cursor.fetchone()[0]
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + _COUNT_FREE_SQL, params)
+        plan = cursor.fetchone()[0]
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+
+    assert free_with_work == 0  # nothing it may send: the campaign is paused
+    assert _rows_of(plan[0]["Plan"], Message._meta.db_table) <= 2  # the old poll read all 300
