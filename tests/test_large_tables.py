@@ -136,3 +136,18 @@ def test_the_contact_totals_of_a_large_table_are_cached_and_say_as_of(client, fa
     assert cached.context["totals"]["total"] == 2 and cached.context["totals_as_of"] is not None
     assert "as of" in cached.content.decode() or "état à" in cached.content.decode()
     assert counted_again.context["totals"]["total"] == 3
+
+
+def test_a_filtered_list_the_planner_expects_to_be_large_is_counted_by_its_estimate(settings):
+    for _ in range(6):
+        make_contact(name="Martin")
+    make_contact(name="Durand")
+    _analyze("campaigns_contact")
+    settings.ESTIMATED_COUNT_ABOVE = 5
+    make_contact(name="Martin")  # after the ANALYZE: not in the estimates
+
+    martins = EstimatedCountPaginator(Contact.objects.filter(name="Martin").order_by("pk"), 2)
+    durands = EstimatedCountPaginator(Contact.objects.filter(name="Durand").order_by("pk"), 2)
+
+    assert martins.count == 6  # the planner's estimate
+    assert durands.count == 1  # expected small: counted
