@@ -144,8 +144,10 @@ def timeline(campaign: Campaign, *, status: str = ""):
     if status in MessageStatus.values:
         rows = rows.filter(status=status)
     rows = _with_reply(rows, replied_only=status == REPLIED)
+    # Contacts fetched by id for each page (or CSV chunk) rather than joined: the join made
+    # PostgreSQL merge along the whole contact table to find a page's fifty.
     return (
-        rows.select_related("contact")
+        rows.prefetch_related("contact")
         .annotate(
             message_2_status=Subquery(message_2.values("status")[:1]),
             message_2_sent_at=Subquery(message_2.values("sent_at")[:1]),

@@ -269,6 +269,9 @@ class Message(models.Model):
                 name="message_due_by_device",
             ),
             models.Index(fields=["campaign", "status"], name="message_campaign_status"),
+            # The campaign page's timeline, one row per recipient in contact order: a page of
+            # it is an index range, not a sort of every recipient of a 100,000-contact campaign.
+            models.Index(fields=["campaign", "kind", "contact"], name="message_timeline"),
             models.Index(fields=["wassenger_id"], condition=~Q(wassenger_id=""), name="message_wassenger_id"),
             models.Index(fields=["whatsapp_id"], condition=~Q(whatsapp_id=""), name="message_whatsapp_id"),
             # A day's figures, the hourly chart and the daily report read ranges of these
