@@ -18,7 +18,7 @@ from config import clock
 
 BENCH_DIR = Path(__file__).resolve().parent
 README = harness.BASE_DIR / "README.md"
-NOT_BENCHMARKS = {"harness.py", "run_all.py"}
+NOT_BENCHMARKS = {"harness.py", "run_all.py", "scale_seed.py"}
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 

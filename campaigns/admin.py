@@ -44,6 +44,7 @@ from campaigns.models import Campaign, Category, Contact, VerificationJob
 from campaigns.refusals import CampaignRefused
 from campaigns.test_send import TestSendForm, test_send_form_run
 from campaigns.verification import verification_start
+from config.admin_base import LargeTableAdmin
 
 
 @admin.register(Category)
@@ -67,7 +68,7 @@ class CategoryAdmin(admin.ModelAdmin):
 
 
 @admin.register(Contact)
-class ContactAdmin(admin.ModelAdmin):
+class ContactAdmin(LargeTableAdmin):
     list_display = ["phone", "first_name", "name", "whatsapp_status", "opted_out_at", "created_at"]
     list_filter = ["whatsapp_status", ("opted_out_at", admin.EmptyFieldListFilter), "categories"]
     search_fields = ["phone", "name", "first_name"]
@@ -243,7 +244,7 @@ class VerificationJobAdmin(admin.ModelAdmin):
 
 
 @admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin):
+class CampaignAdmin(LargeTableAdmin):
     list_display = ["name", "status", "device_list", "starts_at", "launched_at", "finished_at", "created_at"]
     list_filter = ["status", "devices", "categories"]
     search_fields = ["name", "message_1_text", "message_2_text"]

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db.models import Count, Exists, OuterRef, Q
 
-from campaigns.models import Campaign, CampaignStatus
+from campaigns.models import Campaign, CampaignStatus, Contact, WhatsAppStatus
+from config import clock
 from messaging import pacing
 from messaging.claims import device_policy, device_state, devices_with_sending_facts
 from messaging.models import Device, Message, MessageKind, MessageStatus
@@ -48,6 +51,7 @@ class CampaignCounts:
     cancelled: int = 0
     open: int = 0  # not settled yet: pending, sending, or an unknown outcome
     late_replies: int = 0  # replies after the window closed: no Message 2, not in `replied`
+    as_of: datetime | None = None  # when they were counted, if cached; None: counted just now
 
     @property
     def settled(self) -> int:
@@ -93,8 +97,44 @@ _COUNTS = {
 
 
 def campaign_counts(campaign_ids: Iterable[int]) -> dict[int, CampaignCounts]:
-    """Counts of each campaign, in two queries; a campaign with no message gets zeros."""
+    """Counts of each campaign; a campaign with no message gets zeros.
+
+    Counting reads every message of the campaigns: when that is FIGURES_CACHE_ABOVE messages or
+    more, the counts are kept for FIGURES_CACHE_SECONDS and carry their `as_of`, so that a page
+    refreshed every few seconds does not count 100,000 rows each time."""
     ids = list(campaign_ids)
+    found = cache.get_many([_cache_key(pk) for pk in ids])
+    kept = {pk: CampaignCounts(**found[_cache_key(pk)]) for pk in ids if _cache_key(pk) in found}
+    cached = {pk: counts for pk, counts in kept.items() if _fresh(counts.as_of)}
+    counted = _counts_counted([pk for pk in ids if pk not in cached])
+    _counts_keep(counted)
+    return {pk: cached.get(pk) or counted[pk] for pk in ids}
+
+
+def _fresh(as_of: datetime) -> bool:
+    """Counted less than FIGURES_CACHE_SECONDS ago, by the one clock (the cache's own expiry
+    follows the wall clock, which tests do not move)."""
+    return (clock.now() - as_of).total_seconds() < settings.FIGURES_CACHE_SECONDS
+
+
+def _cache_key(campaign_id: int) -> str:
+    return f"campaign-counts:{campaign_id}"
+
+
+def _counts_keep(counted: dict[int, CampaignCounts]) -> None:
+    """Kept when counting them read FIGURES_CACHE_ABOVE messages or more (one large campaign,
+    or a page of fifty ordinary ones)."""
+    if sum(counts.recipients for counts in counted.values()) < settings.FIGURES_CACHE_ABOVE:
+        return
+    now = clock.now()
+    kept = {_cache_key(pk): {**asdict(counts), "as_of": now} for pk, counts in counted.items()}
+    cache.set_many(kept, timeout=settings.FIGURES_CACHE_SECONDS)
+
+
+def _counts_counted(ids: list[int]) -> dict[int, CampaignCounts]:
+    """Counted now, in two queries."""
+    if not ids:
+        return {}
     rows = Message.objects.filter(campaign_id__in=ids).values("campaign_id").annotate(**_COUNTS)
     late = _late_replies(ids)
     found = {}
@@ -123,6 +163,8 @@ def funnel_by_variant(campaign: Campaign) -> list[VariantFunnel]:
         texts = campaign_message_1_variants(campaign)
     except SpintaxError:  # never launched with these: no message carries a variant
         texts = []
+    if len(texts) < 2:  # a single text: no message carries a variant, nothing to read
+        return []
     message_2_sent = Message.objects.filter(
         campaign_id=OuterRef("campaign_id"),
         contact_id=OuterRef("contact_id"),
@@ -212,7 +254,19 @@ def _latest(parts: list[tuple[datetime | None, str]]) -> tuple[datetime | None, 
 
 
 def _open_by_device(campaign_ids: list[int]) -> dict[int, dict[int, int]]:
-    """{campaign: {device: Message 1s not settled yet}}, in one GROUP BY."""
+    """{campaign: {device: Message 1s not settled yet}}, in one GROUP BY; kept as the counts
+    are (FIGURES_CACHE_SECONDS) once they pass FIGURES_CACHE_ABOVE messages in all."""
+    key = "open-by-device:" + ",".join(map(str, sorted(campaign_ids)))
+    kept = cache.get(key)
+    if kept is not None and _fresh(kept["as_of"]):
+        return kept["open"]
+    found = _open_by_device_counted(campaign_ids)
+    if sum(n for parts in found.values() for n in parts.values()) >= settings.FIGURES_CACHE_ABOVE:
+        cache.set(key, {"open": found, "as_of": clock.now()}, timeout=settings.FIGURES_CACHE_SECONDS)
+    return found
+
+
+def _open_by_device_counted(campaign_ids: list[int]) -> dict[int, dict[int, int]]:
     rows = (
         Message.objects.filter(
             campaign_id__in=campaign_ids, kind=MessageKind.MESSAGE_1, status__in=OPEN_STATUSES
@@ -223,7 +277,7 @@ def _open_by_device(campaign_ids: list[int]) -> dict[int, dict[int, int]]:
     found: dict[int, dict[int, int]] = defaultdict(dict)
     for campaign_id, device_id, count in sorted(rows.order_by()):
         found[campaign_id][device_id] = count
-    return found
+    return dict(found)
 
 
 def _finish(campaign: Campaign, device: Device, message_1: int, message_2: int, now: datetime):
@@ -256,3 +310,35 @@ def campaign_progress(campaign: Campaign, *, now: datetime) -> CampaignProgress 
     if campaign.status not in IN_PROGRESS:
         return None
     return next((p for p in campaigns_in_progress(now=now) if p.campaign.pk == campaign.pk), None)
+
+
+# --- Contacts ------------------------------------------------------------------------------------
+
+
+def contact_totals() -> dict:
+    """{"total", "opted_out", "invalid", "by_category": {category id: contacts}, "as_of"}.
+
+    Each is a count over every contact: with FIGURES_CACHE_ABOVE contacts or more they are
+    kept for FIGURES_CACHE_SECONDS (`as_of` then says when they were counted; None: just now)."""
+    kept = cache.get(CONTACT_TOTALS_KEY)
+    if kept is not None and _fresh(kept["as_of"]):
+        return kept
+    totals = _contact_totals_counted()
+    if totals["total"] >= settings.FIGURES_CACHE_ABOVE:
+        cache.set(
+            CONTACT_TOTALS_KEY, {**totals, "as_of": clock.now()}, timeout=settings.FIGURES_CACHE_SECONDS
+        )
+    return {**totals, "as_of": None}
+
+
+CONTACT_TOTALS_KEY = "contact-totals"
+
+
+def _contact_totals_counted() -> dict:
+    totals = Contact.objects.aggregate(
+        total=Count("id"),
+        opted_out=Count("id", filter=Q(opted_out_at__isnull=False)),
+        invalid=Count("id", filter=Q(whatsapp_status=WhatsAppStatus.INVALID)),
+    )
+    members = Contact.categories.through.objects.values_list("category_id").annotate(n=Count("contact_id"))
+    return {**totals, "by_category": dict(members.order_by())}

@@ -109,6 +109,14 @@ class Contact(models.Model):
         ordering = ["name", "first_name", "phone"]
         verbose_name = _("contact")
         verbose_name_plural = _("contacts")
+        indexes = [
+            # The contact lists' order: a page is an index range, not a sort of every contact.
+            models.Index(fields=["name", "first_name", "phone"], name="contact_by_name"),
+            # Opt-outs of a day (figures) and of the last days (the dispatcher).
+            models.Index(
+                fields=["opted_out_at"], condition=Q(opted_out_at__isnull=False), name="contact_opted_out_at"
+            ),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(phone__regex=E164_REGEX), name="contact_phone_e164"),
             models.CheckConstraint(

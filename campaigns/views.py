@@ -15,23 +15,29 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
-from django.db.models import Count, Exists, OuterRef, Q, Subquery
+from django.db.models import Exists, OuterRef, Q, Subquery
 from django.http import FileResponse, Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from campaigns.cloning import campaign_clone, cloned_message
-from campaigns.figures import campaign_counts, campaign_progress, failures_by_reason, funnel_by_variant
+from campaigns.figures import (
+    campaign_counts,
+    campaign_progress,
+    contact_totals,
+    failures_by_reason,
+    funnel_by_variant,
+)
 from campaigns.launch import campaign_launch, launched_message
 from campaigns.launch_page import STATUS_MOVES, launch_page_context, move_pending, move_run
 from campaigns.lifecycle import failed_retriable_count
 from campaigns.media import attachment_open, campaign_attachments
-from campaigns.models import Campaign, CampaignStatus, Category, Contact, WhatsAppStatus
+from campaigns.models import Campaign, CampaignStatus, Category, Contact
 from campaigns.refusals import CampaignRefused
 from campaigns.test_send import TestSendForm, test_send_form_run
 from config import clock
+from config.paging import EstimatedCountPaginator
 from messaging.models import Message, MessageKind, MessageStatus
 from webhooks.inbound import contact_conversation
 from webhooks.models import InboundMessage
@@ -40,7 +46,7 @@ from webhooks.models import InboundMessage
 
 
 def _page(request, queryset):
-    return Paginator(queryset, settings.OPERATOR_PAGE_SIZE).get_page(request.GET.get("page"))
+    return EstimatedCountPaginator(queryset, settings.OPERATOR_PAGE_SIZE).get_page(request.GET.get("page"))
 
 
 @login_required
@@ -75,18 +81,18 @@ def contact_list(request):
     category = id_or_none(request.GET.get("category", ""))
     if category is not None:
         contacts = contacts.filter(categories=category)
-    totals = Contact.objects.aggregate(
-        total=Count("id"),
-        opted_out=Count("id", filter=Q(opted_out_at__isnull=False)),
-        invalid=Count("id", filter=Q(whatsapp_status=WhatsAppStatus.INVALID)),
-    )
+    totals = contact_totals()
+    categories = list(Category.objects.order_by("name"))
+    for item in categories:
+        item.contact_count = totals["by_category"].get(item.pk, 0)
     context = {
         "section": "contacts",
         "page": _page(request, contacts),
         "query": query,
         "category": category,
-        "categories": Category.objects.annotate(contact_count=Count("contacts")).order_by("name"),
-        "totals": totals,
+        "categories": categories,
+        "totals": {key: totals[key] for key in ("total", "opted_out", "invalid")},
+        "totals_as_of": totals["as_of"],
     }
     return render(request, "operator/contact_list.html", context)
 
@@ -138,8 +144,10 @@ def timeline(campaign: Campaign, *, status: str = ""):
     if status in MessageStatus.values:
         rows = rows.filter(status=status)
     rows = _with_reply(rows, replied_only=status == REPLIED)
+    # Contacts fetched by id for each page (or CSV chunk) rather than joined: the join made
+    # PostgreSQL merge along the whole contact table to find a page's fifty.
     return (
-        rows.select_related("contact")
+        rows.prefetch_related("contact")
         .annotate(
             message_2_status=Subquery(message_2.values("status")[:1]),
             message_2_sent_at=Subquery(message_2.values("sent_at")[:1]),

@@ -16,6 +16,8 @@ from rest_framework.exceptions import ParseError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 
+from config.paging import EstimatedCountPaginator
+
 # --- Who may do what -------------------------------------------------------------------------
 
 
@@ -60,6 +62,8 @@ def _permissions(model, method: str, view) -> list[str]:
 
 
 class ApiPagination(PageNumberPagination):
+    # An unfiltered list of a large table is counted by PostgreSQL's estimate (config/paging.py).
+    django_paginator_class = EstimatedCountPaginator
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 500

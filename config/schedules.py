@@ -27,7 +27,7 @@ class ScheduleSpec:
 SCHEDULES: list[ScheduleSpec] = [
     # Recover what died (leases, cut-short sends), reconcile unknown sends, start/complete campaigns [8.5].
     ScheduleSpec("relance: dispatch senders", "messaging.tasks.dispatch", minutes=1),
-    # Expired leases and old task results.
+    # Expired leases; webhook events, attempts and task results past retention (messaging/retention.py).
     ScheduleSpec("relance: cleanup", "messaging.tasks.cleanup", minutes=10),
     # Webhook events left unprocessed (cluster down on arrival, a crash, a retry due).
     ScheduleSpec("relance: process waiting webhook events", "webhooks.tasks.sweep", minutes=1),

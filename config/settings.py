@@ -218,6 +218,18 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 OPERATOR_REFRESH_SECONDS = env.float("OPERATOR_REFRESH_SECONDS", default=5.0)
 # Rows per page of the lists and of a campaign's per-recipient timeline.
 OPERATOR_PAGE_SIZE = env.int("OPERATOR_PAGE_SIZE", default=50)
+# An unfiltered list (admin, API, pages) of a table with at least this many rows is counted by
+# PostgreSQL's estimate rather than a scan of the whole table (config/paging.py).
+ESTIMATED_COUNT_ABOVE = env.int("ESTIMATED_COUNT_ABOVE", default=10_000)
+# Campaign figures (funnel, counts) whose counting read at least this many messages (one large
+# campaign, a page of many) are kept FIGURES_CACHE_SECONDS, shown "as of HH:MM"; so are the
+# contact totals of a contact table this large. Smaller ones are counted on every view.
+FIGURES_CACHE_ABOVE = env.int("FIGURES_CACHE_ABOVE", default=2_000)
+FIGURES_CACHE_SECONDS = env.float("FIGURES_CACHE_SECONDS", default=60.0)
+# Webhook events, send attempts and task results older than this are removed by the cleanup
+# job, in batches of RETENTION_BATCH rows (messaging/retention.py). Messages are never removed.
+RETENTION_DAYS = env.int("RETENTION_DAYS", default=90)
+RETENTION_BATCH = env.int("RETENTION_BATCH", default=5_000)
 # <<< operator
 
 # --- Security (production) ------------------------------------------------------------

@@ -120,8 +120,11 @@ class MessageAdmin(ReadOnlyAdmin):
         "read_at",
         "replied_at",
     ]
-    list_filter = ["status", "kind", "device", "campaign"]
+    # Filters on indexed columns; sent_at by ranges (today, past 7 days…) rather than a date
+    # hierarchy, whose year and month links read every row's date.
+    list_filter = ["status", "kind", "device", "campaign", ("sent_at", admin.DateFieldListFilter)]
     search_fields = ["contact__phone", "contact__name", "reference", "wassenger_id", "whatsapp_id"]
     list_select_related = ["campaign", "contact"]
-    date_hierarchy = "created_at"
+    # Newest first by id (creation order): the primary key's index, no sort of every message.
+    ordering = ["-id"]
     inlines = [MessageAttemptInline]

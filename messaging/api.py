@@ -108,4 +108,5 @@ class MessageViewSet(ApiViewSetMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = MessageSerializer
     filterset_class = MessageFilter
     ordering_fields = ["created_at", "sent_at", "status", "id"]
-    queryset = Message.objects.order_by("-created_at", "-id")
+    # Newest first by id (creation order): the primary key's index, not a sort of every message.
+    queryset = Message.objects.order_by("-id")

@@ -29,6 +29,7 @@ _DEVICE = Device._meta.db_table
 _DEVICE_DAY = DeviceDay._meta.db_table
 _CAMPAIGN = Campaign._meta.db_table
 _CONTACT = Contact._meta.db_table
+_CAMPAIGN_DEVICE = Campaign.devices.through._meta.db_table
 
 
 def quota_column(kind: str) -> str:
@@ -37,12 +38,16 @@ def quota_column(kind: str) -> str:
 
 # --- Snapshot -------------------------------------------------------------------------------
 
-# LIMIT 1 keeps each probe correlated (one index probe per device): with stale statistics
-# PostgreSQL may otherwise hash the whole subquery, reading every pending row.
+# Sending campaigns of the device first, then one index probe each (message_due_by_campaign):
+# the pending messages of its paused and scheduled campaigns are never read. LIMIT 1 keeps
+# each probe correlated: with stale statistics PostgreSQL may otherwise hash the whole
+# subquery, reading every pending row.
 _DUE_SQL = f"""
-(SELECT 1 FROM {_MESSAGE} m JOIN {_CAMPAIGN} c ON c.id = m.campaign_id
- WHERE m.device_id = d.id AND m.status = 'pending' AND m.kind = '{{kind}}'
-   AND m.next_attempt_at <= %(now)s AND c.status = 'sending' LIMIT 1) IS NOT NULL
+(SELECT 1 FROM {_CAMPAIGN_DEVICE} cd JOIN {_CAMPAIGN} c ON c.id = cd.campaign_id AND c.status = 'sending'
+ WHERE cd.device_id = d.id AND EXISTS (
+   SELECT 1 FROM {_MESSAGE} m WHERE m.campaign_id = cd.campaign_id AND m.device_id = d.id
+     AND m.status = 'pending' AND m.kind = '{{kind}}' AND m.next_attempt_at <= %(now)s)
+ LIMIT 1) IS NOT NULL
 """
 # A test send and an opt-out confirmation leave whatever their campaign's status.
 _BEYOND_DUE_SQL = f"""
@@ -62,6 +67,9 @@ _REPLIED_AT = f"""CASE m.kind
     AND r.campaign_id = m.campaign_id AND r.kind = 'message_1'), m.created_at)
   WHEN '{MessageKind.OPT_OUT}' THEN (SELECT o.opted_out_at FROM {_CONTACT} o WHERE o.id = m.contact_id)
   ELSE m.created_at END"""
+# Outside the send window an answer goes only within its allowance after the contact wrote.
+_ANSWER_IN_ALLOWANCE = f"""(%(replied_since)s::timestamptz IS NULL OR m.kind NOT IN ({_AS_MESSAGE_2})
+  OR {_REPLIED_AT} >= %(replied_since)s)"""
 _SNAPSHOT_SQL = f"""
 SELECT d.*,
   (SELECT max({_REPLIED_AT}) FROM {_MESSAGE} m JOIN {_CAMPAIGN} c ON c.id = m.campaign_id
@@ -93,6 +101,31 @@ def device_snapshot(device_id: int, now: datetime) -> Device:
     return devices_with_sending_facts([device_id], now)[0]
 
 
+# The message each device's claim would take next (the claim's order, through its sending
+# campaigns as the claim goes), and since when it has been due.
+_NEXT_DUE_SQL = f"""
+SELECT d.id, (
+  SELECT m.next_attempt_at FROM {_CAMPAIGN_DEVICE} cd
+  JOIN {_CAMPAIGN} c ON c.id = cd.campaign_id AND c.status = 'sending'
+  CROSS JOIN LATERAL (
+    SELECT m.kind, m.id, m.next_attempt_at FROM {_MESSAGE} m
+    WHERE m.campaign_id = cd.campaign_id AND m.device_id = cd.device_id AND m.status = 'pending'
+      AND m.next_attempt_at <= %(now)s
+    ORDER BY m.kind DESC, m.id LIMIT 1
+  ) m
+  WHERE cd.device_id = d.id
+  ORDER BY m.kind DESC, m.id LIMIT 1)
+FROM {_DEVICE} d WHERE d.id = ANY(%(ids)s) ORDER BY d.id
+"""
+
+
+def devices_next_due(device_ids, now: datetime) -> dict[int, datetime | None]:
+    """{device: when the message its claim would take next became due (None: nothing due)}."""
+    with connection.cursor() as cursor:
+        cursor.execute(_NEXT_DUE_SQL, {"ids": list(device_ids), "now": now})
+        return dict(cursor.fetchall())
+
+
 # --- Claim ------------------------------------------------------------------------------------
 
 
@@ -120,28 +153,47 @@ class Claim:
 # `sending`, store the device's pacing state and open the attempt record. `found` tells
 # "nothing due" from "quota spent, or the day's row does not exist yet". A contact who
 # opted out is never sent to, even by a message that was in flight when they did and came
-# back to `pending` afterwards (a retry); the dispatcher cancels such messages. A test send
-# ('test' sorts first: the operator waits for it) leaves whatever its campaign's status, goes
-# to its own number and takes a Message 1's quota. An opt-out confirmation goes to a contact
-# who just opted out (that is its point), whatever its campaign's status, as a Message 2.
+# back to `pending` afterwards (a retry); the dispatcher cancels such messages.
+# The device's sending campaigns come first, and each gives its own next due message (an
+# index probe on message_due_by_campaign): a claim never walks the waiting messages of the
+# device's paused or scheduled campaigns, however many. Each campaign's candidate is locked
+# (a handful, for the statement only); the best of them is taken. A test send ('test' sorts
+# first: the operator waits for it) and an opt-out confirmation (to a contact who just opted
+# out: that is its point) leave whatever their campaign's status: one more probe, on the
+# device's due index, finds them. A test goes to its own number and takes a Message 1's quota,
+# a confirmation a Message 2's.
 _CLAIM_CTES = f"""
 next AS (
-  SELECT m.id, m.kind FROM {_MESSAGE} m
-  JOIN {_CAMPAIGN} c ON c.id = m.campaign_id
-  JOIN {_CONTACT} ct ON ct.id = m.contact_id
+  SELECT m.id, m.kind FROM {_CAMPAIGN_DEVICE} cd
+  JOIN {_CAMPAIGN} c ON c.id = cd.campaign_id AND c.status = 'sending'
   -- A device halted meanwhile (its session went offline, say) claims nothing, even from a
   -- sender whose snapshot of it is warm; nor does a loop whose lease on it lapsed.
-  JOIN {_DEVICE} d ON d.id = m.device_id AND d.halted_at IS NULL
+  JOIN {_DEVICE} d ON d.id = cd.device_id AND d.halted_at IS NULL
     AND (%(owner)s::text IS NULL OR (d.lease_owner = %(owner)s AND d.lease_expires_at >= %(now)s))
-  WHERE m.device_id = %(device)s AND m.status = 'pending' AND m.kind = ANY(%(kinds)s)
-    AND m.next_attempt_at <= %(now)s AND (c.status = 'sending' OR m.kind IN ({BEYOND_THE_CAMPAIGN}))
-    AND (ct.opted_out_at IS NULL OR m.kind = '{MessageKind.OPT_OUT}')
-    -- Outside the send window an answer goes only within its allowance after the contact wrote.
-    AND (%(replied_since)s::timestamptz IS NULL OR m.kind NOT IN ({_AS_MESSAGE_2})
-         OR {_REPLIED_AT} >= %(replied_since)s)
-  ORDER BY m.kind DESC, m.id
+  CROSS JOIN LATERAL (
+    SELECT m.id, m.kind FROM {_MESSAGE} m
+    JOIN {_CONTACT} ct ON ct.id = m.contact_id
+    WHERE m.campaign_id = cd.campaign_id AND m.device_id = cd.device_id AND m.status = 'pending'
+      AND m.kind = ANY(%(kinds)s) AND m.kind NOT IN ({BEYOND_THE_CAMPAIGN})
+      AND m.next_attempt_at <= %(now)s AND ct.opted_out_at IS NULL AND {_ANSWER_IN_ALLOWANCE}
+    ORDER BY m.kind DESC, m.id
+    LIMIT 1
+    FOR UPDATE OF m SKIP LOCKED
+  ) m
+  WHERE cd.device_id = %(device)s
+  UNION ALL
+  SELECT beyond.id, beyond.kind FROM (
+    SELECT m.id, m.kind FROM {_MESSAGE} m
+    JOIN {_DEVICE} d ON d.id = m.device_id AND d.halted_at IS NULL
+      AND (%(owner)s::text IS NULL OR (d.lease_owner = %(owner)s AND d.lease_expires_at >= %(now)s))
+    WHERE m.device_id = %(device)s AND m.status = 'pending' AND m.kind IN ({BEYOND_THE_CAMPAIGN})
+      AND m.kind = ANY(%(kinds)s) AND m.next_attempt_at <= %(now)s AND {_ANSWER_IN_ALLOWANCE}
+    ORDER BY m.kind DESC, m.id
+    LIMIT 1
+    FOR UPDATE OF m SKIP LOCKED
+  ) beyond
+  ORDER BY kind DESC, id
   LIMIT 1
-  FOR UPDATE OF m SKIP LOCKED
 ), taken AS (
   UPDATE {_DEVICE_DAY} dd SET
     message_1_count = dd.message_1_count + (next.kind NOT IN ({_AS_MESSAGE_2}))::int,

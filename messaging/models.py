@@ -372,8 +372,39 @@ class Message(models.Model):
                 name="message_due_by_device",
             ),
             models.Index(fields=["campaign", "status"], name="message_campaign_status"),
+            # The campaign page's timeline, one row per recipient in contact order: a page of
+            # it is an index range, not a sort of every recipient of a 100,000-contact campaign.
+            models.Index(fields=["campaign", "kind", "contact"], name="message_timeline"),
             models.Index(fields=["wassenger_id"], condition=~Q(wassenger_id=""), name="message_wassenger_id"),
             models.Index(fields=["whatsapp_id"], condition=~Q(whatsapp_id=""), name="message_whatsapp_id"),
+            # A day's figures, the hourly chart and the daily report read ranges of these
+            # (monitoring/figures.py): partial, so a launch, whose rows have none, pays nothing.
+            *[
+                models.Index(
+                    fields=[field], condition=Q(**{f"{field}__isnull": False}), name=f"message_{field}"
+                )
+                for field in ("sent_at", "delivered_at", "read_at", "failed_at", "replied_at")
+            ],
+            # Open reply windows only (the hourly expiry): a year of closed ones is not walked.
+            models.Index(
+                fields=["sent_at"],
+                condition=Q(kind=MessageKind.MESSAGE_1, replied_at=None, window_expired_at=None)
+                & Q(sent_at__isnull=False),
+                name="message_open_window",
+            ),
+            # In flight or unknown (the dispatcher's orphans and reconciliation, /health/'s stuck).
+            models.Index(
+                fields=["status", "updated_at"],
+                condition=Q(status__in=[MessageStatus.SENDING, MessageStatus.UNKNOWN]),
+                name="message_unsettled",
+            ),
+            # The claim: per sending campaign of the device, its next due message (messaging/claims.py),
+            # so that paused and scheduled campaigns' waiting messages are never walked.
+            models.Index(
+                fields=["campaign", "device", "-kind", "id"],
+                condition=Q(status=MessageStatus.PENDING),
+                name="message_due_by_campaign",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -410,6 +441,11 @@ class MessageAttempt(models.Model):
         verbose_name_plural = _("message attempts")
         constraints = [
             models.UniqueConstraint(fields=["message", "number"], name="attempt_number_unique"),
+        ]
+        indexes = [
+            # Retention removes the oldest first (messaging/retention.py); the rest only in flight.
+            models.Index(fields=["started_at"], name="attempt_started_at"),
+            models.Index(fields=["id"], condition=Q(outcome="in_flight"), name="attempt_in_flight"),
         ]
 
     def __str__(self) -> str:

@@ -164,10 +164,8 @@ def senders_stuck_check() -> dict:
     SENDER_STUCK_SECONDS and no send in that time: the sender loops may be up, yet nothing
     goes out. A halted device, one that cannot reach Wassenger (its breaker), one waiting
     for its pause, its daily limit or its send window is waiting, not stuck."""
-    from django.db.models import OuterRef, Subquery
-
-    from messaging.claims import devices_with_sending_facts
-    from messaging.models import Device, Message, MessageStatus
+    from messaging.claims import devices_next_due, devices_with_sending_facts
+    from messaging.models import Device
     from messaging.pacing import Action
     from messaging.sending import sender_plan
 
@@ -183,17 +181,10 @@ def senders_stuck_check() -> dict:
     ]
     if not idle:
         return {"ok": True, "devices": []}
-    # The message its sender would claim next (the claim's order and index), and since when.
-    next_due = Message.objects.filter(
-        device_id=OuterRef("pk"),
-        status=MessageStatus.PENDING,
-        next_attempt_at__lte=now,
-        campaign__status="sending",
-    ).order_by("-kind", "id")
-    due = Device.objects.filter(pk__in=idle).annotate(due_at=Subquery(next_due.values("next_attempt_at")[:1]))
+    # The message its sender would claim next, and since when.
     stuck = [
         {"id": pk, "due_for_seconds": round((now - due_at).total_seconds())}
-        for pk, due_at in due.order_by("pk").values_list("pk", "due_at")
+        for pk, due_at in devices_next_due(idle, now).items()
         if due_at is not None and now - due_at > limit
     ]
     return {"ok": not stuck, "devices": stuck}
@@ -239,19 +230,28 @@ def devices_check() -> dict:
     return {"ok": not any(d["halted"] for d in devices), "devices": devices}
 
 
+# /health/ is public and unthrottled: its counts stop at this many ("at least"), so a request
+# costs the same with a million messages waiting as with a thousand.
+COUNT_CAP = 10_000
+
+
+def count_capped(queryset) -> int:
+    """How many rows `queryset` has, up to COUNT_CAP (then COUNT_CAP, read as "at least")."""
+    return queryset.order_by()[:COUNT_CAP].count()
+
+
 def messages_check() -> dict:
-    """How much is due now, and how much looks stuck (sending past a lease, unknown for long)."""
+    """How much is due now, and how much looks stuck (sending past a lease, unknown for long),
+    each counted up to COUNT_CAP (`due_capped` says it was reached)."""
     from messaging.models import Message, MessageStatus
 
     now = clock.now()
     stuck_before = now - timedelta(seconds=settings.SENDER_LEASE_SECONDS * 2)
-    return {
-        "ok": True,
-        "due": Message.objects.filter(status=MessageStatus.PENDING, next_attempt_at__lte=now).count(),
-        "stuck": Message.objects.filter(
-            status__in=[MessageStatus.SENDING, MessageStatus.UNKNOWN], updated_at__lt=stuck_before
-        ).count(),
-    }
+    due = count_capped(Message.objects.filter(status=MessageStatus.PENDING, next_attempt_at__lte=now))
+    stuck = Message.objects.filter(
+        status__in=[MessageStatus.SENDING, MessageStatus.UNKNOWN], updated_at__lt=stuck_before
+    )
+    return {"ok": True, "due": due, "due_capped": due >= COUNT_CAP, "stuck": count_capped(stuck)}
 
 
 def name_ok(workers: dict, name: str) -> bool:

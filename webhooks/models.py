@@ -77,6 +77,9 @@ class WebhookEvent(models.Model):
                 condition=Q(waiting_for__isnull=False),
                 name="webhookevent_waiting_for",
             ),
+            # Retention removes the oldest first, and the admin lists the newest first: both
+            # walk a range of it, never the table. Appended in time order, cheap to keep.
+            models.Index(fields=["received_at"], name="webhookevent_received_at"),
         ]
 
     def __str__(self) -> str:
@@ -104,8 +107,14 @@ class InboundMessage(models.Model):
     with it. Written by webhook processing in the transaction that acts on the event, one
     row per event (reprocessing the event updates it)."""
 
+    # The raw event goes after RETENTION_DAYS (messaging/retention.py); the reply stays.
     event = models.OneToOneField(
-        WebhookEvent, on_delete=models.CASCADE, related_name="inbound", verbose_name=_("webhook event")
+        WebhookEvent,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="inbound",
+        verbose_name=_("webhook event"),
     )
     # No index of their own on contact and campaign: the composite indexes below start with them.
     contact = models.ForeignKey(

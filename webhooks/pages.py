@@ -4,7 +4,6 @@ newest first, filtered by campaign, device, outcome and text (webhooks/inbound.p
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.shortcuts import render
 from django.urls import path
 from django.views.decorators.cache import never_cache
@@ -12,6 +11,7 @@ from django.views.decorators.http import require_GET
 
 from campaigns.models import Campaign
 from campaigns.views import id_or_none
+from config.paging import EstimatedCountPaginator
 from messaging.models import Device
 from webhooks.inbound import inbound_search
 from webhooks.models import InboundOutcome
@@ -25,7 +25,7 @@ def _replies_context(request) -> dict:
         "text": request.GET.get("q", "").strip(),
     }
     rows = inbound_search(**filters)
-    page = Paginator(rows, settings.OPERATOR_PAGE_SIZE).get_page(request.GET.get("page"))
+    page = EstimatedCountPaginator(rows, settings.OPERATOR_PAGE_SIZE).get_page(request.GET.get("page"))
     return {"page": page, "filters": filters, "query": request.GET.urlencode()}
 
 
