@@ -4,8 +4,8 @@ from django.conf import settings
 from django.contrib.postgres.functions import RandomUUID
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
-from django.db.models.functions import Now
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce, Now
 from django.utils.translation import gettext_lazy as _
 
 from campaigns.phones import E164_REGEX, E164PhoneField
@@ -280,6 +280,15 @@ ACCEPTED_STATUSES = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.
 OPEN_STATUSES = (MessageStatus.PENDING, MessageStatus.SENDING, MessageStatus.UNKNOWN)
 
 
+# A device's sends, as its log lists them: messages it tried or took on, and every test send
+# (queued ones too, so that the operator sees theirs waiting); each at when it went out or
+# failed, else when it is due. One definition for the page and for its index.
+DEVICE_LOG_SENDS = (
+    Q(attempts__gt=0) | Q(sent_at__isnull=False) | Q(failed_at__isnull=False) | Q(kind=MessageKind.TEST)
+)
+DEVICE_LOG_TIME = Coalesce("sent_at", "failed_at", "next_attempt_at")
+
+
 class Message(models.Model):
     """One WhatsApp message to one contact: a campaign's Message 1 or its follow-up."""
 
@@ -404,6 +413,15 @@ class Message(models.Model):
                 fields=["campaign", "device", "-kind", "id"],
                 condition=Q(status=MessageStatus.PENDING),
                 name="message_due_by_campaign",
+            ),
+            # The device's log (monitoring/device_log.py): its sends, newest first, an index range
+            # whatever the device's history; a launch's pending rows are not in it.
+            models.Index(
+                F("device"),
+                DEVICE_LOG_TIME.desc(),
+                F("id").desc(),
+                condition=DEVICE_LOG_SENDS,
+                name="message_device_log",
             ),
         ]
 

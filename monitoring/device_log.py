@@ -9,29 +9,28 @@ went to, not its contact's.
 """
 
 from django.conf import settings
-from django.core.paginator import Page, Paginator
-from django.db.models import Q, QuerySet
-from django.db.models.functions import Coalesce
+from django.core.paginator import Page
+from django.db.models import QuerySet
 
 from config.logging import phone_mask
-from messaging.models import Device, Message, MessageKind
+from config.paging import EstimatedCountPaginator
+from messaging.models import DEVICE_LOG_SENDS, DEVICE_LOG_TIME, Device, Message, MessageKind
 
 
 def device_sends(device: Device) -> QuerySet[Message]:
     """The device's sends, newest first: by when each went out or failed, else when it is due
     (a queued test send: when it was queued; `next_attempt_at` follows the one clock)."""
-    tried = Q(attempts__gt=0) | Q(sent_at__isnull=False) | Q(failed_at__isnull=False)
     return (
-        Message.objects.filter(tried | Q(kind=MessageKind.TEST), device=device)
+        Message.objects.filter(DEVICE_LOG_SENDS, device=device)
         .select_related("campaign", "contact")
-        .annotate(logged_at=Coalesce("sent_at", "failed_at", "next_attempt_at"))
+        .annotate(logged_at=DEVICE_LOG_TIME)
         .order_by("-logged_at", "-pk")
     )
 
 
 def device_log_page(device: Device, number) -> Page:
     """One page of `device_sends`, each row with `to_masked` and `is_test` for the template."""
-    page = Paginator(device_sends(device), settings.OPERATOR_PAGE_SIZE).get_page(number)
+    page = EstimatedCountPaginator(device_sends(device), settings.OPERATOR_PAGE_SIZE).get_page(number)
     for message in page:
         message.is_test = message.kind == MessageKind.TEST
         message.to_masked = phone_mask(message.phone or message.contact.phone)

@@ -107,3 +107,46 @@ def test_the_dashboard_and_the_device_admin_link_to_the_log(operator, device_wit
         f'href="{url}"'
         in operator.get(reverse("admin:messaging_device_change", args=[device.pk])).content.decode()
     )
+
+
+def test_a_page_of_the_log_is_an_index_range_however_long_the_devices_history(db, fake_clock):
+    """A year of sends on a device: its newest page is read through the log's index, a page's
+    rows and no more, not sorted out of the whole history."""
+    import json
+
+    from django.db import connection
+
+    from monitoring.device_log import device_sends
+
+    device = make_device(label="Busy number")
+    campaign = make_campaign(device=device)
+    contacts = [make_contact() for _ in range(50)]
+    start = clock.now() - timedelta(days=365)
+    Message.objects.bulk_create(
+        Message(
+            campaign=campaign,
+            contact=contacts[i % 50],
+            device=device,
+            kind=MessageKind.MESSAGE_1 if i < 50 else MessageKind.TEST,
+            phone="" if i < 50 else OWN_PHONE,
+            status=MessageStatus.SENT,
+            sent_at=start + timedelta(minutes=i),
+            attempts=1,
+        )
+        for i in range(3000)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {Message._meta.db_table}")
+        sql, params = device_sends(device)[:25].query.sql_with_params()
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params)
+        plan = cursor.fetchone()[0]
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+    assert "message_device_log" in json.dumps(plan)
+    assert _message_rows_read(plan[0]["Plan"]) <= 26  # one page, not 3,000 sorted
+
+
+def _message_rows_read(node: dict) -> int:
+    here = 0
+    if node.get("Relation Name") == Message._meta.db_table and "Scan" in node["Node Type"]:
+        here = (node["Actual Rows"] + node.get("Rows Removed by Filter", 0)) * node["Actual Loops"]
+    return here + sum(_message_rows_read(child) for child in node.get("Plans", []))
