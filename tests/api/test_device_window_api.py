@@ -33,3 +33,16 @@ def test_a_device_has_the_default_window_and_zone_and_its_number_is_new_today(re
     body = reader.get(f"/api/devices/{device.pk}/").json()
     assert (body["send_window"], body["time_zone"]) == ("mon-sun 09:00-20:00", "Europe/Paris")
     assert body["number_since"] == device.created_at.date().isoformat()
+
+
+def test_an_unreadable_window_is_explained_in_french_too(staff):
+    device = make_device()
+    response = staff.patch(
+        f"/api/devices/{device.pk}/",
+        {"send_window": "lun 09:00-20:00"},
+        format="json",
+        HTTP_ACCEPT_LANGUAGE="fr",
+    )
+    assert response.status_code == 400
+    (error,) = response.json()["send_window"]
+    assert error.startswith("Plage d’envoi illisible (jour inconnu « lun » : utilisez mon, tue")
