@@ -208,7 +208,9 @@ class CampaignProgress:
     campaign: Campaign
     counts: CampaignCounts
     estimated_finish: datetime | None  # None: nothing left, paused, halted device, or no room at all
-    note: str  # why there is no estimate: "all_sent", "paused", "halted", "no_allowance", or ""
+    # Why there is no estimate: "all_sent", "paused", "halted", "no_allowance"; with one,
+    # "warm_up" when a device's young number sends less today; else "".
+    note: str
 
 
 def campaigns_in_progress(*, now: datetime) -> list[CampaignProgress]:
@@ -250,7 +252,9 @@ def _latest(parts: list[tuple[datetime | None, str]]) -> tuple[datetime | None, 
     for finish, note in parts:
         if finish is None:
             return None, note
-    return (max(finish for finish, _ in parts), "") if parts else (None, "all_sent")
+    if not parts:
+        return None, "all_sent"
+    return max(finish for finish, _ in parts), "warm_up" if any(note for _, note in parts) else ""
 
 
 def _open_by_device(campaign_ids: list[int]) -> dict[int, dict[int, int]]:
@@ -283,10 +287,10 @@ def _open_by_device_counted(campaign_ids: list[int]) -> dict[int, dict[int, int]
 def _finish(campaign: Campaign, device: Device, message_1: int, message_2: int, now: datetime):
     if device.halted_at is not None:
         return None, "halted"
-    start = max(campaign.starts_at or now, now)
+    start, policy = max(campaign.starts_at or now, now), device_policy(device)
     try:
         finish = pacing.pacing_estimate_finish(
-            policy=device_policy(device),
+            policy=policy,
             state=device_state(device, now),
             now=start,
             message_1=message_1,
@@ -294,7 +298,7 @@ def _finish(campaign: Campaign, device: Device, message_1: int, message_2: int, 
         )
     except ValueError:  # the device allows no Message 1 at all (a limit of zero)
         return None, "no_allowance"
-    return finish, ""
+    return finish, "warm_up" if policy.warming_up(start.date()) else ""
 
 
 def _pending_message_2(device_ids: list[int]) -> dict[int, int]:

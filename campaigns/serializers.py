@@ -296,6 +296,8 @@ class DeviceShareSerializer(serializers.Serializer):
     remaining_today = serializers.IntegerField()
     estimated_finish = serializers.DateTimeField(allow_null=True)
     halted = serializers.BooleanField()
+    daily_limit = serializers.IntegerField(help_text="The start day's limit (lower while warming up).")
+    warming_up = serializers.BooleanField(help_text="A young number: warm-up lowers the start day's limit.")
 
 
 class LaunchResultSerializer(serializers.Serializer):
@@ -316,6 +318,8 @@ def device_shares(pace) -> list[dict]:
             "remaining_today": device.remaining_today,
             "estimated_finish": device.estimated_finish,
             "halted": device.halted,
+            "daily_limit": device.daily_limit,
+            "warming_up": device.warming_up,
         }
         for device in pace.devices
     ]

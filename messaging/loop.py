@@ -115,6 +115,7 @@ class SenderLoop:
         self._lock = threading.Lock()
         self._wake = threading.Event()  # a step finished, a wake-up came, or stop()
         self._woken = False  # a wake-up came (NOTIFY): look for due devices now
+        self._woken_devices: set[str] = set()  # their ids (NOTIFY payloads), to lift their parking
         self._listener: threading.Thread | None = None
 
     # --- Running -----------------------------------------------------------------------------
@@ -281,7 +282,12 @@ class SenderLoop:
                 self.lost.discard(device_id)
 
     def _parked_ids(self, now) -> list[int]:
-        self.parked = {d: at for d, at in self.parked.items() if at > now}
+        """Devices let go at their daily limit, until their next day (and window) opens; one
+        given new work meanwhile (a reply's Message 2, which the reserve or its after-hours
+        allowance may let go at once) is looked at again."""
+        with self._lock:
+            woken, self._woken_devices = self._woken_devices, set()
+        self.parked = {d: at for d, at in self.parked.items() if at > now and str(d) not in woken}
         return list(self.parked)
 
     def _hand_over(self, count: int) -> None:
@@ -307,7 +313,9 @@ class SenderLoop:
             with psycopg.connect(url, autocommit=True) as listener:
                 listener.execute(f"LISTEN {WAKE_CHANNEL}")
                 while not self.stopping.is_set():
-                    for _ in listener.notifies(timeout=0.25, stop_after=1):
+                    for notify in listener.notifies(timeout=0.25, stop_after=1):
+                        with self._lock:
+                            self._woken_devices.add(notify.payload)
                         self._woken = True
                         self._wake.set()
         except Exception:  # the loop still polls: a wake-up is a shortcut, never a need

@@ -55,17 +55,19 @@ def validate_time_zone(value: str) -> None:
 
 
 def validate_send_window(value: str) -> None:
-    from messaging.pacing import parse_window
+    from django.utils.translation import gettext
+
+    from messaging.pacing import WindowTextError, parse_window
 
     try:
         parse_window(value)
-    except ValueError as error:
+    except WindowTextError as error:
         raise ValidationError(
             _(
                 "Cannot read this send window (%(error)s). Write “always” or e.g. "
                 "“mon-fri 09:00-20:00; sat 10:00-13:00”."
             ),
-            params={"error": error},
+            params={"error": gettext(error.template) % error.params},
         ) from error
 
 

@@ -55,6 +55,20 @@ _RULE = re.compile(r"^(?P<days>[a-z]{3}(?:-[a-z]{3})?)\s+(?P<ranges>.+)$")
 _RANGE = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
 
 
+def gettext_noop(message: str) -> str:
+    """Marks a message for translation (makemessages finds it) without Django: the caller
+    that shows it translates it (messaging/models.py)."""
+    return message
+
+
+class WindowTextError(ValueError):
+    """A send window's text that cannot be read: `template % params`, in words."""
+
+    def __init__(self, template: str, **params: str):
+        self.template, self.params = template, params
+        super().__init__(template % params)
+
+
 @dataclass(frozen=True)
 class SendWindow:
     """A weekly window: for each weekday (0 = Monday) its open ranges in wall-clock minutes
@@ -75,7 +89,7 @@ def parse_window(text: str) -> SendWindow:
     range of days and one or more time ranges: "mon-fri 09:00-20:00; sat 10:00-12:30 14:00-18:00".
 
     Days not named are closed. A range ends at most at 24:00 and never crosses midnight
-    (write "fri 20:00-24:00; sat 00:00-02:00" for that). Raises ValueError, in words.
+    (write "fri 20:00-24:00; sat 00:00-02:00" for that). Raises WindowTextError, in words.
     """
     text = (text or "").strip().lower()
     if text in ("", ALWAYS):
@@ -84,14 +98,17 @@ def parse_window(text: str) -> SendWindow:
     for rule in filter(None, (part.strip() for part in re.split(r"[;,]", text))):
         match = _RULE.match(rule)
         if match is None:
-            raise ValueError(
-                f"cannot read {rule!r}: write a day or days then times, e.g. 'mon-fri 09:00-20:00'"
+            raise WindowTextError(
+                gettext_noop(
+                    "cannot read “%(rule)s”: write a day or days then times, e.g. mon-fri 09:00-20:00"
+                ),
+                rule=rule,
             )
         ranges = [_parse_range(word) for word in match["ranges"].split()]
         for weekday in _parse_days(match["days"]):
             days[weekday].extend(ranges)
     if not any(days):
-        raise ValueError("the window is never open")
+        raise WindowTextError(gettext_noop("the window is never open"))
     return SendWindow(tuple(tuple(sorted(ranges)) for ranges in days))
 
 
@@ -99,7 +116,9 @@ def _parse_days(words: str) -> list[int]:
     first, _, last = words.partition("-")
     for word in (first, last or first):
         if word not in WEEKDAYS:
-            raise ValueError(f"unknown day {word!r}: use {', '.join(WEEKDAYS)}")
+            raise WindowTextError(
+                gettext_noop("unknown day “%(day)s”: use %(days)s"), day=word, days=", ".join(WEEKDAYS)
+            )
     start, end = WEEKDAYS.index(first), WEEKDAYS.index(last or first)
     return [(start + offset) % 7 for offset in range((end - start) % 7 + 1)]
 
@@ -107,13 +126,17 @@ def _parse_days(words: str) -> list[int]:
 def _parse_range(word: str) -> tuple[int, int]:
     match = _RANGE.match(word)
     if match is None:
-        raise ValueError(f"cannot read the times {word!r}: write HH:MM-HH:MM, e.g. 09:00-20:00")
+        raise WindowTextError(
+            gettext_noop("cannot read the times “%(times)s”: write HH:MM-HH:MM, e.g. 09:00-20:00"), times=word
+        )
     start_hour, start_minute, end_hour, end_minute = map(int, match.groups())
     start, end = start_hour * 60 + start_minute, end_hour * 60 + end_minute
     if start_minute > 59 or end_minute > 59 or start >= _MINUTES_A_DAY or end > _MINUTES_A_DAY:
-        raise ValueError(f"{word!r} is not a time of day (00:00 to 24:00)")
+        raise WindowTextError(gettext_noop("“%(times)s” is not a time of day (00:00 to 24:00)"), times=word)
     if start >= end:
-        raise ValueError(f"{word!r} ends before it starts (a range never crosses midnight)")
+        raise WindowTextError(
+            gettext_noop("“%(times)s” ends before it starts (a range never crosses midnight)"), times=word
+        )
     return start, end
 
 

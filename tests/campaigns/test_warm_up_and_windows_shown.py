@@ -6,8 +6,16 @@ from datetime import timedelta
 import pytest
 from django.urls import reverse
 
+from campaigns.figures import campaigns_in_progress
 from messaging.models import DeviceDay
-from tests.factories import make_campaign, make_category, make_contact, make_device
+from tests.factories import (
+    make_campaign,
+    make_category,
+    make_contact,
+    make_device,
+    make_sending_campaign,
+    queue_message_1,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -85,3 +93,17 @@ def test_the_dashboard_says_when_a_device_is_outside_its_window(operator, fake_c
     make_device(label="Night", send_window="mon-sun 09:00-20:00", time_zone="Europe/Paris")
     page = operator.get(reverse("dashboard-live")).content.decode()
     assert "Outside its send window: Message 1 waits for the next opening." in page
+
+
+def test_a_campaign_on_a_young_number_says_its_finish_is_slowed_by_warm_up(operator, fake_clock, warm_up):
+    device = make_device(send_window="always")
+    campaign = make_sending_campaign(device=device)
+    queue_message_1(campaign=campaign, contacts=[make_contact() for _ in range(60)])
+    (progress,) = campaigns_in_progress(now=fake_clock.now())
+    # 45 Message 1 today, 15 tomorrow from 00:00 UTC: 5 end the batch begun today (00:01:40),
+    # then the 300 s pause, then 10 more 25 s apart.
+    tomorrow = fake_clock.now().replace(hour=0) + timedelta(days=1)
+    assert progress.estimated_finish == tomorrow + timedelta(seconds=100 + 300 + 9 * 25)
+    assert progress.note == "warm_up"
+    page = operator.get(reverse("dashboard-live")).content.decode()
+    assert "(young number: warm-up)" in page

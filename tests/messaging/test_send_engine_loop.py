@@ -248,3 +248,37 @@ def test_a_wake_up_sends_a_new_message_at_once_not_at_the_next_poll(settings):
         finally:
             loop.stop()
             thread.join(timeout=10)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reply_to_a_device_parked_at_its_limit_gets_its_message_2_at_once(settings):
+    """Message 1's quota is spent, so the loop let the device go until its next day; a reply
+    wakes it, and its Message 2 goes out from the reserve now, not tomorrow."""
+    from messaging.dispatch import senders_wake
+    from messaging.models import MessageKind
+
+    settings.SENDER_LOOP_POLL_SECONDS, settings.MESSAGE_2_RESERVE_SHARE = 0.2, 0.1
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        api = fake_wassenger.install(mock)
+        (device,) = devices_with_campaigns([{**FAST_PACING, "daily_limit": 10, "messages": 12}], prefix="42")
+        loop = SenderLoop(threads=2)
+        thread = run_in_thread(loop)
+        try:
+            wait_for(lambda: len(api.accepted) == 9, timeout=10, interval=0.01)  # 10 less the reserve
+            wait_for(lambda: device.pk in loop.parked, timeout=5, interval=0.01)
+            answered = Message.objects.filter(status=MessageStatus.SENT).first()
+            Message.objects.filter(pk=answered.pk).update(replied_at=answered.sent_at)
+            Message.objects.create(
+                campaign_id=answered.campaign_id,
+                contact_id=answered.contact_id,
+                device=device,
+                kind=MessageKind.MESSAGE_2,
+                content="Merci",
+            )
+            woken = time.monotonic()
+            senders_wake(device.pk)
+            wait_for(lambda: len(api.accepted) == 10, timeout=5, interval=0.01)
+            assert time.monotonic() - woken < 2
+        finally:
+            loop.stop()
+            thread.join(timeout=10)
