@@ -29,6 +29,7 @@ MESSAGE_1 = (
     "Répondez à ce message pour en savoir plus (STOP pour ne plus recevoir nos messages)."
 )
 MESSAGE_2 = "Merci {{ first_name }} ! Un conseiller vous rappelle aujourd'hui."
+OPT_OUT_CONFIRMATION = "C'est noté : vous ne recevrez plus de messages de notre part."
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ def _campaign(device: Device, categories: list[Category]) -> Campaign:
         defaults={
             "message_1_text": MESSAGE_1,
             "message_2_text": MESSAGE_2,
+            "opt_out_confirmation": OPT_OUT_CONFIRMATION,
             "variable_fallbacks": {"first_name": "à vous"},
             "status": CampaignStatus.DRAFT,
         },
