@@ -302,8 +302,13 @@ def _finish(campaign: Campaign, device: Device, message_1: int, message_2: int, 
 
 
 def _pending_message_2(device_ids: list[int]) -> dict[int, int]:
+    """Message 2s waiting on each device, of campaigns in progress (the others never send)."""
+    in_progress = Campaign.objects.filter(status__in=IN_PROGRESS).values("pk")
     pending = Message.objects.filter(
-        device_id__in=device_ids, kind=MessageKind.MESSAGE_2, status=MessageStatus.PENDING
+        campaign_id__in=in_progress,
+        device_id__in=device_ids,
+        kind=MessageKind.MESSAGE_2,
+        status=MessageStatus.PENDING,
     )
     return dict(pending.values_list("device_id").annotate(count=Count("id")))
 

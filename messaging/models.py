@@ -311,8 +311,8 @@ class Message(models.Model):
     contact = models.ForeignKey(
         "campaigns.Contact", on_delete=models.PROTECT, related_name="messages", db_index=False
     )
-    # Copied from the campaign so that "next due message of this device" is one index scan
-    # (the partial index below); nothing else needs an index on device alone.
+    # Copied from the campaign so that "next due message of this device" is one index probe
+    # per sending campaign (the partial index below); nothing needs an index on device alone.
     device = models.ForeignKey(
         Device, on_delete=models.PROTECT, related_name="messages", db_index=False, db_constraint=False
     )
@@ -376,12 +376,6 @@ class Message(models.Model):
             ),
         ]
         indexes = [
-            # The sender's claim: pending rows of one device, Message 2 first, then oldest.
-            models.Index(
-                fields=["device", "-kind", "id"],
-                condition=Q(status=MessageStatus.PENDING),
-                name="message_due_by_device",
-            ),
             models.Index(fields=["campaign", "status"], name="message_campaign_status"),
             # The campaign page's timeline, one row per recipient in contact order: a page of
             # it is an index range, not a sort of every recipient of a 100,000-contact campaign.
@@ -410,7 +404,9 @@ class Message(models.Model):
                 name="message_unsettled",
             ),
             # The claim: per sending campaign of the device, its next due message (messaging/claims.py),
-            # so that paused and scheduled campaigns' waiting messages are never walked.
+            # Message 2 first, then oldest, so that paused and scheduled campaigns' waiting messages
+            # are never walked. It replaced one led by device, which every claim walked through them;
+            # anything counting a device's pending messages goes through its campaigns too.
             models.Index(
                 fields=["campaign", "device", "-kind", "id"],
                 condition=Q(status=MessageStatus.PENDING),
