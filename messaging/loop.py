@@ -54,7 +54,10 @@ _DEVICE, _MESSAGE, _CAMPAIGN = Device._meta.db_table, Message._meta.db_table, Ca
 _CAMPAIGN_DEVICE = Campaign.devices.through._meta.db_table
 # A free device (no live lease, not halted) with a message due now: looked for through its
 # sending campaigns (an index probe each, as the claim does), so that a paused campaign's
-# waiting messages are not walked at every poll.
+# waiting messages are not walked at every poll; or with a test send or an opt-out confirmation
+# due (they leave whatever their campaign's status: a probe of the small index of a device's
+# pending answers). OFFSET 0 keeps the campaign's probe a probe per sending campaign: without
+# it, beside the OR, PostgreSQL may join every pending message of the device first.
 _FREE_WITH_WORK = f"""
 d.halted_at IS NULL
 AND (d.lease_owner = '' OR d.lease_expires_at IS NULL OR d.lease_expires_at < %(now)s)
@@ -63,7 +66,7 @@ AND (EXISTS (SELECT 1 FROM {_CAMPAIGN_DEVICE} cd
              JOIN {_CAMPAIGN} c ON c.id = cd.campaign_id AND c.status = 'sending'
              WHERE cd.device_id = d.id AND EXISTS (
                SELECT 1 FROM {_MESSAGE} m WHERE m.campaign_id = cd.campaign_id AND m.device_id = d.id
-                 AND m.status = 'pending' AND m.next_attempt_at <= %(now)s))
+                 AND m.status = 'pending' AND m.next_attempt_at <= %(now)s OFFSET 0))
      OR EXISTS (SELECT 1 FROM {_MESSAGE} m WHERE m.device_id = d.id AND m.status = 'pending'
                   AND m.kind IN ({BEYOND_THE_CAMPAIGN}) AND m.next_attempt_at <= %(now)s))
 """

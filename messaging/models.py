@@ -282,6 +282,9 @@ ACCEPTED_STATUSES = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.
 OPEN_STATUSES = (MessageStatus.PENDING, MessageStatus.SENDING, MessageStatus.UNKNOWN)
 
 
+# Kinds whose pending rows are also indexed by device (message_due_not_message_1).
+BY_DEVICE_KINDS = [MessageKind.MESSAGE_2, MessageKind.TEST, MessageKind.OPT_OUT]
+
 # A device's sends, as its log lists them: messages it tried or took on, and every test send
 # (queued ones too, so that the operator sees theirs waiting); each at when it went out or
 # failed, else when it is due. One definition for the page and for its index.
@@ -411,6 +414,15 @@ class Message(models.Model):
                 fields=["campaign", "device", "-kind", "id"],
                 condition=Q(status=MessageStatus.PENDING),
                 name="message_due_by_campaign",
+            ),
+            # A device's pending answers and test sends (Message 2, opt-out confirmations, tests:
+            # a handful at any time), which the claim, the snapshot and the loop's poll look up by
+            # device; the others leave through their campaigns (the index above). A launch's
+            # Message 1 rows are not in it.
+            models.Index(
+                fields=["device", "-kind", "id"],
+                condition=Q(status=MessageStatus.PENDING) & Q(kind__in=BY_DEVICE_KINDS),
+                name="message_due_not_message_1",
             ),
             # The device's log (monitoring/device_log.py): its sends, newest first, an index range
             # whatever the device's history; a launch's pending rows are not in it.
