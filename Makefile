@@ -23,8 +23,11 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 run: $(VENV)/.installed
 	$(WITH_DB) $(PY) manage.py runall
 
+# Test processes (pytest-xdist); PYTEST_WORKERS=0 runs the suite in this process.
+PYTEST_WORKERS ?= 2
+
 test: $(VENV)/.installed browser
-	$(WITH_DB) $(PY) -m pytest $(PYTEST_ARGS)
+	$(WITH_DB) $(PY) -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed
 	$(WITH_DB) $(PY) bench/run_all.py
