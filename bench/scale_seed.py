@@ -58,21 +58,22 @@ _SQL = {
     "devices": f"""
 INSERT INTO messaging_device (id, label, wassenger_id, phone, is_default, daily_limit, gap_seconds,
   batch_size, batch_pause_seconds, sent_in_batch, halted_reason, session_status, wassenger_status, plan,
-  lease_owner, link_failures, created_at)
+  lease_owner, link_failures, created_at, time_zone, send_window, number_since)
 SELECT d, 'Numéro ' || d, lpad(to_hex(d), 24, '0'), '+3370000' || lpad(d::text, 4, '0'), d = 1, 1000, 25,
-  25, 300, 0, '', 'online', 'operative', 'io-professional', '', 0, %(now)s::timestamptz - interval '400 days'
+  25, 300, 0, '', 'online', 'operative', 'io-professional', '', 0, %(now)s::timestamptz - interval '400 days',
+  'Europe/Paris', 'always', (%(now)s::timestamptz - interval '400 days')::date
 FROM generate_series(1, {DEVICES}) d
 """,
     "campaigns": f"""
 INSERT INTO campaigns_campaign (id, name, message_1_text, message_1_variants, message_1_media,
   message_1_template_name, message_1_template_language, message_1_template_variables, message_2_text,
   message_2_media, media_uploads, variable_fallbacks, starts_at, fatigue_days, skip_other_campaigns,
-  status, launched_at, finished_at, created_at, updated_at)
+  status, launched_at, finished_at, created_at, updated_at, opt_out_confirmation)
 SELECT g, 'Campagne ' || g, 'Bonjour {{{{ first_name }}}}', '[]', '', '', '', '[]', 'Merci !', '', '{{}}',
   '{{}}', CASE WHEN {_role("g")} = 'scheduled' THEN %(now)s::timestamptz + interval '1 day' END, 0, false,
   {_role("g")},
   t.launched, CASE WHEN {_role("g")} = 'completed' THEN t.launched + interval '30 days' END,
-  t.launched - interval '1 hour', t.launched
+  t.launched - interval '1 hour', t.launched, ''
 FROM generate_series(1, {CAMPAIGNS}) g,
   LATERAL (SELECT CASE WHEN g > 290 THEN %(now)s::timestamptz - interval '1 day'
                        ELSE %(now)s::timestamptz - (365 - g * 1.2) * interval '1 day' END AS launched) t

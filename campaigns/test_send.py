@@ -13,6 +13,7 @@ operator is told when it should leave (`TestSendResult.leaves_at`). Refusals are
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -84,7 +85,7 @@ def campaign_test_send(*, campaign: Campaign, contact: Contact, phone: str, by=N
     _refuse_what_would_never_leave(campaign, contact, device)
     with transaction.atomic():
         facts = {"campaign": campaign, "contact": contact, "device": device, "phone": phone}
-        message = Message.objects.create(**facts, kind=MessageKind.TEST, content=text)
+        message = Message.objects.create(**facts, kind=MessageKind.TEST, content=text, test_key=uuid.uuid4())
         sender_enqueue(device.pk)
     leaves_at = test_send_leaves_at(message)
     _log(campaign, contact, phone, device, f"queued message={message.pk} leaves_at={leaves_at}", by)

@@ -323,6 +323,8 @@ class Message(models.Model):
     # A test send's number, as the operator typed it (normalised); empty: the contact's own.
     phone = E164PhoneField(_("sent to"), blank=True, default="", db_default="")
     content = models.TextField(_("content"), blank=True)
+    # A test send's own key (campaigns/test_send.py); NULL for a campaign's messages.
+    test_key = models.UUIDField(null=True, blank=True, editable=False)
     # Message 1 only, when its campaign has several variants: which one (1, 2, …) it got at launch.
     variant = models.PositiveSmallIntegerField(_("variant"), null=True, blank=True)
     status = models.CharField(
@@ -362,10 +364,12 @@ class Message(models.Model):
         constraints = [
             # Contact first: it also serves "this contact's messages" (replies, opt-outs), so
             # launch writes one index fewer; the (campaign, status) index serves the campaign.
-            # A test send may be repeated: only a campaign's own messages are once per contact.
+            # A test send may be repeated: each has a key of its own, a campaign's own messages
+            # none (NULL, and NULLs count as equal here), so they stay once per contact. Not a
+            # partial index: "this contact's messages" must be able to use it whatever the kind.
             models.UniqueConstraint(
-                fields=["contact", "campaign", "kind"],
-                condition=~Q(kind=MessageKind.TEST),
+                fields=["contact", "campaign", "kind", "test_key"],
+                nulls_distinct=False,
                 name="message_once_per_campaign_contact_kind",
             ),
             models.CheckConstraint(

@@ -125,8 +125,9 @@ def test_a_page_of_the_log_is_an_index_range_however_long_the_devices_history(db
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO messaging_message"
-            " (campaign_id, contact_id, device_id, kind, content, status, phone, attempts, sent_at)"
-            " SELECT %s, %s, %s, 'test', 'Bonjour', 'sent', %s, 1, %s + g * interval '25 minutes'"
+            " (campaign_id, contact_id, device_id, kind, content, status, phone, attempts, sent_at, test_key)"
+            " SELECT %s, %s, %s, 'test', 'Bonjour', 'sent', %s, 1, %s + g * interval '25 minutes',"
+            " gen_random_uuid()"
             " FROM generate_series(1, 20000) AS g",
             [campaign.pk, contact.pk, device.pk, OWN_PHONE, start],
         )
